@@ -1,0 +1,79 @@
+#!/usr/bin/env node
+// edge-proxy's command line: the only place that wires components together.
+import { parseArgs } from 'node:util'
+import { readFileSync } from 'node:fs'
+import { ConfigError, loadConfigFile, summarize } from '../config/load.js'
+import { runEdge } from './run.js'
+
+const HELP = `edge-proxy: an edge routing proxy and load balancer
+
+Usage:
+  edge-proxy --config proxy.toml [--demo]     run the edge
+  edge-proxy check --config proxy.toml        validate the config: prints a summary (exit 0) or the errors (exit 2)
+  edge-proxy --help | --version
+
+Options:
+  -c, --config FILE   the TOML config (default: proxy.toml)
+      --demo          also start demo backends on the config's loopback backend URLs (used by npm start)
+
+Signals: SIGHUP reloads the config; SIGTERM/SIGINT drain in-flight requests and exit 0.
+`
+
+function version (): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+  return pkg.version
+}
+
+async function main (argv: string[]): Promise<number> {
+  const command = argv[0] !== undefined && !argv[0].startsWith('-') ? argv[0] : 'run'
+  const rest = command === 'run' && argv[0] !== 'run' ? argv : argv.slice(1)
+  let values: { config?: string, demo?: boolean, help?: boolean, version?: boolean }
+  try {
+    ({ values } = parseArgs({
+      args: rest,
+      options: {
+        config: { type: 'string', short: 'c' },
+        demo: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }))
+  } catch (err) {
+    process.stderr.write(`edge-proxy: ${(err as Error).message}\n\n${HELP}`)
+    return 2
+  }
+  if (values.help === true) { process.stdout.write(HELP); return 0 }
+  if (values.version === true) { process.stdout.write(`${version()}\n`); return 0 }
+  const file = values.config ?? 'proxy.toml'
+  switch (command) {
+    case 'check':
+    case 'run': {
+      let config
+      try {
+        config = await loadConfigFile(file)
+      } catch (err) {
+        if (err instanceof ConfigError) {
+          process.stderr.write(`edge-proxy: invalid config (${err.problems.length} problem${err.problems.length === 1 ? '' : 's'}):\n${err.message}\n`)
+          return 2
+        }
+        throw err
+      }
+      if (command === 'check') { process.stdout.write(`${summarize(config)}\n`); return 0 }
+      await runEdge(config, { file, demo: values.demo === true })
+      return -1 // keeps running
+    }
+    default:
+      process.stderr.write(`edge-proxy: unknown command "${command}"\n\n${HELP}`)
+      return 2
+  }
+}
+
+main(process.argv.slice(2)).then(
+  code => { if (code >= 0) process.exitCode = code },
+  (err: unknown) => {
+    process.stderr.write(`edge-proxy: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
+    process.exit(1)
+  },
+)

@@ -1,0 +1,351 @@
+// TOML -> schema -> resolved, deep-frozen Config. Every problem carries file, key path, line and reason.
+import { readFile } from 'node:fs/promises'
+import { resolve as resolvePath } from 'node:path'
+import { availableParallelism } from 'node:os'
+import { parse as parseToml, TomlError } from 'smol-toml'
+import type { z } from 'zod'
+import { configSchema, type RawConfig, type RawPool, type RawRoute } from './schema.js'
+import { locate } from './locate.js'
+import { closest } from './suggest.js'
+import { formatAddress } from './address.js'
+import type {
+  BackendConfig, Config, HashKey, ListenerConfig, PoolConfig, RouteAction, RouteConfig, ShardConfig,
+} from './types.js'
+
+export interface ConfigProblem {
+  readonly file: string
+  readonly path: string
+  readonly line: number | undefined
+  readonly message: string
+}
+
+export class ConfigError extends Error {
+  readonly code = 'EP_ERR_CONFIG'
+  readonly problems: readonly ConfigProblem[]
+  constructor (problems: ConfigProblem[]) {
+    super(problems.map(formatProblem).join('\n'))
+    this.name = 'ConfigError'
+    this.problems = problems
+  }
+}
+
+export function formatProblem (p: ConfigProblem): string {
+  const where = p.line === undefined ? p.file : `${p.file}:${p.line}`
+  return `${where}: ${p.path === '' ? '' : `${p.path}: `}${p.message}`
+}
+
+type PathItem = string | number
+
+function pathText (path: readonly PathItem[]): string {
+  let s = ''
+  for (const p of path) {
+    if (typeof p === 'number') s += `[${p}]`
+    else s += s === '' ? p : `.${p}`
+  }
+  return s
+}
+
+class Problems {
+  readonly list: ConfigProblem[] = []
+  constructor (readonly file: string, readonly text: string) {}
+  add (path: readonly PathItem[], message: string): void {
+    this.list.push({ file: this.file, path: pathText(path), line: locate(this.text, path), message })
+  }
+}
+
+export async function loadConfigFile (file: string): Promise<Config> {
+  const abs = resolvePath(file)
+  let text: string
+  try {
+    text = await readFile(abs, 'utf8')
+  } catch (err) {
+    throw new ConfigError([{ file: abs, path: '', line: undefined, message: `cannot read the file: ${(err as Error).message}` }])
+  }
+  return parseConfigText(text, abs)
+}
+
+export function parseConfigText (text: string, file = '<text>'): Config {
+  let doc: unknown
+  try {
+    doc = parseToml(text)
+  } catch (err) {
+    if (err instanceof TomlError) {
+      const reason = err.message.split('\n')[0] ?? err.message
+      throw new ConfigError([{ file, path: '', line: err.line, message: `TOML syntax: ${reason}` }])
+    }
+    throw err
+  }
+  const problems = new Problems(file, text)
+  const parsed = configSchema.safeParse(doc)
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) addZodIssue(problems, issue)
+    throw new ConfigError(problems.list)
+  }
+  const config = resolveConfig(parsed.data, problems)
+  if (problems.list.length > 0) throw new ConfigError(problems.list)
+  return deepFreeze(config)
+}
+
+function addZodIssue (problems: Problems, issue: z.core.$ZodIssue): void {
+  const path = issue.path.filter((p): p is string | number => typeof p !== 'symbol')
+  if (issue.code === 'unrecognized_keys') {
+    const known = knownKeysAt(path)
+    for (const key of issue.keys) {
+      const hint = closest(key, known)
+      problems.add([...path, key], `unknown key${hint === undefined ? '' : ` (did you mean "${hint}"?)`}; known keys here: ${known.join(', ')}`)
+    }
+    return
+  }
+  if (issue.code === 'invalid_type' && issue.input === undefined) {
+    problems.add(path, `is required (${issue.message})`)
+    return
+  }
+  problems.add(path, issue.message)
+}
+
+// Walks the schema along a data path to list the keys a table accepts.
+function knownKeysAt (path: readonly PathItem[]): string[] {
+  let s: unknown = configSchema
+  const unwrap = (x: unknown): unknown => {
+    for (;;) {
+      const def = (x as { _zod?: { def?: Record<string, unknown> } })._zod?.def
+      if (def === undefined) return x
+      if (def.type === 'optional' || def.type === 'default' || def.type === 'nullable' || def.type === 'prefault') x = def.innerType
+      else if (def.type === 'pipe') x = def.in
+      else if (def.type === 'union') x = (def.options as unknown[]).find(o => (o as { _zod: { def: { type: string } } })._zod.def.type === 'object') ?? x
+      else return x
+      if (def.type === 'union') return x
+    }
+  }
+  for (const p of path) {
+    s = unwrap(s)
+    const def = (s as { _zod: { def: Record<string, unknown> } })._zod.def
+    if (def.type === 'object') s = (def.shape as Record<string, unknown>)[p as string]
+    else if (def.type === 'array') s = def.element
+    else if (def.type === 'record') s = def.valueType
+    else return []
+    if (s === undefined) return []
+  }
+  s = unwrap(s)
+  const def = (s as { _zod: { def: Record<string, unknown> } })._zod.def
+  return def.type === 'object' ? Object.keys(def.shape as object) : []
+}
+
+const supportedSchemes = new Set(['http:', 'https:'])
+
+function resolveBackend (entry: RawPool['backends'][number], path: PathItem[], problems: Problems): BackendConfig | undefined {
+  const raw = typeof entry === 'string' ? entry : entry.url
+  const weight = typeof entry === 'string' ? 1 : entry.weight
+  const urlPath = typeof entry === 'string' ? path : [...path, 'url']
+  let u: URL
+  try {
+    u = new URL(raw)
+  } catch {
+    problems.add(urlPath, `"${raw}" is not a URL; write e.g. "http://127.0.0.1:9001"`)
+    return undefined
+  }
+  if (!supportedSchemes.has(u.protocol)) {
+    problems.add(urlPath, `"${raw}": backend URLs must be http:// or https:// (got ${u.protocol.slice(0, -1)})`)
+    return undefined
+  }
+  if ((u.pathname !== '/' && u.pathname !== '') || u.search !== '' || u.hash !== '' || u.username !== '') {
+    problems.add(urlPath, `"${raw}": a backend URL is an origin (scheme, host, port) with no path, query or credentials`)
+    return undefined
+  }
+  return { url: u.origin, weight }
+}
+
+function parseHashKey (text: string | undefined, path: PathItem[], problems: Problems): HashKey {
+  if (text === undefined || text === 'ip') return { kind: 'ip' }
+  const m = /^(header|cookie|query|path):(.+)$/.exec(text)
+  if (m !== null) {
+    const kind = m[1] as 'header' | 'cookie' | 'query' | 'path'
+    const arg = m[2] as string
+    if (kind === 'path') {
+      const n = Number(arg)
+      if (Number.isInteger(n) && n >= 1) return { kind, index: n }
+    } else if (kind === 'header') {
+      return { kind, name: arg.toLowerCase() }
+    } else {
+      return { kind, name: arg }
+    }
+  }
+  problems.add(path, `"${text}" is not a hash key: use header:NAME, cookie:NAME, query:NAME, path:N (N from 1) or ip`)
+  return { kind: 'ip' }
+}
+
+function resolvePool (name: string, raw: RawPool, problems: Problems): PoolConfig {
+  const base: PathItem[] = ['pools', name]
+  const backends: BackendConfig[] = []
+  raw.backends.forEach((b, i) => {
+    const r = resolveBackend(b, [...base, 'backends', i], problems)
+    if (r !== undefined) backends.push(r)
+  })
+  let shards: ShardConfig[] | undefined
+  if (raw.shards !== undefined) {
+    if (raw.balance !== 'hash') problems.add([...base, 'balance'], `a sharded pool needs balance = "hash" (got "${raw.balance}")`)
+    if (raw.backends.length > 0) problems.add([...base, 'backends'], 'a sharded pool lists its backends under [pools.NAME.shards], not in backends')
+    shards = []
+    for (const [shardName, list] of Object.entries(raw.shards)) {
+      const sb: BackendConfig[] = []
+      list.forEach((b, i) => {
+        const r = resolveBackend(b, [...base, 'shards', shardName, i], problems)
+        if (r !== undefined) sb.push(r)
+      })
+      if (list.length === 0) problems.add([...base, 'shards', shardName], 'a shard needs at least one backend')
+      shards.push({ name: shardName, backends: sb })
+      backends.push(...sb)
+    }
+    if (shards.length === 0) problems.add([...base, 'shards'], 'a sharded pool needs at least one shard')
+  }
+  const seen = new Set<string>()
+  for (const b of backends) {
+    if (seen.has(b.url)) problems.add([...base], `backend ${b.url} is listed twice`)
+    seen.add(b.url)
+  }
+  if (raw.hash_key !== undefined && raw.balance !== 'hash') {
+    problems.add([...base, 'hash_key'], `hash_key only applies to balance = "hash" (got "${raw.balance}")`)
+  }
+  return {
+    name,
+    balance: raw.balance,
+    backends,
+    hashKey: parseHashKey(raw.hash_key, [...base, 'hash_key'], problems),
+    shards,
+    unreachableCooldown: raw.unreachable_cooldown,
+  }
+}
+
+const hostPattern = /^(\*\.)?([a-z0-9]([a-z0-9-]*[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\.?$/
+
+function resolveRoute (raw: RawRoute, index: number, pools: Map<string, PoolConfig>, listenerNames: Set<string>, problems: Problems): RouteConfig {
+  const base: PathItem[] = ['routes', index]
+  const name = raw.name ?? `route-${index + 1}`
+  const actions = [raw.pool !== undefined, raw.redirect !== undefined, raw.respond !== undefined].filter(Boolean).length
+  if (actions !== 1) problems.add(base, `route "${name}" needs exactly one of pool, redirect or respond (has ${actions})`)
+  let host: string | undefined
+  if (raw.match.host !== undefined) {
+    host = raw.match.host.toLowerCase()
+    if (!hostPattern.test(host)) problems.add([...base, 'match', 'host'], `"${raw.match.host}" is not a host name or "*.example.com" wildcard`)
+    if (host.endsWith('.')) host = host.slice(0, -1)
+  }
+  let listeners: Set<string> | undefined
+  if (raw.listener !== undefined) {
+    listeners = new Set(Array.isArray(raw.listener) ? raw.listener : [raw.listener])
+    for (const l of listeners) {
+      if (!listenerNames.has(l)) {
+        const hint = closest(l, [...listenerNames])
+        problems.add([...base, 'listener'], `no listener named "${l}"${hint === undefined ? '' : ` (did you mean "${hint}"?)`}`)
+      }
+    }
+  }
+  let action: RouteAction
+  if (raw.redirect !== undefined) {
+    action = { kind: 'redirect', to: raw.redirect.to, status: raw.redirect.status, appendPath: raw.redirect.append_path }
+  } else if (raw.respond !== undefined) {
+    action = { kind: 'respond', status: raw.respond.status, body: raw.respond.body, contentType: raw.respond.content_type }
+  } else {
+    const pool = raw.pool === undefined ? undefined : pools.get(raw.pool)
+    if (raw.pool !== undefined && pool === undefined) {
+      const hint = closest(raw.pool, [...pools.keys()])
+      problems.add([...base, 'pool'], `route "${name}" names pool "${raw.pool}", which is not defined${hint === undefined ? '' : ` (did you mean "${hint}"?)`}; define it as [pools.${raw.pool}]`)
+    }
+    action = {
+      kind: 'pool',
+      pool: pool ?? { name: raw.pool ?? '', balance: 'round_robin', backends: [], hashKey: { kind: 'ip' }, shards: undefined, unreachableCooldown: 1000 },
+      stripPrefix: raw.strip_prefix,
+      hostHeader: raw.host_header,
+      timeout: raw.timeout,
+      connectTimeout: raw.connect_timeout,
+      idleTimeout: raw.idle_timeout,
+    }
+  }
+  if (raw.strip_prefix && raw.match.path_prefix === undefined) problems.add([...base, 'strip_prefix'], 'strip_prefix needs match.path_prefix')
+  return {
+    name,
+    index,
+    listeners,
+    match: {
+      host,
+      pathPrefix: raw.match.path_prefix,
+      methods: raw.match.methods === undefined ? undefined : new Set(raw.match.methods.map(m => m.toUpperCase())),
+      headers: raw.match.headers === undefined
+        ? undefined
+        : Object.entries(raw.match.headers).map(([k, v]) => ({ name: k.toLowerCase(), value: v === '*' ? null : v })),
+    },
+    action,
+  }
+}
+
+function resolveConfig (raw: RawConfig, problems: Problems): Config {
+  const listeners: ListenerConfig[] = []
+  const names = new Set<string>()
+  const addrs = new Map<string, string>()
+  addrs.set(formatAddress(raw.admin.listen), 'admin')
+  raw.listeners.forEach((l, i) => {
+    if (names.has(l.name)) problems.add(['listeners', i, 'name'], `two listeners are named "${l.name}"`)
+    names.add(l.name)
+    const a = formatAddress(l.listen)
+    const other = addrs.get(a)
+    if (other !== undefined && l.listen.port !== 0) problems.add(['listeners', i, 'listen'], `${a} is already used by ${other === 'admin' ? '[admin] listen' : `listener "${other}"`}`)
+    addrs.set(a, l.name)
+    listeners.push({ name: l.name, address: l.listen, protocol: l.protocol })
+  })
+  const pools = new Map<string, PoolConfig>()
+  for (const [name, p] of Object.entries(raw.pools)) pools.set(name, resolvePool(name, p, problems))
+  const routes: RouteConfig[] = []
+  const routeNames = new Set<string>()
+  raw.routes.forEach((r, i) => {
+    const route = resolveRoute(r, i, pools, names, problems)
+    if (routeNames.has(route.name)) problems.add(['routes', i, 'name'], `two routes are named "${route.name}"`)
+    routeNames.add(route.name)
+    routes.push(route)
+  })
+  const workers = raw.server.workers === 'auto' ? availableParallelism() : raw.server.workers
+  return {
+    file: problems.file,
+    server: {
+      workers,
+      shutdownTimeout: raw.server.shutdown_timeout,
+      maxHeaderBytes: raw.server.max_header_bytes,
+      headersTimeout: raw.server.headers_timeout,
+      keepAliveTimeout: raw.server.keepalive_timeout,
+    },
+    admin: { address: raw.admin.listen, token: raw.admin.token },
+    log: { access: raw.log.access, level: raw.log.level },
+    listeners,
+    routes,
+    pools,
+  }
+}
+
+function deepFreeze<T> (value: T, seen = new Set<unknown>()): T {
+  if (value === null || typeof value !== 'object' || seen.has(value)) return value
+  seen.add(value)
+  if (value instanceof Map) {
+    for (const v of value.values()) deepFreeze(v, seen)
+  } else if (value instanceof Set) {
+    // Sets hold primitives here.
+  } else {
+    for (const v of Object.values(value)) deepFreeze(v, seen)
+  }
+  return Object.freeze(value)
+}
+
+/** A one-screen summary for `edge-proxy check`. */
+export function summarize (c: Config): string {
+  const lines = [`config ${c.file}: OK`]
+  lines.push(`  workers ${c.server.workers}, admin ${formatAddress(c.admin.address)}, access log ${c.log.access}`)
+  for (const l of c.listeners) lines.push(`  listener ${l.name} ${l.protocol}://${formatAddress(l.address)}`)
+  for (const r of c.routes) {
+    const m = r.match
+    const conds = [m.host && `host=${m.host}`, m.pathPrefix && `path_prefix=${m.pathPrefix}`, m.methods && `methods=${[...m.methods].join(',')}`, m.headers && `headers=${m.headers.map(h => h.name).join(',')}`].filter(Boolean).join(' ')
+    const to = r.action.kind === 'pool' ? `pool ${r.action.pool.name}` : r.action.kind === 'redirect' ? `redirect ${r.action.status} ${r.action.to}` : `respond ${r.action.status}`
+    lines.push(`  route ${r.name}: ${conds === '' ? '(any)' : conds} -> ${to}`)
+  }
+  for (const p of c.pools.values()) {
+    const detail = p.shards === undefined ? `${p.backends.length} backends` : `${p.shards.length} shards (${p.shards.map(s => `${s.name}:${s.backends.length}`).join(', ')})`
+    lines.push(`  pool ${p.name}: ${p.balance}, ${detail}`)
+  }
+  return lines.join('\n')
+}

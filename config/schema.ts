@@ -1,0 +1,103 @@
+// The shape of proxy.toml, as zod schemas. Raw (as written) types come from here; resolved types live in types.ts.
+import { z } from 'zod'
+import { parseDuration } from './duration.js'
+import { parseAddress } from './address.js'
+
+export const duration = z.string({ error: 'expected a duration string such as "150ms", "2s" or "5m"' })
+  .transform((s, ctx) => {
+    const ms = parseDuration(s)
+    if (ms === undefined) {
+      ctx.addIssue({ code: 'custom', message: `"${s}" is not a duration: write a number with a unit, e.g. "150ms", "2s", "5m", "1h"` })
+      return z.NEVER
+    }
+    return ms
+  })
+
+export const address = z.string().transform((s, ctx) => {
+  const a = parseAddress(s)
+  if (a === undefined) {
+    ctx.addIssue({ code: 'custom', message: `"${s}" is not a listen address: write "HOST:PORT", e.g. "127.0.0.1:8080" or "[::1]:8080"` })
+    return z.NEVER
+  }
+  return a
+})
+
+const backendUrl = z.string()
+const backendEntry = z.union([
+  backendUrl,
+  z.strictObject({ url: backendUrl, weight: z.number().int().min(1).max(1000).default(1) }),
+], { error: 'expected a backend URL string or { url = "...", weight = N }' })
+
+export const poolSchema = z.strictObject({
+  balance: z.enum(['round_robin', 'least_conn', 'p2c', 'hash']).default('round_robin'),
+  backends: z.array(backendEntry).default([]),
+  hash_key: z.string().optional(),
+  shards: z.record(z.string(), z.array(backendEntry)).optional(),
+  unreachable_cooldown: duration.default(1000),
+})
+
+const routeMatch = z.strictObject({
+  host: z.string().min(1).optional(),
+  path_prefix: z.string().startsWith('/', { error: 'a path prefix starts with "/"' }).optional(),
+  methods: z.array(z.string().min(1)).min(1).optional(),
+  headers: z.record(z.string(), z.string()).optional(),
+})
+
+export const routeSchema = z.strictObject({
+  name: z.string().min(1).optional(),
+  listener: z.union([z.string(), z.array(z.string())]).optional(),
+  match: routeMatch.default({}),
+  pool: z.string().optional(),
+  strip_prefix: z.boolean().default(false),
+  host_header: z.string().default('client'),
+  timeout: duration.default(30_000),
+  connect_timeout: duration.default(5_000),
+  idle_timeout: duration.default(60_000),
+  redirect: z.strictObject({
+    to: z.string().min(1),
+    status: z.union([z.literal(301), z.literal(302), z.literal(303), z.literal(307), z.literal(308)], { error: 'redirect status is one of 301, 302, 303, 307, 308' }).default(302),
+    append_path: z.boolean().default(false),
+  }).optional(),
+  respond: z.strictObject({
+    status: z.number().int().min(100).max(599).default(200),
+    body: z.string().default(''),
+    content_type: z.string().default('text/plain; charset=utf-8'),
+  }).optional(),
+})
+
+export const listenerSchema = z.strictObject({
+  name: z.string().min(1),
+  listen: address,
+  protocol: z.enum(['http']).default('http'),
+})
+
+export const configSchema = z.strictObject({
+  server: z.strictObject({
+    workers: z.union([z.number().int().min(1).max(256), z.literal('auto')], { error: 'workers is a whole number from 1, or "auto"' }).default(1),
+    shutdown_timeout: duration.default(10_000),
+    max_header_bytes: z.number().int().min(1024).max(1 << 20).default(16_384),
+    headers_timeout: duration.default(10_000),
+    keepalive_timeout: duration.default(5_000),
+  }).default({ workers: 1, shutdown_timeout: 10_000, max_header_bytes: 16_384, headers_timeout: 10_000, keepalive_timeout: 5_000 }),
+  admin: z.strictObject({
+    listen: address.default({ host: '127.0.0.1', port: 9901 }),
+    token: z.string().min(1).optional(),
+  }).default({ listen: { host: '127.0.0.1', port: 9901 } }),
+  log: z.strictObject({
+    access: z.string().min(1).default('stdout'),
+    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  }).default({ access: 'stdout', level: 'info' }),
+  listeners: z.array(listenerSchema).min(1, { error: 'at least one [[listeners]] entry is needed' }),
+  routes: z.array(routeSchema).default([]),
+  pools: z.record(z.string(), poolSchema).default({}),
+})
+
+export type RawConfig = z.infer<typeof configSchema>
+export type RawPool = z.infer<typeof poolSchema>
+export type RawRoute = z.infer<typeof routeSchema>
+
+/** The keys each table accepts, for "did you mean" hints. */
+export function knownKeys (schema: z.ZodType): string[] {
+  const shape = (schema as unknown as { shape?: Record<string, unknown> }).shape
+  return shape === undefined ? [] : Object.keys(shape)
+}

@@ -1,0 +1,91 @@
+// The resolved, frozen configuration: durations in ms, names resolved to objects. Nothing after load re-checks it.
+import type { Address } from './address.js'
+
+export type BalanceName = 'round_robin' | 'least_conn' | 'p2c' | 'hash'
+
+export type HashKey =
+  | { kind: 'header', name: string }
+  | { kind: 'cookie', name: string }
+  | { kind: 'query', name: string }
+  | { kind: 'path', index: number }
+  | { kind: 'ip' }
+
+export interface BackendConfig {
+  /** Normalised origin, e.g. "http://127.0.0.1:9001". The identity of a backend across reloads. */
+  readonly url: string
+  readonly weight: number
+}
+
+export interface ShardConfig {
+  readonly name: string
+  readonly backends: readonly BackendConfig[]
+}
+
+export interface PoolConfig {
+  readonly name: string
+  readonly balance: BalanceName
+  readonly backends: readonly BackendConfig[]
+  readonly hashKey: HashKey
+  /** Present for a sharded pool; then `backends` is every shard's backends together. */
+  readonly shards: readonly ShardConfig[] | undefined
+  /** How long a backend that refused a connection is passed over before it is tried again. */
+  readonly unreachableCooldown: number
+}
+
+export interface HeaderMatch { readonly name: string, readonly value: string | null }
+
+export interface RouteMatch {
+  /** Lower-case exact host, or a wildcard "*.example.com" (one or more labels). */
+  readonly host: string | undefined
+  readonly pathPrefix: string | undefined
+  readonly methods: ReadonlySet<string> | undefined
+  readonly headers: readonly HeaderMatch[] | undefined
+}
+
+export type RouteAction =
+  | {
+    readonly kind: 'pool'
+    readonly pool: PoolConfig
+    readonly stripPrefix: boolean
+    /** "client" keeps the client's Host, "backend" uses the backend URL's host, anything else is sent as is. */
+    readonly hostHeader: string
+    readonly timeout: number
+    readonly connectTimeout: number
+    readonly idleTimeout: number
+  }
+  | { readonly kind: 'redirect', readonly to: string, readonly status: number, readonly appendPath: boolean }
+  | { readonly kind: 'respond', readonly status: number, readonly body: string, readonly contentType: string }
+
+export interface RouteConfig {
+  readonly name: string
+  readonly index: number
+  /** Listener names the route applies to; undefined = every HTTP listener. */
+  readonly listeners: ReadonlySet<string> | undefined
+  readonly match: RouteMatch
+  readonly action: RouteAction
+}
+
+export type ListenerProtocol = 'http'
+
+export interface ListenerConfig {
+  readonly name: string
+  readonly address: Address
+  readonly protocol: ListenerProtocol
+}
+
+export interface Config {
+  /** Absolute path of the file it was loaded from ("" when loaded from text). */
+  readonly file: string
+  readonly server: {
+    readonly workers: number
+    readonly shutdownTimeout: number
+    readonly maxHeaderBytes: number
+    readonly headersTimeout: number
+    readonly keepAliveTimeout: number
+  }
+  readonly admin: { readonly address: Address, readonly token: string | undefined }
+  readonly log: { readonly access: string, readonly level: string }
+  readonly listeners: readonly ListenerConfig[]
+  readonly routes: readonly RouteConfig[]
+  readonly pools: ReadonlyMap<string, PoolConfig>
+}

@@ -1,0 +1,84 @@
+// The admin listener: /healthz and POST /api/reload for now. Loopback by default; a token guards it elsewhere.
+import http, { type IncomingMessage, type ServerResponse } from 'node:http'
+import { timingSafeEqual } from 'node:crypto'
+import type { Logger } from 'pino'
+import type { Address } from '../config/address.js'
+
+export interface AdminDeps {
+  readonly log: Logger
+  /** Loads and applies the config file again; resolves with a summary or rejects with the reason. */
+  reload (): Promise<string>
+  /** Extra JSON for /healthz (role, generation, workers). */
+  health (): Record<string, unknown>
+}
+
+export interface AdminOptions {
+  readonly address: Address
+  readonly token: string | undefined
+}
+
+function json (res: ServerResponse, status: number, body: unknown): void {
+  const text = `${JSON.stringify(body, null, 2)}\n`
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' })
+  res.end(text)
+}
+
+function tokenOk (req: IncomingMessage, token: string | undefined): boolean {
+  if (token === undefined) return true
+  const auth = req.headers.authorization ?? ''
+  const given = Buffer.from(auth.startsWith('Bearer ') ? auth.slice(7) : '')
+  const want = Buffer.from(token)
+  return given.length === want.length && timingSafeEqual(given, want)
+}
+
+export class AdminServer {
+  readonly server: http.Server
+  constructor (readonly opts: AdminOptions, readonly deps: AdminDeps) {
+    this.server = http.createServer((req, res) => { this.handle(req, res) })
+    this.server.on('clientError', (_err, socket) => { socket.destroy() })
+  }
+
+  listen (): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject)
+      this.server.listen(this.opts.address.port, this.opts.address.host, () => {
+        this.server.off('error', reject)
+        resolve()
+      })
+    })
+  }
+
+  get port (): number {
+    const a = this.server.address()
+    return a !== null && typeof a === 'object' ? a.port : 0
+  }
+
+  private handle (req: IncomingMessage, res: ServerResponse): void {
+    if (!tokenOk(req, this.opts.token)) {
+      res.writeHead(401, { 'www-authenticate': 'Bearer', 'content-type': 'text/plain' })
+      res.end('401 unauthorized: send Authorization: Bearer <admin token>\n')
+      return
+    }
+    const path = (req.url ?? '/').split('?')[0]
+    if (path === '/healthz' && (req.method === 'GET' || req.method === 'HEAD')) {
+      json(res, 200, { status: 'ok', pid: process.pid, ...this.deps.health() })
+      return
+    }
+    if (path === '/api/reload') {
+      if (req.method !== 'POST') { res.writeHead(405, { allow: 'POST' }); res.end(); return }
+      this.deps.reload().then(
+        summary => { json(res, 200, { ok: true, summary }) },
+        (err: Error) => { json(res, 400, { ok: false, error: err.message }) },
+      )
+      return
+    }
+    json(res, 404, { error: `no admin endpoint ${req.method ?? ''} ${path ?? ''}` })
+  }
+
+  close (): Promise<void> {
+    return new Promise(resolve => {
+      this.server.close(() => { resolve() })
+      this.server.closeAllConnections()
+    })
+  }
+}

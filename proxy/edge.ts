@@ -1,0 +1,114 @@
+// The edge in one process: backend store, current table, HTTP listeners and logs. start() / reload() / close().
+import type { Logger } from 'pino'
+import type { Config } from '../config/types.js'
+import { formatAddress } from '../config/address.js'
+import { BackendStore } from './backend.js'
+import { EdgeTable } from './table.js'
+import { HttpListener } from './http-listener.js'
+import { createAccessLog, type AccessLog } from './log.js'
+
+export interface EdgeDeps {
+  readonly log: Logger
+}
+
+function backendOptions (config: Config): { connectTimeout: number, keepAliveTimeout: number, maxHeaderSize: number } {
+  let connectTimeout = 0
+  for (const r of config.routes) if (r.action.kind === 'pool') connectTimeout = Math.max(connectTimeout, r.action.connectTimeout)
+  return { connectTimeout: connectTimeout === 0 ? 5000 : connectTimeout, keepAliveTimeout: 4000, maxHeaderSize: config.server.maxHeaderBytes }
+}
+
+function listenerKey (l: Config['listeners'][number]): string {
+  return `${l.name}|${l.protocol}|${formatAddress(l.address)}`
+}
+
+export class Edge {
+  readonly store: BackendStore
+  readonly log: Logger
+  #table: EdgeTable
+  #accessLog: AccessLog | undefined
+  readonly #listeners = new Map<string, HttpListener>()
+  #closed = false
+
+  constructor (config: Config, deps: EdgeDeps) {
+    this.log = deps.log
+    this.store = new BackendStore(backendOptions(config))
+    this.#table = new EdgeTable(config, this.store)
+    this.#accessLog = createAccessLog(config.log.access)
+  }
+
+  get config (): Config { return this.#table.config }
+  table (): EdgeTable { return this.#table }
+  listeners (): HttpListener[] { return [...this.#listeners.values()] }
+
+  listener (name: string): HttpListener | undefined {
+    for (const l of this.#listeners.values()) if (l.config.name === name) return l
+    return undefined
+  }
+
+  async start (): Promise<void> {
+    try {
+      await this.syncListeners(this.#table.config)
+    } catch (err) {
+      await this.close(0)
+      throw err
+    }
+  }
+
+  private async syncListeners (config: Config): Promise<void> {
+    const wanted = new Map(config.listeners.map(l => [listenerKey(l), l]))
+    const self = this
+    const deps = {
+      table: () => self.#table,
+      get accessLog () { return self.#accessLog },
+      log: this.log,
+    }
+    const started: HttpListener[] = []
+    try {
+      for (const [key, l] of wanted) {
+        if (this.#listeners.has(key)) continue
+        const listener = new HttpListener(l, deps, config.server)
+        await listener.listen()
+        started.push(listener)
+        this.#listeners.set(key, listener)
+        this.log.info({ listener: l.name, address: listener.address() }, 'listening')
+      }
+    } catch (err) {
+      for (const l of started) {
+        for (const [k, v] of this.#listeners) if (v === l) this.#listeners.delete(k)
+        await l.close(0)
+      }
+      throw err
+    }
+    for (const [key, l] of this.#listeners) {
+      if (!wanted.has(key)) {
+        this.#listeners.delete(key)
+        this.log.info({ listener: l.config.name }, 'listener removed')
+        void l.close(config.server.shutdownTimeout)
+      }
+    }
+  }
+
+  /** Swaps in a new config: new requests use it at once; running ones finish on the old objects. */
+  async reload (config: Config): Promise<void> {
+    if (this.#closed) return
+    await this.syncListeners(config)
+    const next = new EdgeTable(config, this.store)
+    const oldLog = this.#accessLog
+    if (config.log.access !== this.#table.config.log.access) {
+      this.#accessLog = createAccessLog(config.log.access)
+      oldLog?.flush()
+    }
+    this.#table = next
+    // Backends no longer named close after their in-flight requests.
+    void this.store.retain(next.backendUrls())
+  }
+
+  async close (timeoutMs: number): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    await Promise.all([...this.#listeners.values()].map(l => l.close(timeoutMs)))
+    this.#listeners.clear()
+    await this.store.close()
+    this.#accessLog?.flush()
+  }
+}

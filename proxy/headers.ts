@@ -1,0 +1,36 @@
+// Header work on the hot path: hop-by-hop removal and the forwarded headers, over flat [name, value, ...] arrays.
+
+/** Hop-by-hop headers (RFC 9110 7.6.1) plus those we always set ourselves. Lower-case. */
+const HOP_BY_HOP = new Set([
+  'connection', 'keep-alive', 'te', 'trailer', 'transfer-encoding', 'upgrade',
+  'proxy-connection', 'proxy-authenticate', 'proxy-authorization',
+])
+
+export function isHopByHop (lowerName: string): boolean {
+  return HOP_BY_HOP.has(lowerName)
+}
+
+/** Names listed in a Connection header value (lower-case), or undefined when it names none beyond the usual. */
+export function connectionNamed (value: string | undefined): Set<string> | undefined {
+  if (value === undefined) return undefined
+  let out: Set<string> | undefined
+  for (const part of value.split(',')) {
+    const n = part.trim().toLowerCase()
+    if (n === '' || n === 'close' || n === 'keep-alive' || n === 'upgrade') continue
+    ;(out ??= new Set()).add(n)
+  }
+  return out
+}
+
+/** `Forwarded` node syntax: IPv6 addresses are quoted and bracketed. */
+export function forwardedFor (ip: string): string {
+  return ip.includes(':') ? `"[${ip}]"` : ip
+}
+
+let counter = 0
+const prefix = Math.floor(Math.random() * 0x7fffffff).toString(36)
+/** A request id unique within this process and very likely across processes. */
+export function newRequestId (): string {
+  counter = (counter + 1) | 0
+  return `${prefix}-${process.pid.toString(36)}-${(counter >>> 0).toString(36)}`
+}

@@ -1,0 +1,309 @@
+// An HTTP listener: accepts requests, rejects what could be read two ways, routes, and hands pool routes to an
+// Exchange. Respond and redirect routes are answered here.
+import http, { type IncomingMessage, type ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
+import type { Logger } from 'pino'
+import type { ListenerConfig, RouteConfig } from '../config/types.js'
+import { formatAddress } from '../config/address.js'
+import { Exchange, sendError, type ExchangeObserver, type PoolAction } from './forward.js'
+import { forwardedFor, newRequestId } from './headers.js'
+import { normalizeHost } from './router.js'
+import type { EdgeTable } from './table.js'
+import type { AccessLog } from './log.js'
+import { proxyUpgrade } from './upgrade.js'
+
+export interface ListenerDeps {
+  /** The current table; read once per request. */
+  table (): EdgeTable
+  readonly accessLog: AccessLog | undefined
+  readonly log: Logger
+}
+
+const VIA = '1.1 edge-proxy'
+
+/** What the header scan found, reused by the upgrade path. */
+export interface ScannedRequest {
+  host: string
+  rawHost: string
+  requestId: string
+  headers: string[]
+  hasBody: boolean
+  bad: string | undefined
+}
+
+/**
+ * One pass over rawHeaders: keeps end-to-end headers, drops hop-by-hop ones, and appends the forwarded set.
+ * `keepUpgrade` keeps Connection/Upgrade for WebSocket handshakes.
+ */
+export function scanRequest (req: IncomingMessage, proto: string, clientIp: string, keepUpgrade: boolean): ScannedRequest {
+  const raw = req.rawHeaders
+  const out: string[] = []
+  let rawHost = ''
+  let xff: string | undefined
+  let forwarded: string | undefined
+  let via: string | undefined
+  let requestId: string | undefined
+  let connection: string | undefined
+  let te: string | undefined
+  let contentLength: string | undefined
+  let upgrade: string | undefined
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string
+    const value = raw[i + 1] as string
+    switch (name.length) {
+      case 2: if (name.toLowerCase() === 'te') { if (keepUpgrade) out.push(name, value); continue } break
+      case 3: if (name.toLowerCase() === 'via') { via = via === undefined ? value : `${via}, ${value}`; continue } break
+      case 4: if (name.toLowerCase() === 'host') { rawHost = value; continue } break
+      case 7: {
+        const l = name.toLowerCase()
+        if (l === 'upgrade') { upgrade = value; continue }
+        if (l === 'trailer') continue
+        break
+      }
+      case 9: if (name.toLowerCase() === 'forwarded') { forwarded = forwarded === undefined ? value : `${forwarded}, ${value}`; continue } break
+      case 10: {
+        const l = name.toLowerCase()
+        if (l === 'connection') { connection = value; continue }
+        if (l === 'keep-alive') continue
+        break
+      }
+      case 12: if (name.toLowerCase() === 'x-request-id') { requestId = value; continue } break
+      case 14: if (name.toLowerCase() === 'content-length') contentLength = value; break
+      case 15: {
+        const l = name.toLowerCase()
+        if (l === 'x-forwarded-for') { xff = xff === undefined ? value : `${xff}, ${value}`; continue }
+        break
+      }
+      case 16: {
+        const l = name.toLowerCase()
+        if (l === 'x-forwarded-host' || l === 'proxy-connection') continue
+        break
+      }
+      case 17: {
+        const l = name.toLowerCase()
+        if (l === 'transfer-encoding') { te = te === undefined ? value : `${te}, ${value}`; continue }
+        if (l === 'x-forwarded-proto') continue
+        break
+      }
+      case 19: {
+        const l = name.toLowerCase()
+        if (l === 'proxy-authorization' || l === 'proxy-authenticate') continue
+        break
+      }
+    }
+    out.push(name, value)
+  }
+  let bad: string | undefined
+  // Node's parser already refuses CL+TE, repeated CL, bad chunk sizes and obs-fold; it accepts a TE list ending
+  // in chunked ("gzip, chunked"), which a backend could read differently once we re-frame the body: refuse it.
+  if (te !== undefined && te.trim().toLowerCase() !== 'chunked') bad = `unsupported Transfer-Encoding "${te}": only "chunked" is accepted`
+  if (connection !== undefined) {
+    const lower = connection.toLowerCase()
+    if (lower.includes(',') || (lower.trim() !== 'close' && lower.trim() !== 'keep-alive' && lower.trim() !== 'upgrade')) {
+      const named = new Set(lower.split(',').map(s => s.trim()).filter(s => s !== '' && s !== 'close' && s !== 'keep-alive' && s !== 'upgrade'))
+      if (named.size > 0) {
+        let w = 0
+        for (let r = 0; r < out.length; r += 2) {
+          if (named.has((out[r] as string).toLowerCase())) continue
+          out[w++] = out[r] as string
+          out[w++] = out[r + 1] as string
+        }
+        out.length = w
+      }
+    }
+  }
+  if (keepUpgrade && upgrade !== undefined) out.push('connection', 'upgrade', 'upgrade', upgrade)
+  const id = requestId ?? newRequestId()
+  const host = normalizeHost(rawHost)
+  out.push(
+    'host', rawHost,
+    'x-forwarded-for', xff === undefined ? clientIp : `${xff}, ${clientIp}`,
+    'x-forwarded-proto', proto,
+    'x-forwarded-host', rawHost,
+    'forwarded', `${forwarded === undefined ? '' : `${forwarded}, `}for=${forwardedFor(clientIp)};host=${rawHost === '' ? '""' : quoteIfNeeded(rawHost)};proto=${proto}`,
+    'via', via === undefined ? VIA : `${via}, ${VIA}`,
+    'x-request-id', id,
+  )
+  const hasBody = te !== undefined || (contentLength !== undefined && contentLength !== '0')
+  return { host, rawHost, requestId: id, headers: out, hasBody, bad }
+}
+
+function quoteIfNeeded (v: string): string {
+  return /^[A-Za-z0-9.\-_~!$&'*+^`|]+$/.test(v) ? v : `"${v.replace(/["\\]/g, '\\$&')}"`
+}
+
+export function clientIpOf (socket: Socket): string {
+  const ip = socket.remoteAddress ?? ''
+  return ip.startsWith('::ffff:') ? ip.slice(7) : ip
+}
+
+export function rewritePath (url: string, route: RouteConfig, strip: boolean): string {
+  if (!strip || route.match.pathPrefix === undefined) return url
+  const prefix = route.match.pathPrefix
+  const cut = prefix.endsWith('/') ? prefix.length - 1 : prefix.length
+  const rest = url.slice(cut)
+  return rest === '' || rest.charCodeAt(0) === 63 /* ? */ ? `/${rest}` : rest
+}
+
+export class HttpListener implements ExchangeObserver {
+  readonly config: ListenerConfig
+  readonly server: http.Server
+  readonly #deps: ListenerDeps
+  #closing = false
+
+  constructor (config: ListenerConfig, deps: ListenerDeps, serverOpts: { maxHeaderBytes: number, headersTimeout: number, keepAliveTimeout: number }) {
+    this.config = config
+    this.#deps = deps
+    this.server = http.createServer({
+      maxHeaderSize: serverOpts.maxHeaderBytes,
+      headersTimeout: serverOpts.headersTimeout,
+      requestTimeout: 0,
+      keepAliveTimeout: serverOpts.keepAliveTimeout,
+      noDelay: true,
+    }, (req, res) => { this.handle(req, res) })
+    this.server.on('clientError', onClientError)
+    this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+      proxyUpgrade(req, socket, head, this.#deps.table(), this.config.name, 'http', this.#deps.log)
+    })
+  }
+
+  listen (): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error): void => { reject(err) }
+      this.server.once('error', onError)
+      this.server.listen(this.config.address.port, this.config.address.host, () => {
+        this.server.off('error', onError)
+        this.server.on('error', err => { this.#deps.log.error({ err, listener: this.config.name }, 'listener error') })
+        resolve()
+      })
+    })
+  }
+
+  /** The bound address (port 0 in config becomes a real port). */
+  address (): string {
+    const a = this.server.address()
+    return a !== null && typeof a === 'object' ? formatAddress({ host: a.address, port: a.port }) : ''
+  }
+
+  get port (): number {
+    const a = this.server.address()
+    return a !== null && typeof a === 'object' ? a.port : 0
+  }
+
+  handle (req: IncomingMessage, res: ServerResponse): void {
+    const start = performance.now()
+    if (this.#closing) res.shouldKeepAlive = false
+    const clientIp = clientIpOf(req.socket)
+    const scanned = scanRequest(req, 'http', clientIp, false)
+    const table = this.#deps.table()
+    if (scanned.bad !== undefined) {
+      res.shouldKeepAlive = false
+      sendError(res, 400, 'EP_ERR_BAD_REQUEST', scanned.bad, scanned.requestId)
+      this.logSimple(req, res, scanned, clientIp, start, '', 'EP_ERR_BAD_REQUEST')
+      return
+    }
+    const url = req.url ?? '/'
+    const method = req.method ?? 'GET'
+    const router = table.routers.get(this.config.name)
+    const route = router?.match(scanned.host, url, method, req)
+    if (route === undefined) {
+      sendError(res, 404, 'EP_ERR_NO_ROUTE', `no route for ${scanned.host === '' ? '(no host)' : scanned.host}${url.split('?')[0] ?? ''}`, scanned.requestId)
+      this.logSimple(req, res, scanned, clientIp, start, '', 'EP_ERR_NO_ROUTE')
+      return
+    }
+    const action = route.action
+    switch (action.kind) {
+      case 'respond': {
+        res.writeHead(action.status, {
+          'content-type': action.contentType,
+          'content-length': Buffer.byteLength(action.body),
+          'x-request-id': scanned.requestId,
+        })
+        res.end(action.body)
+        this.logSimple(req, res, scanned, clientIp, start, route.name, undefined)
+        return
+      }
+      case 'redirect': {
+        let to = action.to
+        if (action.appendPath) to += rewritePath(url, route, true).slice(to.endsWith('/') ? 1 : 0)
+        res.writeHead(action.status, { location: to, 'content-length': 0, 'x-request-id': scanned.requestId })
+        res.end()
+        this.logSimple(req, res, scanned, clientIp, start, route.name, undefined)
+        return
+      }
+      case 'pool': {
+        const pool = table.pool(action.pool.name)
+        if (pool === undefined) { // cannot happen after validation; answer rather than throw
+          sendError(res, 503, 'EP_ERR_NO_HEALTHY_BACKEND', `pool "${action.pool.name}" missing`, scanned.requestId)
+          return
+        }
+        const x = new Exchange(req, res, route, action as PoolAction, pool, scanned.requestId, clientIp, start,
+          rewritePath(url, route, action.stripPrefix), scanned.headers, scanned.hasBody, this)
+        x.run(Date.now())
+      }
+    }
+  }
+
+  onExchangeEnd (x: Exchange): void {
+    const log = this.#deps.accessLog
+    if (log === undefined) return
+    const sock = x.req.socket
+    log.write({
+      requestId: x.requestId,
+      clientIp: x.clientIp,
+      method: x.req.method ?? '',
+      host: x.req.headers.host ?? '',
+      path: x.req.url ?? '',
+      status: x.status,
+      bytesIn: sock.bytesRead - x.bytesInStart,
+      bytesOut: sock.bytesWritten - x.bytesOutStart,
+      durationMs: x.durationMs,
+      route: x.route.name,
+      backend: x.member?.backend.url ?? '',
+      error: x.errorCode,
+    })
+  }
+
+  private logSimple (req: IncomingMessage, res: ServerResponse, s: ScannedRequest, clientIp: string, start: number, route: string, error: string | undefined): void {
+    const log = this.#deps.accessLog
+    if (log === undefined) return
+    log.write({
+      requestId: s.requestId,
+      clientIp,
+      method: req.method ?? '',
+      host: s.rawHost,
+      path: req.url ?? '',
+      status: res.statusCode,
+      bytesIn: 0,
+      bytesOut: 0,
+      durationMs: performance.now() - start,
+      route,
+      backend: '',
+      error,
+    })
+  }
+
+  /** Stops accepting; idle keep-alive connections close now, busy ones after their response. */
+  async close (timeoutMs: number): Promise<void> {
+    this.#closing = true
+    const closed = new Promise<void>(resolve => { this.server.close(() => { resolve() }) })
+    this.server.closeIdleConnections()
+    const timer = setTimeout(() => { this.server.closeAllConnections() }, timeoutMs)
+    // Keep closing connections that become idle after their in-flight response.
+    const sweep = setInterval(() => { this.server.closeIdleConnections() }, 50)
+    try {
+      await closed
+    } finally {
+      clearTimeout(timer)
+      clearInterval(sweep)
+    }
+  }
+}
+
+function onClientError (err: Error & { code?: string }, socket: Socket): void {
+  if (!socket.writable || err.code === 'ECONNRESET') { socket.destroy(); return }
+  const tooLarge = err.code === 'HPE_HEADER_OVERFLOW'
+  const status = tooLarge ? '431 Request Header Fields Too Large' : '400 Bad Request'
+  const body = `${status}\ncode: ${tooLarge ? 'EP_ERR_HEADERS_TOO_LARGE' : 'EP_ERR_BAD_REQUEST'}\nreason: ${err.code ?? 'malformed request'}\n`
+  socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
+}

@@ -1,0 +1,104 @@
+// A pool at run time: its members (shared backends with this pool's weights), its balancer, and its shards.
+import type { IncomingHttpHeaders } from 'node:http'
+import type { HashKey, PoolConfig } from '../config/types.js'
+import { hash32, type BackendStore } from './backend.js'
+import { balancers, type Balancer } from './balancers/index.js'
+import { Member } from './balancers/balancer.js'
+import { ConsistentHash, pickShard } from './balancers/hash.js'
+
+export class Shard {
+  readonly seed: number
+  readonly balancer: Balancer = new ConsistentHash()
+  constructor (readonly name: string, readonly members: readonly Member[]) {
+    this.seed = hash32(name)
+  }
+}
+
+export type Selection =
+  | { readonly member: Member, readonly shard: Shard | undefined, readonly key: string }
+  | { readonly member: undefined, readonly shard: Shard | undefined, readonly key: string }
+
+export class PoolRuntime {
+  readonly name: string
+  readonly config: PoolConfig
+  readonly members: readonly Member[]
+  readonly balancer: Balancer
+  readonly shards: readonly Shard[] | undefined
+  readonly usesKey: boolean
+
+  constructor (config: PoolConfig, store: BackendStore) {
+    this.name = config.name
+    this.config = config
+    const members = new Map<string, Member>()
+    for (const b of config.backends) members.set(b.url, new Member(store.get(b.url), b.weight))
+    this.members = [...members.values()]
+    this.balancer = balancers[config.balance]()
+    this.shards = config.shards?.map(s => new Shard(s.name, s.backends.map(b => members.get(b.url) as Member)))
+    this.usesKey = config.balance === 'hash'
+  }
+
+  /** Picks a member for a request; with shards, only inside the key's shard. */
+  select (req: { readonly headers: IncomingHttpHeaders }, path: string, clientIp: string, now: number, exclude: Member | undefined, key?: string): Selection {
+    const k = key ?? (this.usesKey ? hashKeyOf(this.config.hashKey, req, path, clientIp) : '')
+    if (this.shards !== undefined) {
+      const shard = pickShard(this.shards, k) as Shard
+      return { member: shard.balancer.pick(shard.members, now, k, exclude), shard, key: k }
+    }
+    return { member: this.balancer.pick(this.members, now, k, exclude), shard: undefined, key: k }
+  }
+}
+
+/** The request's hash key; an absent key is the empty string (documented: it always lands on one shard). */
+export function hashKeyOf (hk: HashKey, req: { readonly headers: IncomingHttpHeaders }, path: string, clientIp: string): string {
+  switch (hk.kind) {
+    case 'ip':
+      return clientIp
+    case 'header': {
+      const v = req.headers[hk.name]
+      return v === undefined ? '' : Array.isArray(v) ? v.join(',') : v
+    }
+    case 'cookie':
+      return cookieValue(req.headers.cookie, hk.name)
+    case 'query':
+      return queryValue(path, hk.name)
+    case 'path':
+      return pathSegment(path, hk.index)
+  }
+}
+
+function cookieValue (cookie: string | undefined, name: string): string {
+  if (cookie === undefined) return ''
+  let i = 0
+  while (i < cookie.length) {
+    while (cookie.charCodeAt(i) === 32) i++
+    const eq = cookie.indexOf('=', i)
+    if (eq === -1) return ''
+    let end = cookie.indexOf(';', eq)
+    if (end === -1) end = cookie.length
+    if (eq - i === name.length && cookie.startsWith(name, i)) return cookie.slice(eq + 1, end).trim()
+    i = end + 1
+  }
+  return ''
+}
+
+function queryValue (path: string, name: string): string {
+  const q = path.indexOf('?')
+  if (q === -1) return ''
+  const v = new URLSearchParams(path.slice(q + 1)).get(name)
+  return v ?? ''
+}
+
+function pathSegment (path: string, index: number): string {
+  let end = path.indexOf('?')
+  if (end === -1) end = path.length
+  let seg = 0
+  let i = 0
+  while (i < end) {
+    if (path.charCodeAt(i) === 47) { i++; continue }
+    let j = path.indexOf('/', i)
+    if (j === -1 || j > end) j = end
+    if (++seg === index) return path.slice(i, j)
+    i = j
+  }
+  return ''
+}
