@@ -88,6 +88,7 @@ async function runPrimary (initial: Config, log: Logger, demo: DemoBackends | un
   let reloadId = 0
   const waiting = new Map<number, { pending: Set<number>, errors: string[], done: () => void }>()
   const starts: number[] = []
+  let readyCount = 0
 
   const fork = (): Worker => {
     const w = cluster.fork({ EDGE_PROXY_WORKER: '1' })
@@ -100,7 +101,18 @@ async function runPrimary (initial: Config, log: Logger, demo: DemoBackends | un
         if (r.pending.size === 0) r.done()
       } else if (m.type === 'failed') {
         log.error({ worker: w.process.pid, reason: m.error }, 'worker failed to start')
-      } else if (m.type === 'ready' && generation > 1) {
+        if (readyCount === 0) {
+          // Nothing ever started (e.g. the port is taken): do not respawn forever, fail like workers = 1 would.
+          stopping = true
+          for (const other of Object.values(cluster.workers ?? {})) other?.kill()
+          void demo?.close()
+          log.flush()
+          process.exit(1)
+        }
+      } else if (m.type === 'ready') {
+        readyCount++
+        if (readyCount === initial.server.workers) log.info({ workers: readyCount }, 'all workers ready')
+        if (generation === 1) return
         // A worker started after a reload reads the file itself; tell it the text the others run.
         w.send({ type: 'reload', text: currentText, file: current.file, id: -1 } satisfies ToWorker)
       }

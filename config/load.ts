@@ -7,7 +7,7 @@ import type { z } from 'zod'
 import { configSchema, type RawConfig, type RawPool, type RawRoute } from './schema.js'
 import { locate } from './locate.js'
 import { closest } from './suggest.js'
-import { formatAddress } from './address.js'
+import { formatAddress, isLoopback } from './address.js'
 import type {
   BackendConfig, Config, HashKey, ListenerConfig, PoolConfig, RouteAction, RouteConfig, ShardConfig,
 } from './types.js'
@@ -278,6 +278,9 @@ function resolveRoute (raw: RawRoute, index: number, pools: Map<string, PoolConf
 }
 
 function resolveConfig (raw: RawConfig, problems: Problems): Config {
+  if (!isLoopback(raw.admin.listen.host) && raw.admin.token === undefined) {
+    problems.add(['admin', 'listen'], `the admin listener on ${formatAddress(raw.admin.listen)} is not loopback: set [admin] token, sent by clients as "Authorization: Bearer <token>"`)
+  }
   const listeners: ListenerConfig[] = []
   const names = new Set<string>()
   const addrs = new Map<string, string>()
