@@ -3,6 +3,7 @@
 import cluster, { type Worker } from 'node:cluster'
 import { readFile } from 'node:fs/promises'
 import type { Logger } from 'pino'
+import { AggregatorRegistry } from 'prom-client'
 import type { Config } from '../config/types.js'
 import { ConfigError, loadConfigFile, parseConfigText, summarize } from '../config/load.js'
 import { formatAddress } from '../config/address.js'
@@ -60,6 +61,7 @@ async function runSingle (initial: Config, log: Logger, demo: DemoBackends | und
     log,
     reload,
     health: () => ({ generation, workers: 1 }),
+    metrics: () => edge.metrics.text(),
   })
   await admin.listen()
   log.info({ address: formatAddress({ host: initial.admin.address.host, port: admin.port }) }, 'admin listening')
@@ -132,6 +134,7 @@ async function runPrimary (initial: Config, log: Logger, demo: DemoBackends | un
   })
 
   for (let i = 0; i < initial.server.workers; i++) fork()
+  const aggregator = new AggregatorRegistry()
 
   const reload = async (): Promise<string> => {
     let text: string
@@ -166,6 +169,7 @@ async function runPrimary (initial: Config, log: Logger, demo: DemoBackends | un
     log,
     reload,
     health: () => ({ generation, workers: Object.keys(cluster.workers ?? {}).length }),
+    metrics: () => aggregator.clusterMetrics(),
   })
   await admin.listen()
   log.info({ address: formatAddress({ host: initial.admin.address.host, port: admin.port }) }, 'admin listening')
@@ -200,6 +204,9 @@ async function runWorker (initial: Config): Promise<void> {
   process.on('SIGTERM', () => {})
   process.on('SIGHUP', () => {})
   const edge = new Edge(initial, { log })
+  // The primary's /metrics asks every worker for this registry and sums them.
+  AggregatorRegistry.setRegistries([edge.metrics.registry])
+  void new AggregatorRegistry() // installs prom-client's worker-side IPC listener
   let closing = false
   const close = async (timeout: number): Promise<void> => {
     if (closing) return

@@ -10,6 +10,8 @@ export interface AdminDeps {
   reload (): Promise<string>
   /** Extra JSON for /healthz (role, generation, workers). */
   health (): Record<string, unknown>
+  /** Prometheus text covering every worker. */
+  metrics (): Promise<string>
 }
 
 export interface AdminOptions {
@@ -62,6 +64,16 @@ export class AdminServer {
     const path = (req.url ?? '/').split('?')[0]
     if (path === '/healthz' && (req.method === 'GET' || req.method === 'HEAD')) {
       json(res, 200, { status: 'ok', pid: process.pid, ...this.deps.health() })
+      return
+    }
+    if (path === '/metrics' && req.method === 'GET') {
+      this.deps.metrics().then(
+        text => {
+          res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'cache-control': 'no-store' })
+          res.end(text)
+        },
+        (err: Error) => { json(res, 500, { error: `metrics unavailable: ${err.message}` }) },
+      )
       return
     }
     if (path === '/api/reload') {

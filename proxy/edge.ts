@@ -6,6 +6,7 @@ import { BackendStore } from './backend.js'
 import { EdgeTable } from './table.js'
 import { HttpListener } from './http-listener.js'
 import { createAccessLog, type AccessLog } from './log.js'
+import { EdgeMetrics } from './metrics.js'
 
 export interface EdgeDeps {
   readonly log: Logger
@@ -24,6 +25,7 @@ function listenerKey (l: Config['listeners'][number]): string {
 export class Edge {
   readonly store: BackendStore
   readonly log: Logger
+  readonly metrics: EdgeMetrics
   #table: EdgeTable
   #accessLog: AccessLog | undefined
   readonly #listeners = new Map<string, HttpListener>()
@@ -33,6 +35,7 @@ export class Edge {
     this.log = deps.log
     this.store = new BackendStore(backendOptions(config))
     this.#table = new EdgeTable(config, this.store)
+    this.metrics = new EdgeMetrics(() => this.#table)
     this.#accessLog = createAccessLog(config.log.access)
   }
 
@@ -61,6 +64,7 @@ export class Edge {
       table: () => self.#table,
       get accessLog () { return self.#accessLog },
       log: this.log,
+      metrics: this.metrics,
     }
     const started: HttpListener[] = []
     try {

@@ -11,12 +11,14 @@ import { normalizeHost } from './router.js'
 import type { EdgeTable } from './table.js'
 import type { AccessLog } from './log.js'
 import { proxyUpgrade } from './upgrade.js'
+import { errorKind, type EdgeMetrics } from './metrics.js'
 
 export interface ListenerDeps {
   /** The current table; read once per request. */
   table (): EdgeTable
   readonly accessLog: AccessLog | undefined
   readonly log: Logger
+  readonly metrics: EdgeMetrics | undefined
 }
 
 const VIA = '1.1 edge-proxy'
@@ -245,6 +247,15 @@ export class HttpListener implements ExchangeObserver {
   }
 
   onExchangeEnd (x: Exchange): void {
+    const metrics = this.#deps.metrics
+    if (metrics !== undefined) {
+      metrics.countRequest(x.route.name, x.status)
+      if (x.member !== undefined) {
+        if (x.upstreamMs >= 0) metrics.observeUpstream(x.pool.name, x.member, x.upstreamMs / 1000)
+        if (x.errorCode !== undefined && x.errorCode !== 'EP_ERR_CLIENT_ABORTED') metrics.countUpstreamError(x.pool.name, x.member.backend.url, errorKind(x.errorCode))
+      }
+      if (x.retries > 0) metrics.retries.labels(x.pool.name).inc(x.retries)
+    }
     const log = this.#deps.accessLog
     if (log === undefined) return
     const sock = x.req.socket
@@ -265,6 +276,7 @@ export class HttpListener implements ExchangeObserver {
   }
 
   private logSimple (req: IncomingMessage, res: ServerResponse, s: ScannedRequest, clientIp: string, start: number, route: string, error: string | undefined): void {
+    this.#deps.metrics?.countRequest(route, res.statusCode)
     const log = this.#deps.accessLog
     if (log === undefined) return
     log.write({

@@ -1,0 +1,85 @@
+// Prometheus metrics (prom-client) for one process. Label children are cached per route / member so the hot path
+// does an array index and an add, never a label lookup. Gauges are read from live objects at scrape time.
+import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import type { EdgeTable } from './table.js'
+import type { Member } from './balancers/balancer.js'
+
+type CounterChild = ReturnType<Counter<string>['labels']>
+type HistogramChild = ReturnType<Histogram<string>['labels']>
+
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+
+export class EdgeMetrics {
+  readonly registry = new Registry()
+  readonly requests: Counter<'route' | 'code'>
+  readonly upstreamLatency: Histogram<'pool' | 'backend'>
+  readonly upstreamErrors: Counter<'pool' | 'backend' | 'kind'>
+  readonly retries: Counter<'pool'>
+  readonly ejections: Counter<'pool' | 'backend'>
+  readonly #byRoute = new Map<string, (CounterChild | undefined)[]>()
+  readonly #latencyByMember = new WeakMap<Member, HistogramChild>()
+  #table: () => EdgeTable | undefined
+
+  constructor (table: () => EdgeTable | undefined) {
+    this.#table = table
+    const registers = [this.registry]
+    this.requests = new Counter({ name: 'edge_requests_total', help: 'Requests answered, by route and status code', labelNames: ['route', 'code'], registers })
+    this.upstreamLatency = new Histogram({ name: 'edge_upstream_latency_seconds', help: 'Time to the backend response head, by pool and backend', labelNames: ['pool', 'backend'], buckets: LATENCY_BUCKETS, registers })
+    this.upstreamErrors = new Counter({ name: 'edge_upstream_errors_total', help: 'Upstream failures by kind (connect, timeout, response, reset)', labelNames: ['pool', 'backend', 'kind'], registers })
+    this.retries = new Counter({ name: 'edge_retries_total', help: 'Requests retried on another backend', labelNames: ['pool'], registers })
+    this.ejections = new Counter({ name: 'edge_ejections_total', help: 'Outlier ejections', labelNames: ['pool', 'backend'], registers })
+    const self = this
+    new Gauge({
+      name: 'edge_backend_inflight', help: 'Requests in flight to a backend', labelNames: ['pool', 'backend'], registers,
+      collect () {
+        this.reset()
+        const t = self.#table()
+        if (t === undefined) return
+        for (const p of t.pools.values()) for (const m of p.members) this.set({ pool: p.name, backend: m.backend.url }, m.backend.inflight)
+      },
+    })
+    new Gauge({
+      name: 'edge_backend_up', help: '1 when a backend is available (healthy, not ejected, not draining), else 0', labelNames: ['pool', 'backend'], registers,
+      aggregator: 'min',
+      collect () {
+        this.reset()
+        const t = self.#table()
+        if (t === undefined) return
+        const now = Date.now()
+        for (const p of t.pools.values()) for (const m of p.members) this.set({ pool: p.name, backend: m.backend.url }, m.backend.available(now) ? 1 : 0)
+      },
+    })
+  }
+
+  countRequest (route: string, status: number): void {
+    let arr = this.#byRoute.get(route)
+    if (arr === undefined) { arr = []; this.#byRoute.set(route, arr) }
+    let c = arr[status]
+    if (c === undefined) { c = this.requests.labels(route, String(status)); arr[status] = c }
+    c.inc()
+  }
+
+  observeUpstream (pool: string, m: Member, seconds: number): void {
+    let h = this.#latencyByMember.get(m)
+    if (h === undefined) { h = this.upstreamLatency.labels(pool, m.backend.url); this.#latencyByMember.set(m, h) }
+    h.observe(seconds)
+  }
+
+  countUpstreamError (pool: string, backend: string, kind: string): void {
+    this.upstreamErrors.labels(pool, backend, kind).inc()
+  }
+
+  text (): Promise<string> {
+    return this.registry.metrics()
+  }
+}
+
+export function errorKind (code: string | undefined): string {
+  switch (code) {
+    case 'EP_ERR_UPSTREAM_CONNECT': return 'connect'
+    case 'EP_ERR_UPSTREAM_TIMEOUT': return 'timeout'
+    case 'EP_ERR_UPSTREAM_RESPONSE': return 'response'
+    case 'EP_ERR_UPSTREAM_RESET': return 'reset'
+    default: return 'other'
+  }
+}
