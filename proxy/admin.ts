@@ -3,6 +3,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import { timingSafeEqual } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { Address } from '../config/address.js'
+import type { EventLog } from './events.js'
 
 export interface AdminDeps {
   readonly log: Logger
@@ -12,6 +13,11 @@ export interface AdminDeps {
   health (): Record<string, unknown>
   /** Prometheus text covering every worker. */
   metrics (): Promise<string>
+  /** The edge's status, merged over every worker. */
+  status (): Promise<unknown>
+  /** Sets or clears draining on a pool's backend in every worker; rejects with a reason. */
+  drain (pool: string, backend: string, draining: boolean): Promise<string>
+  readonly events: EventLog
 }
 
 export interface AdminOptions {
@@ -76,6 +82,35 @@ export class AdminServer {
       )
       return
     }
+    if (path === '/api/status' && req.method === 'GET') {
+      this.deps.status().then(
+        st => { json(res, 200, { ...(st as object), events: this.deps.events.recent(50) }) },
+        (err: Error) => { json(res, 500, { error: `status unavailable: ${err.message}` }) },
+      )
+      return
+    }
+    if (path === '/api/events' && req.method === 'GET') {
+      this.streamEvents(req, res)
+      return
+    }
+    const drain = path === undefined ? null : /^\/api\/pools\/([^/]+)\/backends\/([^/]+)\/(drain|undrain)$/.exec(path)
+    if (drain !== null) {
+      if (req.method !== 'POST') { res.writeHead(405, { allow: 'POST' }); res.end(); return }
+      let pool: string
+      let backend: string
+      try {
+        pool = decodeURIComponent(drain[1] as string)
+        backend = decodeURIComponent(drain[2] as string)
+      } catch {
+        json(res, 400, { ok: false, error: 'bad URL encoding in the path' })
+        return
+      }
+      this.deps.drain(pool, backend, drain[3] === 'drain').then(
+        message => { json(res, 200, { ok: true, message }) },
+        (err: Error) => { json(res, 404, { ok: false, error: err.message }) },
+      )
+      return
+    }
     if (path === '/api/reload') {
       if (req.method !== 'POST') { res.writeHead(405, { allow: 'POST' }); res.end(); return }
       this.deps.reload().then(
@@ -85,6 +120,15 @@ export class AdminServer {
       return
     }
     json(res, 404, { error: `no admin endpoint ${req.method ?? ''} ${path ?? ''}` })
+  }
+
+  private streamEvents (req: IncomingMessage, res: ServerResponse): void {
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' })
+    for (const e of this.deps.events.recent(50)) res.write(`data: ${JSON.stringify(e)}\n\n`)
+    const off = this.deps.events.subscribe(e => { res.write(`data: ${JSON.stringify(e)}\n\n`) })
+    // Comments keep proxies and browsers from timing the stream out.
+    const ping = setInterval(() => { res.write(': ping\n\n') }, 15_000)
+    req.on('close', () => { off(); clearInterval(ping) })
   }
 
   close (): Promise<void> {

@@ -74,6 +74,10 @@ export class BackendStore {
     return b
   }
 
+  find (url: string): Backend | undefined {
+    return this.#backends.get(url)
+  }
+
   all (): IterableIterator<Backend> {
     return this.#backends.values()
   }

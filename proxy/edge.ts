@@ -48,6 +48,15 @@ export class Edge {
     return undefined
   }
 
+  /** Applies a verdict from the control side (health checks, drain) to a backend of this process. */
+  setBackendState (url: string, patch: { healthy?: boolean, draining?: boolean }): boolean {
+    const b = this.store.find(url)
+    if (b === undefined) return false
+    if (patch.healthy !== undefined) b.healthy = patch.healthy
+    if (patch.draining !== undefined) b.draining = patch.draining
+    return true
+  }
+
   async start (): Promise<void> {
     try {
       await this.syncListeners(this.#table.config)

@@ -1,0 +1,20 @@
+// IPC between the cluster primary and its workers.
+import type { EdgeEvent } from '../proxy/events.js'
+import type { EdgeStatus } from '../proxy/status.js'
+
+export type ToWorker =
+  | { type: 'reload', text: string, file: string, id: number }
+  | { type: 'shutdown', timeout: number }
+  | { type: 'backend', url: string, healthy?: boolean, draining?: boolean }
+  | { type: 'status', id: number }
+
+export type FromWorker =
+  | { type: 'ready' }
+  | { type: 'reloaded', id: number, error?: string }
+  | { type: 'failed', error: string }
+  | { type: 'status', id: number, status: EdgeStatus }
+  | { type: 'event', event: EdgeEvent }
+
+export function reasonOf (err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}

@@ -1,0 +1,171 @@
+// The cluster primary: forks the workers and replaces those that die, owns the admin listener and the signals,
+// validates reloads before any worker sees them, and gathers status and metrics from all workers.
+import cluster, { type Worker } from 'node:cluster'
+import { readFile } from 'node:fs/promises'
+import type { Logger } from 'pino'
+import { AggregatorRegistry } from 'prom-client'
+import type { Config } from '../config/types.js'
+import { summarize } from '../config/load.js'
+import { formatAddress } from '../config/address.js'
+import { AdminServer } from '../proxy/admin.js'
+import { EventLog } from '../proxy/events.js'
+import { mergeStatus, type EdgeStatus } from '../proxy/status.js'
+import type { DemoBackends } from './demo.js'
+import { applyDrain, onSignals, readAndValidate } from './control.js'
+import { reasonOf, type FromWorker, type ToWorker } from './messages.js'
+
+function liveWorkers (): Worker[] {
+  return Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && w.isConnected())
+}
+
+/** Sends a request to every live worker and collects the answers (missing ones after `timeout` are dropped). */
+class Gather<T> {
+  #next = 0
+  readonly #pending = new Map<number, { want: Set<number>, got: T[], done: () => void }>()
+
+  ask (make: (id: number) => ToWorker, timeout: number): Promise<T[]> {
+    const id = ++this.#next
+    const workers = liveWorkers()
+    return new Promise(resolve => {
+      const entry = { want: new Set(workers.map(w => w.id)), got: [] as T[], done: () => { this.#pending.delete(id); resolve(entry.got) } }
+      this.#pending.set(id, entry)
+      if (entry.want.size === 0) { entry.done(); return }
+      for (const w of workers) w.send(make(id))
+      setTimeout(() => { if (this.#pending.has(id)) entry.done() }, timeout).unref()
+    })
+  }
+
+  answer (workerId: number, id: number, value: T): void {
+    const e = this.#pending.get(id)
+    if (e === undefined || !e.want.delete(workerId)) return
+    e.got.push(value)
+    if (e.want.size === 0) e.done()
+  }
+
+  forget (workerId: number): void {
+    for (const e of this.#pending.values()) if (e.want.delete(workerId) && e.want.size === 0) e.done()
+  }
+}
+
+export async function runPrimary (initial: Config, log: Logger, demo: DemoBackends | undefined): Promise<void> {
+  let current = initial
+  let currentText = await readFile(initial.file, 'utf8')
+  let generation = 1
+  let stopping = false
+  let readyCount = 0
+  const starts: number[] = []
+  const events = new EventLog()
+  const reloads = new Gather<string | undefined>()
+  const statuses = new Gather<EdgeStatus>()
+  /** Backend state set by the control side, replayed to workers that start later. */
+  const backendState = new Map<string, { healthy?: boolean, draining?: boolean }>()
+
+  const fork = (): Worker => {
+    const w = cluster.fork({ EDGE_PROXY_WORKER: '1' })
+    w.on('message', (m: FromWorker) => {
+      switch (m.type) {
+        case 'reloaded': reloads.answer(w.id, m.id, m.error); return
+        case 'status': statuses.answer(w.id, m.id, m.status); return
+        case 'event': events.add(m.event); return
+        case 'failed':
+          log.error({ worker: w.process.pid, reason: m.error }, 'worker failed to start')
+          if (readyCount === 0) {
+            // Nothing ever started (e.g. the port is taken): fail as workers = 1 would, do not respawn forever.
+            stopping = true
+            for (const other of Object.values(cluster.workers ?? {})) other?.kill()
+            void demo?.close()
+            log.flush()
+            process.exit(1)
+          }
+          return
+        case 'ready':
+          readyCount++
+          if (readyCount === initial.server.workers) log.info({ workers: readyCount }, 'all workers ready')
+          // A worker started after a reload read the original file: give it the text the others run.
+          if (generation > 1) w.send({ type: 'reload', text: currentText, file: current.file, id: -1 } satisfies ToWorker)
+          for (const [url, st] of backendState) w.send({ type: 'backend', url, ...st } satisfies ToWorker)
+      }
+    })
+    return w
+  }
+
+  cluster.on('exit', (w, code, signal) => {
+    reloads.forget(w.id)
+    statuses.forget(w.id)
+    if (stopping) return
+    log.warn({ worker: w.process.pid, code, signal }, 'worker died; starting a new one')
+    events.push('worker-exit', `worker ${w.process.pid ?? '?'} died (${signal ?? `code ${code}`}); replacing it`)
+    const now = Date.now()
+    starts.push(now)
+    while (starts.length > 0 && (starts[0] as number) < now - 10_000) starts.shift()
+    // A crash loop (over 10 deaths in 10 s) backs off instead of spinning.
+    setTimeout(fork, starts.length > 10 ? 1000 : 0)
+  })
+
+  for (let i = 0; i < initial.server.workers; i++) fork()
+  const aggregator = new AggregatorRegistry()
+
+  const reload = async (): Promise<string> => {
+    let text: string
+    let config: Config
+    try {
+      ({ text, config } = await readAndValidate(current.file))
+    } catch (err) {
+      log.error({ reason: reasonOf(err) }, 'config reload failed; keeping the running config')
+      events.push('reload-failed', reasonOf(err))
+      throw err
+    }
+    const answers = await reloads.ask(id => ({ type: 'reload', text, file: current.file, id }), 10_000)
+    const errors = answers.filter((e): e is string => e !== undefined)
+    if (errors.length > 0) {
+      log.error({ errors }, 'config reload failed in some workers')
+      events.push('reload-failed', errors.join('; '))
+      throw new Error(errors.join('; '))
+    }
+    current = config
+    currentText = text
+    generation++
+    log.info({ generation, workers: answers.length }, 'config reloaded')
+    events.push('reload', `config reloaded (generation ${generation}, ${answers.length} workers)`)
+    return summarize(config)
+  }
+
+  const broadcast = (m: ToWorker): void => { for (const w of liveWorkers()) w.send(m) }
+
+  const admin = new AdminServer({ address: initial.admin.address, token: initial.admin.token }, {
+    log,
+    events,
+    reload,
+    health: () => ({ generation, workers: liveWorkers().length }),
+    metrics: () => aggregator.clusterMetrics(),
+    status: async () => {
+      const parts = await statuses.ask(id => ({ type: 'status', id }), 2000)
+      return { generation, workers: parts.length, ...mergeStatus(parts) }
+    },
+    drain: (pool, backend, draining) => applyDrain(current, events, pool, backend, draining, (url, d) => {
+      backendState.set(url, { ...backendState.get(url), draining: d })
+      broadcast({ type: 'backend', url, draining: d })
+    }),
+  })
+  await admin.listen()
+  log.info({ address: formatAddress({ host: initial.admin.address.host, port: admin.port }) }, 'admin listening')
+
+  onSignals(reload, async (signal) => {
+    if (stopping) return
+    stopping = true
+    const timeout = current.server.shutdownTimeout
+    log.info({ signal, timeout_ms: timeout }, 'shutting down: finishing in-flight requests')
+    await admin.close()
+    const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined)
+    await Promise.all(workers.map(w => new Promise<void>(resolve => {
+      if (w.isDead()) { resolve(); return }
+      w.once('exit', () => { resolve() })
+      try { w.send({ type: 'shutdown', timeout } satisfies ToWorker) } catch { /* already gone */ }
+      setTimeout(() => { w.kill('SIGKILL') }, timeout + 2000).unref()
+    })))
+    await demo?.close()
+    log.info('stopped')
+    log.flush()
+    process.exit(0)
+  })
+}

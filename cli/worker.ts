@@ -1,0 +1,67 @@
+// A cluster worker: serves traffic with its own Edge and obeys the primary (reload, backend state, shutdown).
+import { AggregatorRegistry } from 'prom-client'
+import type { Config } from '../config/types.js'
+import { parseConfigText } from '../config/load.js'
+import { Edge } from '../proxy/edge.js'
+import { createEventLog } from '../proxy/log.js'
+import { edgeStatus } from '../proxy/status.js'
+import { reasonOf, type FromWorker, type ToWorker } from './messages.js'
+
+function send (m: FromWorker): void {
+  process.send?.(m)
+}
+
+export async function runWorker (initial: Config): Promise<void> {
+  const log = createEventLog(initial.log.level)
+  // The primary orchestrates signals; a terminal's Ctrl-C reaches the whole group, so workers ignore it.
+  process.on('SIGINT', () => {})
+  process.on('SIGTERM', () => {})
+  process.on('SIGHUP', () => {})
+  const edge = new Edge(initial, { log })
+  // The primary's /metrics asks every worker for this registry and sums them.
+  AggregatorRegistry.setRegistries([edge.metrics.registry])
+  void new AggregatorRegistry() // installs prom-client's worker-side IPC listener
+  let closing = false
+  const close = async (timeout: number): Promise<void> => {
+    if (closing) return
+    closing = true
+    await edge.close(timeout)
+    log.flush()
+    process.exit(0)
+  }
+  process.on('message', (m: ToWorker) => {
+    switch (m.type) {
+      case 'shutdown':
+        void close(m.timeout)
+        return
+      case 'backend':
+        edge.setBackendState(m.url, { ...(m.healthy === undefined ? {} : { healthy: m.healthy }), ...(m.draining === undefined ? {} : { draining: m.draining }) })
+        return
+      case 'status':
+        send({ type: 'status', id: m.id, status: edgeStatus(edge) })
+        return
+      case 'reload': {
+        let error: string | undefined
+        const done = (): void => { if (m.id >= 0) send({ type: 'reloaded', id: m.id, ...(error === undefined ? {} : { error }) }) }
+        try {
+          const config = parseConfigText(m.text, m.file)
+          edge.reload(config).then(done, (err: unknown) => { error = reasonOf(err); done() })
+        } catch (err) {
+          error = reasonOf(err)
+          done()
+        }
+      }
+    }
+  })
+  // If the primary dies, do not linger as an orphan holding the port.
+  process.on('disconnect', () => { void close(initial.server.shutdownTimeout) })
+  try {
+    await edge.start()
+  } catch (err) {
+    send({ type: 'failed', error: reasonOf(err) })
+    log.error({ reason: reasonOf(err) }, 'worker could not start')
+    log.flush()
+    process.exit(1)
+  }
+  send({ type: 'ready' })
+}

@@ -1,0 +1,95 @@
+// The status snapshot of one process, and the merge of several (one per worker) into the edge's view.
+import type { Edge } from './edge.js'
+import { formatAddress } from '../config/address.js'
+
+export interface BackendStatus {
+  url: string
+  weight: number
+  healthy: boolean
+  available: boolean
+  draining: boolean
+  inflight: number
+  requests: number
+  failures: number
+  ewma_ms: number
+}
+
+export interface PoolStatus {
+  name: string
+  balance: string
+  shards: { name: string, backends: string[] }[] | undefined
+  backends: BackendStatus[]
+}
+
+export interface EdgeStatus {
+  pids: number[]
+  config: string
+  listeners: { name: string, protocol: string, address: string }[]
+  routes: { name: string, listeners: string[] | undefined, match: Record<string, unknown>, action: string }[]
+  pools: PoolStatus[]
+}
+
+export function edgeStatus (edge: Edge): EdgeStatus {
+  const table = edge.table()
+  const config = table.config
+  const now = Date.now()
+  return {
+    pids: [process.pid],
+    config: config.file,
+    listeners: edge.listeners().map(l => ({ name: l.config.name, protocol: l.config.protocol, address: l.address() || formatAddress(l.config.address) })),
+    routes: config.routes.map(r => ({
+      name: r.name,
+      listeners: r.listeners === undefined ? undefined : [...r.listeners],
+      match: {
+        ...(r.match.host === undefined ? {} : { host: r.match.host }),
+        ...(r.match.pathPrefix === undefined ? {} : { path_prefix: r.match.pathPrefix }),
+        ...(r.match.methods === undefined ? {} : { methods: [...r.match.methods] }),
+        ...(r.match.headers === undefined ? {} : { headers: Object.fromEntries(r.match.headers.map(h => [h.name, h.value ?? '*'])) }),
+      },
+      action: r.action.kind === 'pool' ? `pool ${r.action.pool.name}` : r.action.kind === 'redirect' ? `redirect ${r.action.status} ${r.action.to}` : `respond ${r.action.status}`,
+    })),
+    pools: [...table.pools.values()].map(p => ({
+      name: p.name,
+      balance: p.config.balance,
+      shards: p.shards?.map(s => ({ name: s.name, backends: s.members.map(m => m.backend.url) })),
+      backends: p.members.map(m => ({
+        url: m.backend.url,
+        weight: m.weight,
+        healthy: m.backend.healthy,
+        available: m.backend.available(now),
+        draining: m.backend.draining,
+        inflight: m.backend.inflight,
+        requests: m.backend.requests,
+        failures: m.backend.failures,
+        ewma_ms: Math.round(m.backend.ewma * 1000) / 1000,
+      })),
+    })),
+  }
+}
+
+/** Sums per-worker snapshots: counters add up, flags hold only if they hold everywhere, EWMA is request-weighted. */
+export function mergeStatus (parts: readonly EdgeStatus[]): EdgeStatus | undefined {
+  const first = parts[0]
+  if (first === undefined) return undefined
+  const merged: EdgeStatus = structuredClone(first)
+  for (const part of parts.slice(1)) {
+    merged.pids.push(...part.pids)
+    for (const pool of part.pools) {
+      const into = merged.pools.find(p => p.name === pool.name)
+      if (into === undefined) { merged.pools.push(structuredClone(pool)); continue }
+      for (const b of pool.backends) {
+        const t = into.backends.find(x => x.url === b.url)
+        if (t === undefined) { into.backends.push({ ...b }); continue }
+        const total = t.requests + b.requests
+        t.ewma_ms = total === 0 ? Math.max(t.ewma_ms, b.ewma_ms) : Math.round(((t.ewma_ms * t.requests + b.ewma_ms * b.requests) / total) * 1000) / 1000
+        t.inflight += b.inflight
+        t.requests = total
+        t.failures += b.failures
+        t.healthy &&= b.healthy
+        t.available &&= b.available
+        t.draining ||= b.draining
+      }
+    }
+  }
+  return merged
+}
