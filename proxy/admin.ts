@@ -4,6 +4,7 @@ import { timingSafeEqual } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { Address } from '../config/address.js'
 import type { EventLog } from './events.js'
+import { STATUS_PAGE } from './status-page.js'
 
 export interface AdminDeps {
   readonly log: Logger
@@ -68,6 +69,11 @@ export class AdminServer {
       return
     }
     const path = (req.url ?? '/').split('?')[0]
+    if (path === '/' && (req.method === 'GET' || req.method === 'HEAD')) {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(STATUS_PAGE), 'cache-control': 'no-store' })
+      res.end(req.method === 'HEAD' ? undefined : STATUS_PAGE)
+      return
+    }
     if (path === '/healthz' && (req.method === 'GET' || req.method === 'HEAD')) {
       json(res, 200, { status: 'ok', pid: process.pid, ...this.deps.health() })
       return

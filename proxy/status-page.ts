@@ -1,0 +1,161 @@
+// The operator's status page: one self-contained HTML document (no build step, no external assets). It polls
+// /api/status every 2 s, listens to /api/events, and draws a latency chart per pool as inline SVG.
+
+export const STATUS_PAGE = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>edge-proxy status</title>
+<style>
+  :root { --ok: #1a7f37; --bad: #cf222e; --warn: #9a6700; --mute: #57606a; --line: #d0d7de; }
+  body { font: 14px/1.4 system-ui, sans-serif; margin: 0; color: #1f2328; background: #f6f8fa; }
+  header { background: #24292f; color: #fff; padding: 10px 20px; display: flex; gap: 24px; align-items: baseline; }
+  header h1 { font-size: 18px; margin: 0; }
+  header .meta { color: #d0d7de; font-size: 12px; }
+  main { padding: 16px 20px; display: grid; gap: 16px; }
+  section { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 12px 16px; }
+  section h2 { font-size: 15px; margin: 0 0 8px; }
+  table { border-collapse: collapse; width: 100%; }
+  th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid var(--line); font-variant-numeric: tabular-nums; }
+  th { color: var(--mute); font-weight: 600; font-size: 12px; }
+  .dot { display: inline-block; width: 10px; height: 10px; border-radius: 50%; margin-right: 6px; vertical-align: middle; }
+  .up { background: var(--ok); } .down { background: var(--bad); } .drain { background: var(--warn); }
+  .state-up { color: var(--ok); } .state-down { color: var(--bad); font-weight: 600; } .state-drain { color: var(--warn); }
+  .pools { display: grid; gap: 16px; }
+  .chart { width: 100%; height: 120px; }
+  .muted { color: var(--mute); }
+  #events { max-height: 240px; overflow: auto; font-family: ui-monospace, monospace; font-size: 12px; }
+  #events div { padding: 2px 0; border-bottom: 1px dotted var(--line); }
+  .grid2 { display: grid; grid-template-columns: repeat(auto-fit, minmax(260px, 1fr)); gap: 16px; }
+  #error { color: var(--bad); }
+</style>
+</head>
+<body>
+<header><h1>edge-proxy</h1><span class="meta" id="meta">loading…</span><span id="error"></span></header>
+<main>
+  <section><h2>Pools</h2><div class="pools" id="pools"></div></section>
+  <div class="grid2">
+    <section><h2>Listeners</h2><table id="listeners"></table></section>
+    <section><h2>Routes</h2><table id="routes"></table></section>
+  </div>
+  <div class="grid2">
+    <section id="sec-tunnels"><h2>Tunnels</h2><div class="muted" data-empty>no tunnels configured</div></section>
+    <section id="sec-certificates"><h2>Certificates</h2><div class="muted" data-empty>no TLS listeners</div></section>
+    <section id="sec-shadow"><h2>Shadow traffic</h2><div class="muted" data-empty>no mirroring configured</div></section>
+    <section id="sec-ha"><h2>HA</h2><div class="muted" data-empty>standalone (no HA pair)</div></section>
+    <section id="sec-scale"><h2>Scaling</h2><div class="muted" data-empty>no scaler configured</div></section>
+  </div>
+  <section><h2>Recent events</h2><div id="events"></div></section>
+</main>
+<script>
+"use strict";
+const HISTORY_S = 300;             // chart window: the last five minutes
+const history = new Map();         // pool -> [{t, p50, p95, rps}]
+const lastCount = new Map();       // backend key -> {t, requests}
+const esc = s => String(s).replace(/[&<>"']/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+const fmt = (n, d = 1) => n === undefined || n === null || Number.isNaN(n) ? "–" : Number(n).toFixed(d);
+
+function backendState(b) {
+  if (b.draining) return ["drain", "draining"];
+  if (!b.healthy) return ["down", "unhealthy"];
+  if (!b.available) return ["down", "unreachable"];
+  return ["up", "healthy"];
+}
+
+function rate(key, requests, now) {
+  const prev = lastCount.get(key);
+  lastCount.set(key, { t: now, requests });
+  if (prev === undefined || now <= prev.t) return undefined;
+  return Math.max(0, (requests - prev.requests) / ((now - prev.t) / 1000));
+}
+
+function chart(points) {
+  const w = 600, h = 120, pad = 24;
+  if (points.length < 2) return '<svg class="chart" viewBox="0 0 ' + w + ' ' + h + '"><text x="10" y="20" fill="#57606a">collecting…</text></svg>';
+  const t1 = points[points.length - 1].t, t0 = t1 - HISTORY_S * 1000;
+  const max = Math.max(1, ...points.map(p => Math.max(p.p95 || 0, p.p50 || 0))) * 1.1;
+  const x = t => pad + (w - pad - 4) * (t - t0) / (t1 - t0);
+  const y = v => h - pad + 4 - (h - pad) * (v / max);
+  const line = (k, color) => '<polyline fill="none" stroke="' + color + '" stroke-width="1.5" points="' +
+    points.filter(p => p[k] !== undefined).map(p => x(p.t).toFixed(1) + "," + y(p[k]).toFixed(1)).join(" ") + '"/>';
+  return '<svg class="chart" viewBox="0 0 ' + w + ' ' + h + '" role="img" aria-label="latency chart">' +
+    '<line x1="' + pad + '" y1="' + (h - pad + 4) + '" x2="' + w + '" y2="' + (h - pad + 4) + '" stroke="#d0d7de"/>' +
+    '<text x="2" y="12" font-size="10" fill="#57606a">' + fmt(max, 0) + ' ms</text>' +
+    '<text x="2" y="' + (h - 8) + '" font-size="10" fill="#57606a">-5m</text>' +
+    line("p50", "#0969da") + line("p95", "#bc4c00") +
+    '<text x="' + (w - 110) + '" y="12" font-size="10" fill="#0969da">p50</text><text x="' + (w - 80) + '" y="12" font-size="10" fill="#bc4c00">p95 (upstream ms)</text></svg>';
+}
+
+function renderPools(st, now) {
+  const html = st.pools.map(p => {
+    let poolRps = 0, p50s = [], p95s = [];
+    const rows = p.backends.map(b => {
+      const [cls, label] = backendState(b);
+      const r = b.rps !== undefined ? b.rps : rate(p.name + " " + b.url, b.requests, now);
+      if (r !== undefined) poolRps += r;
+      const lat = b.latency || {};
+      if (lat.p50 !== undefined) p50s.push(lat.p50);
+      if (lat.p95 !== undefined) p95s.push(lat.p95);
+      return '<tr data-backend="' + esc(b.url) + '" data-state="' + cls + '"><td><span class="dot ' + cls + '"></span>' + esc(b.url) + '</td>' +
+        '<td class="state-' + cls + '">' + label + '</td><td>' + b.weight + '</td><td>' + fmt(r) + '</td><td>' + b.inflight + '</td>' +
+        '<td>' + fmt(lat.p50 !== undefined ? lat.p50 : b.ewma_ms, 2) + '</td><td>' + fmt(lat.p95, 2) + '</td><td>' + fmt(lat.p99, 2) + '</td>' +
+        '<td>' + b.requests + '</td><td>' + b.failures + '</td></tr>';
+    }).join("");
+    const h = history.get(p.name) || [];
+    const avg = a => a.length ? a.reduce((x, y) => x + y, 0) / a.length : undefined;
+    const ew = avg(p.backends.filter(b => b.ewma_ms > 0).map(b => b.ewma_ms));
+    h.push({ t: now, p50: avg(p50s) !== undefined ? avg(p50s) : ew, p95: avg(p95s), rps: poolRps });
+    while (h.length && h[0].t < now - HISTORY_S * 1000) h.shift();
+    history.set(p.name, h);
+    const shards = p.shards ? '<div class="muted">shards: ' + p.shards.map(s => esc(s.name) + " (" + s.backends.length + ")").join(", ") + '</div>' : "";
+    return '<div class="pool" data-pool="' + esc(p.name) + '"><h3>' + esc(p.name) + ' <span class="muted">' + esc(p.balance) + ' · ' + fmt(poolRps) + ' req/s</span></h3>' + shards +
+      '<table><tr><th>backend</th><th>state</th><th>weight</th><th>req/s</th><th>in flight</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>requests</th><th>failures</th></tr>' + rows + '</table>' +
+      chart(h) + '</div>';
+  }).join("");
+  document.getElementById("pools").innerHTML = html || '<div class="muted">no pools</div>';
+}
+
+function renderTables(st) {
+  document.getElementById("listeners").innerHTML = '<tr><th>name</th><th>protocol</th><th>address</th></tr>' +
+    st.listeners.map(l => '<tr><td>' + esc(l.name) + '</td><td>' + esc(l.protocol) + '</td><td>' + esc(l.address) + '</td></tr>').join("");
+  document.getElementById("routes").innerHTML = '<tr><th>route</th><th>match</th><th>action</th></tr>' +
+    st.routes.map(r => '<tr><td>' + esc(r.name) + '</td><td>' + esc(Object.entries(r.match).map(([k, v]) => k + "=" + (typeof v === "object" ? JSON.stringify(v) : v)).join(" ") || "(any)") + '</td><td>' + esc(r.action) + '</td></tr>').join("");
+  for (const key of ["tunnels", "certificates", "shadow", "ha", "scale"]) {
+    const sec = document.getElementById("sec-" + key);
+    if (st[key] === undefined) continue;
+    sec.innerHTML = '<h2>' + sec.querySelector("h2").textContent + '</h2><pre>' + esc(JSON.stringify(st[key], null, 2)) + '</pre>';
+  }
+}
+
+function addEvent(e) {
+  const box = document.getElementById("events");
+  const div = document.createElement("div");
+  div.textContent = e.time.replace("T", " ").slice(0, 19) + "  " + e.type + "  " + e.message;
+  box.prepend(div);
+  while (box.childElementCount > 200) box.lastElementChild.remove();
+}
+
+async function poll() {
+  try {
+    const res = await fetch("api/status", { cache: "no-store" });
+    if (!res.ok) throw new Error("status " + res.status);
+    const st = await res.json();
+    const now = Date.now();
+    document.getElementById("meta").textContent = "config " + st.config + " · generation " + st.generation + " · workers " + st.workers + " · updated " + new Date(now).toLocaleTimeString();
+    document.getElementById("error").textContent = "";
+    renderPools(st, now);
+    renderTables(st);
+  } catch (err) {
+    document.getElementById("error").textContent = "cannot reach the admin API: " + err.message;
+  }
+}
+
+poll();
+setInterval(poll, 2000);
+const es = new EventSource("api/events");
+es.onmessage = m => { try { addEvent(JSON.parse(m.data)); poll(); } catch {} };
+</script>
+</body>
+</html>
+`
