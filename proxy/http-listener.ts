@@ -56,6 +56,8 @@ export function scanRequest (req: IncomingMessage, proto: string, clientIp: stri
       case 2: if (name.toLowerCase() === 'te') { if (keepUpgrade) out.push(name, value); continue } break
       case 3: if (name.toLowerCase() === 'via') { via = via === undefined ? value : `${via}, ${value}`; continue } break
       case 4: if (name.toLowerCase() === 'host') { rawHost = value; continue } break
+      // Expect: 100-continue is answered by this edge (node:http sends 100 Continue); undici refuses to send it.
+      case 6: if (name.toLowerCase() === 'expect') continue; break
       case 7: {
         const l = name.toLowerCase()
         if (l === 'upgrade') { upgrade = value; continue }
