@@ -163,6 +163,10 @@ export class HealthChecker {
   #settle (t: Target, r: ProbeResult): void {
     if (this.#closed || t.removed) return
     const now = Date.now()
+    // The interval runs from the start of a check, so slow answers do not stretch the fall x interval bound.
+    // Scheduled before the verdict callbacks run, so a throwing callback cannot stop the checks.
+    const next = this.config.interval * (1 - JITTER + 2 * JITTER * this.#random()) - (now - t.started)
+    this.#schedule(t, next > 0 ? next : 0)
     t.lastCheck = now
     t.reason = r.reason
     if (r.ok) {
@@ -181,9 +185,6 @@ export class HealthChecker {
         this.#change(t, 'down', `${r.reason}, ${t.failures} consecutive failures`, now)
       }
     }
-    // The interval runs from the start of a check, so slow answers do not stretch the fall x interval bound.
-    const next = this.config.interval * (1 - JITTER + 2 * JITTER * this.#random()) - (now - t.started)
-    this.#schedule(t, next > 0 ? next : 0)
   }
 
   #change (t: Target, to: HealthState, reason: string, now: number): void {
