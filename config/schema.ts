@@ -1,26 +1,9 @@
 // The shape of proxy.toml, as zod schemas. Raw (as written) types come from here; resolved types live in types.ts.
 import { z } from 'zod'
-import { parseDuration } from './duration.js'
-import { parseAddress } from './address.js'
+import { address, duration } from './primitives.js'
+import { poolHealthKeys } from '../health/config.js'
 
-export const duration = z.string({ error: 'expected a duration string such as "150ms", "2s" or "5m"' })
-  .transform((s, ctx) => {
-    const ms = parseDuration(s)
-    if (ms === undefined) {
-      ctx.addIssue({ code: 'custom', message: `"${s}" is not a duration: write a number with a unit, e.g. "150ms", "2s", "5m", "1h"` })
-      return z.NEVER
-    }
-    return ms
-  })
-
-export const address = z.string().transform((s, ctx) => {
-  const a = parseAddress(s)
-  if (a === undefined) {
-    ctx.addIssue({ code: 'custom', message: `"${s}" is not a listen address: write "HOST:PORT", e.g. "127.0.0.1:8080" or "[::1]:8080"` })
-    return z.NEVER
-  }
-  return a
-})
+export { address, duration }
 
 const backendUrl = z.string()
 const backendEntry = z.union([
@@ -34,6 +17,7 @@ export const poolSchema = z.strictObject({
   hash_key: z.string().optional(),
   shards: z.record(z.string(), z.array(backendEntry)).optional(),
   unreachable_cooldown: duration.default(1000),
+  ...poolHealthKeys,
 })
 
 const routeMatch = z.strictObject({

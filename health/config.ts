@@ -2,7 +2,7 @@
 // schemas into config/schema.ts (spread `poolHealthKeys` into poolSchema) and calls resolvePoolHealth() from
 // resolvePool(); the raw (snake_case, as written) and resolved (camelCase, ms) shapes differ on purpose.
 import { z } from 'zod'
-import { duration } from '../config/schema.js'
+import { duration } from '../config/primitives.js'
 
 /** An inclusive range of HTTP status codes a health check accepts. */
 export type StatusRange = readonly [lo: number, hi: number]
