@@ -114,6 +114,8 @@ interface TbsInput {
   publicKey: KeyObject
   signingKey: KeyObject
   days: number
+  notBefore?: Date | undefined
+  notAfter?: Date | undefined
   extensions: object[]
 }
 
@@ -125,8 +127,8 @@ function buildCertificate (input: TbsInput): string {
   serial[0] = ((serial[0] as number) & 0x7f) | 0x01
   cert.serialNumber = serial.toString('hex')
   const now = Date.now()
-  cert.validity.notBefore = new Date(now - 5 * 60_000) // tolerate a little clock skew between machines
-  cert.validity.notAfter = new Date(now + input.days * DAY)
+  cert.validity.notBefore = input.notBefore ?? new Date(now - 5 * 60_000) // tolerate some clock skew
+  cert.validity.notAfter = input.notAfter ?? new Date(now + input.days * DAY)
   const attrs = input.subjectCn === undefined ? [] : [{ shortName: 'CN', value: input.subjectCn }]
   cert.setSubject(attrs)
   cert.setIssuer(attrs)
@@ -180,7 +182,15 @@ export async function createCa (options: CaOptions = {}): Promise<CertKeyPair> {
   return { cert, key: keyPem(privateKey) }
 }
 
-export interface LeafOptions { readonly names: readonly string[], readonly days?: number }
+export interface LeafOptions {
+  readonly names: readonly string[]
+  readonly days?: number
+  /** Also valid as a TLS client certificate (mTLS). */
+  readonly clientAuth?: boolean
+  /** Overrides for tests of expiry handling. */
+  readonly notBefore?: Date
+  readonly notAfter?: Date
+}
 
 /** A server certificate for `names` (DNS names, "*.x" wildcards, or IP addresses), signed by `ca`. */
 export async function issueCertificate (ca: CertKeyPair, options: LeafOptions): Promise<CertKeyPair> {
@@ -202,10 +212,12 @@ export async function issueCertificate (ca: CertKeyPair, options: LeafOptions): 
     publicKey,
     signingKey: caKey,
     days: options.days ?? 90,
+    notBefore: options.notBefore,
+    notAfter: options.notAfter,
     extensions: [
       { name: 'basicConstraints', cA: false, critical: true },
       { name: 'keyUsage', digitalSignature: true, critical: true },
-      { name: 'extKeyUsage', serverAuth: true },
+      { name: 'extKeyUsage', serverAuth: true, ...(options.clientAuth === true ? { clientAuth: true } : {}) },
       { name: 'subjectAltName', altNames },
       subjectKeyId(publicKey),
       rawExtension('2.5.29.35', asn1.create(asn1.Class.UNIVERSAL, asn1.Type.SEQUENCE, true, [
