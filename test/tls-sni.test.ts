@@ -86,6 +86,10 @@ test('a rotated certificate reaches new handshakes; an open connection keeps wor
   after.socket.destroy()
   assert.notEqual(after.fingerprint, before.fingerprint)
   assert.equal(after.fingerprint, describeCertificate(rotated.pem.cert).fingerprint256)
+  // Clients without SNI use the server's own context, which attach() keeps on the new default.
+  const noSni = await handshake(port, undefined, pki.ca.cert)
+  noSni.socket.destroy()
+  assert.equal(noSni.fingerprint, after.fingerprint)
   // The old connection: same certificate, still echoing.
   assert.equal(before.socket.getPeerCertificate().fingerprint256, before.fingerprint)
   before.socket.write('still here')
@@ -173,4 +177,23 @@ test('mTLS: with clientCa, a client without a certificate is refused and one wit
     s.on('data', () => { resolve('got data') })
   })
   assert.match(refused, /CERTIFICATE_REQUIRED|ECONNRESET|HANDSHAKE/)
+})
+
+test('reconfigure() swaps the certificate set under the same server; a bad new set changes nothing', async t => {
+  const pki = await makePki(t)
+  const a = await pki.issue(['a.example.com'])
+  const b = await pki.issue(['b.example.com'])
+  const c = await pki.issue(['c.example.com'])
+  const { port, store } = await serve(t, { certificates: [a], watch: false })
+  const names = async (sni: string | undefined): Promise<string[]> => {
+    const h = await handshake(port, sni, pki.ca.cert)
+    h.socket.destroy()
+    return h.names
+  }
+  assert.deepEqual(await names(undefined), ['a.example.com'])
+  await store.reconfigure({ certificates: [a, b], defaultCertificate: 'b.example.com', watch: false })
+  assert.deepEqual([await names('a.example.com'), await names(undefined)], [['a.example.com'], ['b.example.com']])
+  await assert.rejects(store.reconfigure({ certificates: [b, { cert: c.cert, key: a.key }], watch: false }), /does not match/)
+  assert.deepEqual([await names('a.example.com'), await names('c.example.com'), await names(undefined)],
+    [['a.example.com'], ['b.example.com'], ['b.example.com']])
 })

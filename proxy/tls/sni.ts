@@ -2,15 +2,16 @@
 // one-label wildcard, then the default), reloaded from disk without touching open connections. A replacement that
 // fails to parse or does not match its key is refused and the previous certificate stays in service.
 import { X509Certificate, createPrivateKey } from 'node:crypto'
-import { readFile, readdir, stat } from 'node:fs/promises'
-import { basename, dirname, extname, join, resolve } from 'node:path'
+import { readFile } from 'node:fs/promises'
+import { basename, dirname, resolve } from 'node:path'
 import tls, { type SecureContext } from 'node:tls'
 import { EdgeError } from '../errors.js'
 import { describeCertificate } from './certs.js'
 import { NameTable, normalizeServerName } from './names.js'
 import { FileWatcher } from './watch.js'
+import { scanDirectory, stampOf, type CertificateFiles } from './cert-files.js'
 
-export interface CertificateFiles { readonly cert: string, readonly key: string }
+export type { CertificateFiles } from './cert-files.js'
 
 export interface CertStoreOptions {
   /** Explicit pairs, in precedence order (the first certificate claiming a name serves it). */
@@ -62,13 +63,14 @@ interface Loaded {
 
 const DAY = 86_400_000
 
-async function stampOf (files: CertificateFiles): Promise<string> {
-  const [c, k] = await Promise.all([stat(files.cert), stat(files.key)])
-  return `${c.mtimeMs}:${c.size}:${c.ino}|${k.mtimeMs}:${k.size}:${k.ino}`
+function checkOptions (options: CertStoreOptions): void {
+  if ((options.certificates === undefined) === (options.directory === undefined)) {
+    throw new EdgeError('EP_ERR_TLS_CERT', 'give either certificates or directory')
+  }
 }
 
 export class CertStore {
-  readonly #opts: CertStoreOptions
+  #opts: CertStoreOptions
   #entries: Loaded[] = []
   #table = new NameTable<Loaded>()
   #default: Loaded | undefined
@@ -76,25 +78,61 @@ export class CertStore {
   readonly #failed = new Map<string, string>()
   readonly #servers = new Set<tls.Server>()
   #watcher: FileWatcher | undefined
-  #running: Promise<void> | undefined
-  #again = false
+  /** Loads run one at a time; a reload asked for while one waits joins the waiting one. */
+  #queue: Promise<unknown> = Promise.resolve()
+  #pendingReload: Promise<void> | undefined
   #closed = false
 
   constructor (options: CertStoreOptions) {
-    if ((options.certificates === undefined) === (options.directory === undefined)) {
-      throw new EdgeError('EP_ERR_TLS_CERT', 'give either certificates or directory')
-    }
+    checkOptions(options)
     this.#opts = options
   }
 
   /** Loads everything; throws if nothing loads, or if an explicitly listed pair is bad. */
   async start (): Promise<void> {
+    await this.#exclusive(() => this.#initialLoad())
+    this.#watch()
+  }
+
+  /**
+   * Applies new options (a config reload) to this same store, so servers already holding its SNICallback follow.
+   * Every context is rebuilt (minVersion or clientCa may differ). If the new set fails, nothing changes.
+   */
+  async reconfigure (options: CertStoreOptions): Promise<void> {
+    checkOptions(options)
+    await this.#exclusive(async () => {
+      const saved = { opts: this.#opts, entries: this.#entries, failed: [...this.#failed] }
+      this.#opts = options
+      this.#entries = []
+      this.#failed.clear()
+      await this.#initialLoad().catch((err: unknown) => {
+        this.#opts = saved.opts
+        for (const [k, v] of saved.failed) this.#failed.set(k, v)
+        this.#swap(saved.entries)
+        throw err
+      })
+    })
+    this.#watch()
+  }
+
+  async #initialLoad (): Promise<void> {
     const problems: string[] = []
     await this.#load(problems)
     if (this.#entries.length === 0 || (this.#opts.certificates !== undefined && problems.length > 0)) {
       throw new EdgeError('EP_ERR_TLS_CERT', problems.length > 0 ? problems.join('; ') : 'no certificate found')
     }
-    if (this.#opts.watch !== false) {
+  }
+
+  #exclusive<T> (fn: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(fn)
+    this.#queue = run.catch(() => {})
+    return run
+  }
+
+  #watch (): void {
+    this.#watcher?.close()
+    this.#watcher = undefined
+    if (this.#opts.watch !== false && !this.#closed) {
       const files = this.#opts.certificates ?? []
       this.#watcher = new FileWatcher({
         dirs: this.#opts.directory !== undefined ? [this.#opts.directory] : files.flatMap(f => [dirname(f.cert), dirname(f.key)]),
@@ -107,14 +145,14 @@ export class CertStore {
     }
   }
 
-  /** Re-reads the files (SIGHUP). Concurrent calls coalesce into one more pass. */
+  /** Re-reads the files (SIGHUP). Never throws: problems are reported as events and the old certs stay. */
   async reload (): Promise<void> {
     if (this.#closed) return
-    if (this.#running !== undefined) { this.#again = true; return await this.#running }
-    this.#running = (async () => {
-      do { this.#again = false; await this.#load([]) } while (this.#again && !this.#closed)
-    })()
-    try { await this.#running } finally { this.#running = undefined }
+    this.#pendingReload ??= this.#exclusive(async () => {
+      this.#pendingReload = undefined
+      if (!this.#closed) await this.#load([])
+    })
+    await this.#pendingReload
   }
 
   /** SNICallback for tls.createServer / https.createServer. One function per store, not per connection. */
@@ -178,19 +216,9 @@ export class CertStore {
 
   async #sources (): Promise<CertificateFiles[]> {
     if (this.#opts.certificates !== undefined) return this.#opts.certificates.map(f => ({ cert: resolve(f.cert), key: resolve(f.key) }))
-    const dir = resolve(this.#opts.directory as string)
-    const names = (await readdir(dir)).filter(n => !n.startsWith('.')).sort()
-    const present = new Set(names)
-    const out: CertificateFiles[] = []
-    for (const n of names) {
-      const ext = extname(n)
-      if ((ext !== '.pem' && ext !== '.crt') || n.endsWith('-key.pem') || n.endsWith('.key.pem')) continue
-      const stem = n.slice(0, -ext.length)
-      const key = [`${stem}.key`, `${stem}-key.pem`, `${stem}.key.pem`].find(k => present.has(k))
-      if (key === undefined) { this.#skip(join(dir, n), 'no matching key file'); continue }
-      out.push({ cert: join(dir, n), key: join(dir, key) })
-    }
-    return out
+    const { pairs, keyless } = await scanDirectory(this.#opts.directory as string)
+    for (const cert of keyless) this.#skip(cert, 'no matching key file')
+    return pairs
   }
 
   #skip (cert: string, reason: string): void {
@@ -232,7 +260,7 @@ export class CertStore {
       }
     }
     for (const cert of previous.keys()) if (!next.some(e => e.files.cert === cert)) this.#emit({ type: 'removed', cert })
-    if (next.length === 0 && previous.size > 0) return // never swap to an empty store; keep serving what we had
+    if (next.length === 0) return // never swap to an empty store; keep serving what we had
     this.#swap(next)
   }
 
