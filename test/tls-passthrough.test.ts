@@ -120,3 +120,27 @@ test('no SNI goes to the default; unknown names with no default get unrecognized
   await new Promise(resolve => setTimeout(resolve, 20))
   assert.equal(strict.edge.connections, 0)
 })
+
+test('a large response followed by the backend closing arrives whole (no data lost to an early destroy)', async t => {
+  const pki = await makePki(t)
+  const { pem } = await pki.issue(['big.example.com'])
+  const size = 4 * 1024 * 1024
+  const server = tls.createServer({ cert: pem.cert, key: pem.key }, s => {
+    s.on('error', () => {})
+    s.once('data', () => { s.end(Buffer.alloc(size, 0x61)) })
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  t.after(() => { server.close() })
+  const { port, edge: e } = await edge(t, { pick: () => ({ host: '127.0.0.1', port: (server.address() as net.AddressInfo).port }) })
+  const got = await new Promise<number>((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port, servername: 'big.example.com', ca: pki.ca.cert }, () => { s.write('go') })
+    let n = 0
+    // A slow reader: the edge's buffer toward the client is full when the backend closes.
+    s.on('data', d => { n += d.length; s.pause(); setTimeout(() => s.resume(), 1) })
+    s.on('end', () => { resolve(n) })
+    s.on('error', reject)
+  })
+  assert.equal(got, size)
+  await new Promise(resolve => setTimeout(resolve, 50))
+  assert.equal(e.connections, 0)
+})
