@@ -13,6 +13,7 @@ export const errorCodes = [
   'EP_ERR_HEADERS_TOO_LARGE',
   'EP_ERR_OVERLOADED',
   'EP_ERR_CLIENT_ABORTED',
+  'EP_ERR_TLS_CERT',
 ] as const
 
 export type ErrorCode = (typeof errorCodes)[number]
@@ -39,6 +40,7 @@ const statusByCode: Record<ErrorCode, number> = {
   EP_ERR_HEADERS_TOO_LARGE: 431,
   EP_ERR_OVERLOADED: 503,
   EP_ERR_CLIENT_ABORTED: 499,
+  EP_ERR_TLS_CERT: 500,
 }
 
 export function statusFor (code: ErrorCode): number {

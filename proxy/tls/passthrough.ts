@@ -1,0 +1,184 @@
+// TLS passthrough: read the ClientHello off an accepted socket (bounded in bytes and time), pick a backend by
+// SNI, connect, replay the bytes read, and splice both ways. The edge never holds the keys; the backend's own
+// certificate is what the client sees. No SNI or an unknown name with no default gets an unrecognized_name alert.
+import net from 'node:net'
+import { ClientHelloParser, DEFAULT_MAX_HELLO_BYTES } from './client-hello.js'
+import { NameTable } from './names.js'
+
+export interface PassthroughTarget { readonly host: string, readonly port: number }
+
+/** Chooses where a connection goes; undefined closes it. May be backed by a pool and a balancer. */
+export type PickTarget = (sni: string | undefined, alpn: readonly string[]) => PassthroughTarget | undefined
+
+/** "tcp://host:port" (IPv6 in brackets) → target. Throws on anything else: config code calls it once at load. */
+export function parseTcpTarget (url: string): PassthroughTarget {
+  const u = new URL(url)
+  if (u.protocol !== 'tcp:' || u.hostname === '' || u.port === '' || u.pathname !== '' || u.search !== '') {
+    throw new Error(`"${url}" is not tcp://host:port`)
+  }
+  return { host: u.hostname.replace(/^\[|\]$/g, ''), port: Number(u.port) }
+}
+
+/** A PickTarget over `match.sni` routes: exact names beat "*.example.com" (one label); then the default. */
+export function sniRoutes (routes: ReadonlyArray<{ readonly sni: string, readonly target: string }>, defaultTarget?: string): PickTarget {
+  const table = new NameTable<PassthroughTarget>()
+  for (const r of routes) {
+    if (!table.add(r.sni, parseTcpTarget(r.target))) throw new Error(`sni "${r.sni}" is invalid or listed twice`)
+  }
+  const fallback = defaultTarget === undefined ? undefined : parseTcpTarget(defaultTarget)
+  return sni => table.lookup(sni) ?? fallback
+}
+
+export type PassthroughEvent =
+  | { readonly type: 'routed', readonly sni: string | undefined, readonly target: PassthroughTarget }
+  | { readonly type: 'rejected', readonly reason: 'invalid-hello' | 'hello-timeout' | 'no-route', readonly detail: string, readonly sni?: string | undefined }
+  | { readonly type: 'upstream-error', readonly target: PassthroughTarget, readonly error: string }
+
+export interface PassthroughOptions {
+  readonly pick: PickTarget
+  readonly helloTimeoutMs?: number
+  readonly connectTimeoutMs?: number
+  /** Closes a spliced connection after this long with no bytes either way; 0 = never. */
+  readonly idleTimeoutMs?: number
+  readonly maxHelloBytes?: number
+  readonly onEvent?: (event: PassthroughEvent) => void
+}
+
+// TLS alert record: fatal (2) unrecognized_name (112), so the client reports why instead of a bare reset.
+const ALERT_UNRECOGNIZED_NAME = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70])
+
+export class TlsPassthroughListener {
+  readonly server: net.Server
+  readonly #opts: PassthroughOptions
+  readonly #sockets = new Set<net.Socket>()
+
+  constructor (options: PassthroughOptions) {
+    this.#opts = options
+    // allowHalfOpen: a client's FIN is passed on to the backend, not answered by closing our side early.
+    this.server = net.createServer({ allowHalfOpen: true }, socket => { this.handle(socket) })
+  }
+
+  async listen (port: number, host: string): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject)
+      this.server.listen(port, host, () => { this.server.off('error', reject); resolve() })
+    })
+  }
+
+  address (): net.AddressInfo { return this.server.address() as net.AddressInfo }
+
+  get connections (): number { return this.#sockets.size }
+
+  /** Takes over an accepted socket (also usable by a listener that accepts elsewhere). */
+  handle (socket: net.Socket): void {
+    const c = new PassthroughConnection(this.#opts, socket, this.#sockets)
+    c.start()
+  }
+
+  /** Stops accepting; spliced connections get `timeoutMs` to finish, then are cut. */
+  async close (timeoutMs = 0): Promise<void> {
+    const closed = new Promise<void>(resolve => { this.server.close(() => { resolve() }) })
+    if (this.#sockets.size > 0 && timeoutMs > 0) {
+      const deadline = Date.now() + timeoutMs
+      while (this.#sockets.size > 0 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 25))
+    }
+    for (const s of this.#sockets) s.destroy()
+    await closed
+  }
+}
+
+/** One accepted connection: hello phase, then a splice. Handlers are methods bound once per connection. */
+class PassthroughConnection {
+  readonly #opts: PassthroughOptions
+  readonly #client: net.Socket
+  readonly #all: Set<net.Socket>
+  readonly #parser: ClientHelloParser
+  #upstream: net.Socket | undefined
+  #timer: NodeJS.Timeout | undefined
+
+  constructor (opts: PassthroughOptions, client: net.Socket, all: Set<net.Socket>) {
+    this.#opts = opts
+    this.#client = client
+    this.#all = all
+    this.#parser = new ClientHelloParser(opts.maxHelloBytes ?? DEFAULT_MAX_HELLO_BYTES)
+  }
+
+  start (): void {
+    const client = this.#client
+    this.#all.add(client)
+    client.on('error', this.#onClientGone)
+    client.on('close', this.#onClientGone)
+    client.on('data', this.#onHelloData)
+    this.#timer = setTimeout(this.#onHelloTimeout, this.#opts.helloTimeoutMs ?? 5000)
+  }
+
+  readonly #onHelloData = (chunk: Buffer): void => {
+    const r = this.#parser.push(chunk)
+    if (r.kind === 'need-more') return
+    clearTimeout(this.#timer)
+    this.#client.off('data', this.#onHelloData)
+    this.#client.pause()
+    if (r.kind === 'invalid') {
+      this.#emit({ type: 'rejected', reason: 'invalid-hello', detail: r.reason })
+      this.#client.destroy()
+      return
+    }
+    let target: PassthroughTarget | undefined
+    try { target = this.#opts.pick(r.sni, r.alpn) } catch { target = undefined }
+    if (target === undefined) {
+      this.#emit({ type: 'rejected', reason: 'no-route', detail: r.sni === undefined ? 'no SNI and no default' : `no route for "${r.sni}"`, sni: r.sni })
+      // Drain what the client still sends so the close is a FIN, not a reset that could eat the alert.
+      const client = this.#client
+      client.resume()
+      client.end(ALERT_UNRECOGNIZED_NAME)
+      setTimeout(() => { client.destroy() }, 1000).unref()
+      return
+    }
+    this.#connect(target, r.sni)
+  }
+
+  readonly #onHelloTimeout = (): void => {
+    this.#emit({ type: 'rejected', reason: 'hello-timeout', detail: `no ClientHello after ${this.#parser.buffered.length} bytes` })
+    this.#client.destroy()
+  }
+
+  #connect (target: PassthroughTarget, sni: string | undefined): void {
+    const up = net.connect({ host: target.host, port: target.port, allowHalfOpen: true })
+    this.#upstream = up
+    this.#all.add(up)
+    up.setNoDelay(true)
+    this.#client.setNoDelay(true)
+    up.setTimeout(this.#opts.connectTimeoutMs ?? 5000)
+    up.once('timeout', () => { up.destroy(new Error('connect timeout')) })
+    up.on('error', err => {
+      this.#emit({ type: 'upstream-error', target, error: err.message })
+      this.#client.destroy()
+    })
+    up.on('close', () => { this.#all.delete(up); this.#client.destroy() })
+    up.once('connect', () => {
+      up.removeAllListeners('timeout')
+      up.setTimeout(0)
+      this.#emit({ type: 'routed', sni, target })
+      up.write(this.#parser.buffered)
+      const idle = this.#opts.idleTimeoutMs ?? 0
+      if (idle > 0) {
+        this.#client.setTimeout(idle, () => { this.#client.destroy() })
+        up.setTimeout(idle, () => { up.destroy() })
+      }
+      this.#client.pipe(up)
+      up.pipe(this.#client)
+    })
+  }
+
+  readonly #onClientGone = (): void => {
+    clearTimeout(this.#timer)
+    if (this.#client.destroyed) {
+      this.#all.delete(this.#client)
+      this.#upstream?.destroy()
+    }
+  }
+
+  #emit (event: PassthroughEvent): void {
+    try { this.#opts.onEvent?.(event) } catch { /* observer failures stay with the observer */ }
+  }
+}
