@@ -120,7 +120,8 @@ export class TunnelClient extends EventEmitter {
       const grant = decodeGrant(payload)
       if (grant === undefined || !session.applyPeerSettings(grant)) { session.destroy(new TunnelError('EP_ERR_TUNNEL_PROTOCOL', 'malformed GRANT')); return }
       link.grant = grant
-      link.attempt = 0
+      // Only a useful session resets the backoff: one granted nothing keeps backing off.
+      if (grant.granted.length > 0) link.attempt = 0
       this.emit('session', link.url, session, grant)
     })
     session.sendHandshake(FrameType.HELLO, encodeHello({ ...session.localSettings, claims: this.claims }))
@@ -137,7 +138,13 @@ export class TunnelClient extends EventEmitter {
     link.timer = setTimeout(() => { this.dial(link) }, delay)
   }
 
+  private readonly onStreamError = function (this: TunnelStream, err: Error): void {
+    // Reported, never thrown: a failed stream is that stream's problem only.
+    this.session.emit('stream-error', this, err)
+  }
+
   private readonly onStream = (s: TunnelStream): void => {
+    s.on('error', this.onStreamError)
     const target = this.targets[s.info.service].lookup(s.info.servername)?.values().next().value
     if (target === undefined) {
       s.destroy(new TunnelError('EP_ERR_TUNNEL_REFUSED', `no target for ${s.info.service}:${s.info.servername}`, { resetCode: ResetCode.REFUSED }))
@@ -156,7 +163,6 @@ export class TunnelClient extends EventEmitter {
         { cause: err, resetCode: connected ? ResetCode.CANCEL : ResetCode.CONNECT_FAILED }))
     })
     sock.once('close', (hadError: boolean) => { if (hadError && !s.destroyed) s.destroy() })
-    s.once('error', () => { sock.destroy() })
     s.once('close', () => { if (!sock.destroyed) sock.destroy() })
     this.emit('stream', s)
   }
