@@ -1,46 +1,19 @@
-// A multiplexed tunnel session over one WebSocket. Flow control works like HTTP/2's: per-stream and
-// session receive windows, credited back as the application consumes data. Data frames leave through
-// a round-robin ring of ready streams, only while the ws buffer is under a bound; control frames go
-// straight to the socket, so they overtake any data still waiting in the ring.
+// A multiplexed tunnel session over one WebSocket: handshake, stream ids, frame dispatch, receive-side
+// flow control (per-stream and session windows, credited back as the application consumes data),
+// heartbeats and drain. The sending half (fair data scheduling, ws backpressure) is outbound.ts.
 import { EventEmitter } from 'node:events'
 import type { WebSocket } from 'ws'
 import { TunnelError, ResetCode } from './errors.js'
-import { FrameType, MAX_DATA, decodeFrame, encodeFrame, encodeU32, encodePing, type Frame } from './frame.js'
+import { FrameType, decodeFrame, encodeFrame, encodeU32, encodePing, type Frame } from './frame.js'
+import { Outbound } from './outbound.js'
+import { Heartbeat } from './heartbeat.js'
 import { decodeOpen, encodeOpen, encodeCodeMessage, decodeCodeMessage, type OpenInfo, type Settings } from './payload.js'
 import { TunnelStream } from './stream.js'
+import { DEFAULT_STREAM_WINDOW, MAX_WINDOW, MIN_WINDOW, MAX_CREDIT, type SessionOptions, type SessionStats } from './options.js'
 
-export const DEFAULT_STREAM_WINDOW = 256 * 1024
-export const MAX_WINDOW = 16 * 1024 * 1024
-export const MIN_WINDOW = MAX_DATA
-const MAX_CREDIT = 0x7fffffff
-
-export interface SessionOptions {
-  /** The edge opens odd stream ids, the backend even ones. */
-  role: 'edge' | 'client'
-  /** Our receive window per stream (default 256 KiB, 64 KiB..16 MiB). */
-  streamWindow?: number
-  /** Our receive window for the whole session (default 32 x the stream window, capped at 1 GiB). */
-  sessionWindow?: number
-  pingIntervalMs?: number
-  pingTimeoutMs?: number
-  /** Streams the peer may hold open at once; more are refused with RESET REFUSED. */
-  maxStreams?: number
-  /** Data is framed only while the ws buffer holds less than this (default 512 KiB). */
-  maxBufferedBytes?: number
-}
-
-export interface SessionStats {
-  bytesIn: number
-  bytesOut: number
-  streamsOpen: number
-  streamsTotal: number
-  /** Times a stream with data to send found its window empty / the session window empty. */
-  windowStalls: number
-  sessionStalls: number
-}
+export { DEFAULT_STREAM_WINDOW, MAX_WINDOW, MIN_WINDOW, type SessionOptions, type SessionStats } from './options.js'
 
 type Handshake = 'hello' | 'grant'
-const SEND_OPTS = { binary: true }
 
 export class Session extends EventEmitter {
   readonly ws: WebSocket
@@ -56,22 +29,13 @@ export class Session extends EventEmitter {
   goingAway = false
   peerGoingAway = false
 
-  private readonly pingIntervalMs: number
-  private readonly pingTimeoutMs: number
   private readonly maxStreams: number
-  private readonly maxBuffered: number
   private nextId: number
   private lastPeerId = 0
-  private sendSession = 0
   private recvSession: number
   private unackedSession = 0
-  private readyHead: TunnelStream | null = null
-  private readyTail: TunnelStream | null = null
-  private pumping = false
-  private sessionStalled = false
-  private pingTimer: NodeJS.Timeout | undefined
-  private pongTimer: NodeJS.Timeout | undefined
-  private pingSeq = 0n
+  private readonly out: Outbound
+  private readonly heartbeat: Heartbeat
   private expect: Handshake | 'none'
 
   constructor (ws: WebSocket, opts: SessionOptions) {
@@ -82,31 +46,32 @@ export class Session extends EventEmitter {
     const sessionWindow = clamp(opts.sessionWindow ?? streamWindow * 32, streamWindow, 1 << 30)
     this.localSettings = { streamWindow, sessionWindow }
     this.recvSession = sessionWindow
-    this.pingIntervalMs = opts.pingIntervalMs ?? 15_000
-    this.pingTimeoutMs = opts.pingTimeoutMs ?? 10_000
     this.maxStreams = opts.maxStreams ?? 1024
-    this.maxBuffered = opts.maxBufferedBytes ?? 512 * 1024
     this.nextId = opts.role === 'edge' ? 1 : 2
     this.expect = opts.role === 'edge' ? 'hello' : 'grant'
+    this.out = new Outbound(ws, this.stats, opts.maxBufferedBytes ?? 512 * 1024)
     ws.binaryType = 'nodebuffer'
     ws.on('message', this.onMessage)
     ws.on('close', this.onWsClose)
     ws.on('error', this.onWsError)
-    this.pingTimer = setTimeout(this.onPingDue, this.pingIntervalMs).unref()
+    const timeoutMs = opts.pingTimeoutMs ?? 10_000
+    this.heartbeat = new Heartbeat(frame => { this.out.send(frame) }, () => {
+      this.destroy(new TunnelError('EP_ERR_TUNNEL_TIMEOUT', `no heartbeat answer within ${timeoutMs} ms`))
+    }, opts.pingIntervalMs ?? 15_000, timeoutMs)
   }
 
   get ready (): boolean { return this.peerSettings !== undefined && !this.closed }
 
   /** Sends a handshake frame (HELLO from the backend, GRANT from the edge) carrying our windows. */
   sendHandshake (type: typeof FrameType.HELLO | typeof FrameType.GRANT, payload: Buffer): void {
-    this.send(encodeFrame(type, 0, payload))
+    this.out.send(encodeFrame(type, 0, payload))
   }
 
   /** Applies the peer's windows from its HELLO/GRANT; returns false if they are out of range. */
   applyPeerSettings (s: Settings): boolean {
     if (s.streamWindow < MIN_WINDOW || s.streamWindow > MAX_WINDOW || s.sessionWindow < s.streamWindow || s.sessionWindow > MAX_CREDIT) return false
     this.peerSettings = s
-    this.sendSession = s.sessionWindow
+    this.out.sessionWindow = s.sessionWindow
     return true
   }
 
@@ -119,7 +84,7 @@ export class Session extends EventEmitter {
     this.nextId += 2
     const s = new TunnelStream(this, id, info, this.peerSettings.streamWindow, this.localSettings.streamWindow)
     this.addStream(s)
-    this.send(encodeFrame(FrameType.OPEN, id, encodeOpen(info)))
+    this.out.send(encodeFrame(FrameType.OPEN, id, encodeOpen(info)))
     return s
   }
 
@@ -127,7 +92,7 @@ export class Session extends EventEmitter {
   goaway (code: number = ResetCode.NO_ERROR, message = ''): void {
     if (this.closed || this.goingAway) return
     this.goingAway = true
-    this.send(encodeFrame(FrameType.GOAWAY, 0, encodeCodeMessage(code, message, this.lastPeerId)))
+    this.out.send(encodeFrame(FrameType.GOAWAY, 0, encodeCodeMessage(code, message, this.lastPeerId)))
     if (this.streams.size === 0) this.destroy()
   }
 
@@ -136,14 +101,15 @@ export class Session extends EventEmitter {
     if (this.closed) return
     this.closed = true
     this.closeError = err
-    clearTimeout(this.pingTimer)
-    clearTimeout(this.pongTimer)
+    this.heartbeat.stop()
     const ws = this.ws
     if (ws.readyState === ws.OPEN) {
       if (err !== undefined) {
-        const code = (err as TunnelError).code === 'EP_ERR_TUNNEL_PROTOCOL' ? ResetCode.PROTOCOL : ResetCode.INTERNAL
+        const c = (err as TunnelError).code
+        const code = c === 'EP_ERR_TUNNEL_PROTOCOL' ? ResetCode.PROTOCOL : c === 'EP_ERR_TUNNEL_FLOW_CONTROL' ? ResetCode.FLOW_CONTROL : c === 'EP_ERR_TUNNEL_TIMEOUT' ? ResetCode.TIMEOUT : ResetCode.INTERNAL
         ws.send(encodeFrame(FrameType.GOAWAY, 0, encodeCodeMessage(code, err.message, this.lastPeerId)))
-        ws.close(code === ResetCode.PROTOCOL ? 1002 : 1011, err.message.slice(0, 120))
+        // The close reason must fit 123 bytes: keep it short and ASCII.
+        ws.close(code === ResetCode.PROTOCOL || code === ResetCode.FLOW_CONTROL ? 1002 : 1011, err.message.replace(/[^\x20-\x7e]/g, '?').slice(0, 120))
       } else {
         ws.close(1000)
       }
@@ -155,75 +121,18 @@ export class Session extends EventEmitter {
     const cause = new TunnelError('EP_ERR_TUNNEL_CLOSED', `tunnel session closed${err !== undefined ? `: ${err.message}` : ''}`, { cause: err })
     for (const s of this.streams.values()) { s.silentClose = true; s.destroy(cause) }
     this.streams.clear()
-    this.readyHead = this.readyTail = null
+    this.out.clear()
     this.emit('close', err)
   }
 
-  // --- scheduler ---------------------------------------------------------------------------------
-
-  /** @internal A stream has a chunk to send: link it into the ring if its window allows, then pump. */
-  schedule (s: TunnelStream): void {
-    if (s.queued || s.pending === null || this.closed) return
-    if (s.sendWindow <= 0) { s.stats.windowStalls++; this.stats.windowStalls++; return }
-    s.queued = true
-    s.nextReady = null
-    if (this.readyTail === null) this.readyHead = s
-    else this.readyTail.nextReady = s
-    this.readyTail = s
-    this.pump()
-  }
-
-  private pump (): void {
-    if (this.pumping || this.closed) return
-    this.pumping = true
-    const ws = this.ws
-    while (this.readyHead !== null && this.sendSession > 0 && ws.bufferedAmount < this.maxBuffered) {
-      const s = this.readyHead
-      this.readyHead = s.nextReady
-      if (this.readyHead === null) this.readyTail = null
-      s.queued = false
-      s.nextReady = null
-      this.sendData(s)
-      if (s.pending !== null) this.schedule(s)
-    }
-    if (this.readyHead !== null && this.sendSession <= 0 && !this.sessionStalled) { this.sessionStalled = true; this.stats.sessionStalls++ }
-    this.pumping = false
-  }
-
-  private sendData (s: TunnelStream): void {
-    const chunk = s.pending
-    if (chunk === null || s.destroyed) return
-    const off = s.pendingOff
-    const n = Math.min(MAX_DATA, chunk.length - off, s.sendWindow, this.sendSession)
-    this.send(encodeFrame(FrameType.DATA, s.id, chunk, 0, off, off + n))
-    s.pendingOff = off + n
-    s.sendWindow -= n
-    this.sendSession -= n
-    s.stats.bytesOut += n
-    this.stats.bytesOut += n
-    if (s.pendingOff === chunk.length) {
-      const cb = s.pendingCb
-      s.pending = null
-      s.pendingCb = null
-      if (cb !== null) cb()
-    }
-  }
-
-  /** Every frame shares this one callback: the ws buffer drained a bit, so more data may go. */
-  private readonly onFlushed = (): void => {
-    if (this.readyHead !== null) this.pump()
-  }
-
-  private send (frame: Buffer): void {
-    if (this.closed || this.ws.readyState !== this.ws.OPEN) return
-    this.ws.send(frame, SEND_OPTS, this.onFlushed)
-  }
+  /** @internal */
+  schedule (s: TunnelStream): void { this.out.schedule(s) }
 
   /** @internal */
   sendEnd (s: TunnelStream): void {
     if (s.endSent || s.silentClose) return
     s.endSent = true
-    this.send(encodeFrame(FrameType.END, s.id))
+    this.out.send(encodeFrame(FrameType.END, s.id))
   }
 
   // --- receive-side flow control -----------------------------------------------------------------
@@ -237,7 +146,7 @@ export class Session extends EventEmitter {
     if (!s.endReceived && !s.destroyed) {
       s.unacked += d
       if (s.unacked >= this.localSettings.streamWindow >>> 2) {
-        this.send(encodeU32(FrameType.WINDOW_UPDATE, s.id, s.unacked))
+        this.out.send(encodeU32(FrameType.WINDOW_UPDATE, s.id, s.unacked))
         s.recvWindow += s.unacked
         s.unacked = 0
       }
@@ -248,7 +157,7 @@ export class Session extends EventEmitter {
   private creditSession (d: number): void {
     this.unackedSession += d
     if (this.unackedSession >= this.localSettings.sessionWindow >>> 2) {
-      this.send(encodeU32(FrameType.WINDOW_UPDATE, 0, this.unackedSession))
+      this.out.send(encodeU32(FrameType.WINDOW_UPDATE, 0, this.unackedSession))
       this.recvSession += this.unackedSession
       this.unackedSession = 0
     }
@@ -267,7 +176,7 @@ export class Session extends EventEmitter {
     this.stats.streamsOpen--
     if (!s.silentClose && !(s.endSent && s.endReceived)) {
       const code = err === null ? ResetCode.CANCEL : ((err as { resetCode?: number }).resetCode ?? ResetCode.CANCEL) || ResetCode.CANCEL
-      this.send(encodeFrame(FrameType.RESET, s.id, encodeCodeMessage(code, err?.message ?? 'stream cancelled')))
+      this.out.send(encodeFrame(FrameType.RESET, s.id, encodeCodeMessage(code, err?.message ?? 'stream cancelled')))
     }
     // Bytes the application will never read still occupy the session window: give them back.
     const unread = s.recvTotal - s.consumed
@@ -324,8 +233,8 @@ export class Session extends EventEmitter {
         return
       }
       case FrameType.WINDOW_UPDATE: return this.onWindowUpdate(f)
-      case FrameType.PING: this.send(encodePing(FrameType.PONG, f.payload.readBigUInt64BE(0))); return
-      case FrameType.PONG: return this.onPong(f.payload.readBigUInt64BE(0))
+      case FrameType.PING: this.out.send(encodePing(FrameType.PONG, f.payload.readBigUInt64BE(0))); return
+      case FrameType.PONG: return this.heartbeat.pong(f.payload.readBigUInt64BE(0))
       case FrameType.GOAWAY: return this.onGoaway(f)
       default: return this.fail(`unexpected frame type ${type}`)
     }
@@ -364,7 +273,7 @@ export class Session extends EventEmitter {
     if (info === undefined) return this.fail('malformed OPEN')
     this.lastPeerId = id
     if (this.goingAway || this.streams.size >= this.maxStreams || this.listenerCount('stream') === 0 || this.peerSettings === undefined) {
-      this.send(encodeFrame(FrameType.RESET, id, encodeCodeMessage(ResetCode.REFUSED, 'stream refused')))
+      this.out.send(encodeFrame(FrameType.RESET, id, encodeCodeMessage(ResetCode.REFUSED, 'stream refused')))
       return
     }
     const s = new TunnelStream(this, id, info, this.peerSettings.streamWindow, this.localSettings.streamWindow)
@@ -376,18 +285,15 @@ export class Session extends EventEmitter {
     const inc = f.payload.readUInt32BE(0)
     if (inc === 0) return this.fail('WINDOW_UPDATE of 0')
     if (f.streamId === 0) {
-      if (this.sendSession + inc > MAX_CREDIT) return this.fail('session window above 2^31-1', 'EP_ERR_TUNNEL_FLOW_CONTROL')
-      this.sendSession += inc
-      this.sessionStalled = false
-      this.pump()
+      if (this.out.sessionWindow + inc > MAX_CREDIT) return this.fail('session window above 2^31-1', 'EP_ERR_TUNNEL_FLOW_CONTROL')
+      this.out.addSessionWindow(inc)
       return
     }
     const s = this.lookup(f.streamId)
     if (s === undefined) return
     if (s.sendWindow + inc > MAX_CREDIT) return this.fail('stream window above 2^31-1', 'EP_ERR_TUNNEL_FLOW_CONTROL')
     s.sendWindow += inc
-    this.schedule(s)
-    this.pump()
+    this.out.schedule(s)
   }
 
   private onGoaway (f: Frame): void {
@@ -402,25 +308,6 @@ export class Session extends EventEmitter {
       }
     }
     this.emit('goaway', m.code, m.message)
-  }
-
-  // --- heartbeat ---------------------------------------------------------------------------------
-
-  private readonly onPingDue = (): void => {
-    if (this.closed) return
-    this.send(encodePing(FrameType.PING, ++this.pingSeq))
-    this.pongTimer = setTimeout(this.onPongMissing, this.pingTimeoutMs).unref()
-  }
-
-  private onPong (v: bigint): void {
-    if (v !== this.pingSeq || this.pongTimer === undefined) return
-    clearTimeout(this.pongTimer)
-    this.pongTimer = undefined
-    this.pingTimer = setTimeout(this.onPingDue, this.pingIntervalMs).unref()
-  }
-
-  private readonly onPongMissing = (): void => {
-    this.destroy(new TunnelError('EP_ERR_TUNNEL_TIMEOUT', `no heartbeat answer within ${this.pingTimeoutMs} ms`))
   }
 
   private readonly onWsClose = (code: number): void => {
