@@ -77,6 +77,18 @@ export class TunnelClient extends EventEmitter {
     return this.links.flatMap(l => l.session !== undefined && l.grant !== undefined && !l.session.closed ? [l.session] : [])
   }
 
+  /** Graceful stop: GOAWAY to every edge (they stop sending new streams), wait for open streams, then close. */
+  async drain (timeoutMs = 30_000): Promise<void> {
+    this.closed = true
+    const live = this.links.flatMap(l => l.session !== undefined && !l.session.closed ? [l.session] : [])
+    const done = Promise.all(live.map(s => new Promise(resolve => s.once('close', resolve))))
+    for (const s of live) s.goaway()
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([done, new Promise(resolve => { timer = setTimeout(resolve, timeoutMs) })])
+    clearTimeout(timer)
+    await this.close()
+  }
+
   async close (): Promise<void> {
     this.closed = true
     const waits: Promise<unknown>[] = []

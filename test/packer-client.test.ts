@@ -110,3 +110,26 @@ test('a stream for a name without a local target is reset with REFUSED; an unrea
   assert.match(eb.message, /ECONNREFUSED/)
   assert.equal(session.closed, false)
 })
+
+test('tcp/tls routes can prefix the local connection with a PROXY header carrying the original client', async t => {
+  const { edge, url } = await startEdge(t)
+  const heads: Buffer[] = []
+  const target = await tcpServer(t, sock => { sock.once('data', c => { heads.push(c as Buffer); sock.end() }) })
+  startClient(t, url, [
+    { service: 'tls', name: 'v1.tunnel.test', to: `tcp://127.0.0.1:${target.port}`, proxyProtocol: 1 },
+    { service: 'tcp', name: 'v2.tunnel.test', to: `tcp://127.0.0.1:${target.port}`, proxyProtocol: 2 },
+  ])
+  const session = await registered(edge, 'v1.tunnel.test')
+  for (const [service, servername] of [['tls', 'v1.tunnel.test'], ['tcp', 'v2.tunnel.test']] as const) {
+    const s = edge.openStream(session, { ...CLIENT, service, servername })
+    s.end()
+    s.resume()
+    await once(s, 'end')
+  }
+  assert.equal(heads[0]!.toString(), `PROXY TCP4 203.0.113.9 127.0.0.1 40000 ${target.port}\r\n`)
+  const v2 = heads[1]!
+  assert.equal(v2.subarray(0, 12).toString('hex'), '0d0a0d0a000d0a515549540a')
+  assert.equal(v2[13], 0x11)
+  assert.equal([...v2.subarray(16, 20)].join('.'), '203.0.113.9')
+  assert.equal(v2.readUInt16BE(24), 40000)
+})
