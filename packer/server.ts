@@ -158,7 +158,10 @@ export class TunnelServer extends EventEmitter {
 function reject (socket: Duplex, status: number, code: string, message: string): void {
   const body = `${message}\n`
   const reason = status === 401 ? 'Unauthorized' : 'Not Found'
+  socket.on('error', noop) // a client that hangs up on the refusal is not our problem
   socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: text/plain\r\n` +
     `${status === 401 ? 'WWW-Authenticate: Bearer error="invalid_token"\r\n' : ''}X-Tunnel-Error: ${code}\r\n` +
     `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
 }
+
+function noop (): void {}

@@ -84,15 +84,17 @@ test('a stream whose reader stopped does not slow another stream moving 50 MB', 
   assert.equal(stalled.destroyed, false)
 })
 
-test('100 MB through one stream arrives intact (SHA-256)', async t => {
-  const { edge, url } = await startEdge(t)
+test('100 MB through one stream arrives intact (SHA-256), heartbeats answered throughout', async t => {
+  // PINGs every 20 ms must keep getting PONGs while the data flows: control frames overtake queued data.
+  const heartbeat = { pingIntervalMs: 20, pingTimeoutMs: 3000 }
+  const { edge, url } = await startEdge(t, { session: heartbeat })
   // The target hashes what it receives and answers with the digest.
   const sink = await tcpServer(t, sock => {
     const h = createHash('sha256')
     sock.on('data', c => h.update(c))
     sock.on('end', () => { sock.end(h.digest('hex')) })
   })
-  startClient(t, url, [{ service: 'http', name: 'app.tunnel.test', to: `http://127.0.0.1:${sink.port}` }])
+  const client = startClient(t, url, [{ service: 'http', name: 'app.tunnel.test', to: `http://127.0.0.1:${sink.port}` }], { session: heartbeat })
   const session = await registered(edge, 'app.tunnel.test')
   const s = edge.openStream(session, { ...CLIENT, service: 'http', servername: 'app.tunnel.test' })
   let maxWsBuffered = 0
@@ -108,6 +110,8 @@ test('100 MB through one stream arrives intact (SHA-256)', async t => {
   t.diagnostic(`100 MB over one stream: ${(100 / secs).toFixed(0)} MB/s`)
   assert.equal(Buffer.concat(reply).toString(), sent)
   assert.equal(s.stats.bytesOut, 100 * MB)
+  assert.equal(session.closed, false)
+  assert.equal(client.sessions()[0]?.closed, false)
   assert.ok(maxWsBuffered <= 512 * 1024 + 2 * MAX_DATA, `ws buffered ${maxWsBuffered}`)
 })
 
