@@ -1,0 +1,181 @@
+// Backend side: holds a session to each edge, claims names, and on OPEN connects the stream to the
+// local target mapped to that name. A lost or refused session is redialled with full-jitter backoff.
+import { EventEmitter } from 'node:events'
+import { connect } from 'node:net'
+import { WebSocket } from 'ws'
+import { TunnelError, ResetCode } from './errors.js'
+import { FrameType, MAX_MESSAGE } from './frame.js'
+import { decodeGrant, encodeHello, type Grant, type NameClaim, type Service } from './payload.js'
+import { Session, type SessionOptions } from './session.js'
+import { NameTable, normalizeName } from './names.js'
+import { proxyHeader } from './proxy-header.js'
+import type { TunnelStream } from './stream.js'
+
+export interface TunnelRoute {
+  service: Service
+  name: string
+  /** "http://host:port" or "tcp://host:port": where streams for this name go. */
+  to: string
+  /** Prefix each connection with a PROXY protocol header carrying the original client address. */
+  proxyProtocol?: 1 | 2
+}
+
+export interface TunnelClientOptions {
+  /** ws:// or wss:// URLs of the edges' tunnel endpoints; one session is held to each. */
+  edges: readonly string[]
+  token: string
+  routes: readonly TunnelRoute[]
+  /** Full-jitter reconnect delay bounds (default 1 s .. 30 s). */
+  backoff?: { minMs: number, maxMs: number }
+  session?: Omit<SessionOptions, 'role'>
+  connectTimeoutMs?: number
+}
+
+interface Target { host: string, port: number, proxyProtocol: 0 | 1 | 2 }
+
+function parseTarget (r: TunnelRoute): Target {
+  const u = new URL(r.to)
+  if (u.protocol !== 'http:' && u.protocol !== 'tcp:') throw new TypeError(`tunnel target ${r.to}: expected http:// or tcp://`)
+  const port = Number(u.port !== '' ? u.port : (u.protocol === 'http:' ? 80 : NaN))
+  if (!Number.isInteger(port) || port <= 0) throw new TypeError(`tunnel target ${r.to}: needs a port`)
+  return { host: u.hostname.replace(/^\[|\]$/g, ''), port, proxyProtocol: r.proxyProtocol ?? 0 }
+}
+
+/** Zero masks let ws skip copying every outgoing frame to mask it (a browser-only defence; wss encrypts anyway). */
+function zeroMask (mask: Buffer): void { mask.fill(0) }
+
+class EdgeLink {
+  session: Session | undefined
+  grant: Grant | undefined
+  attempt = 0
+  ws: WebSocket | undefined
+  timer: NodeJS.Timeout | undefined
+  constructor (readonly url: string) {}
+}
+
+export class TunnelClient extends EventEmitter {
+  readonly links: EdgeLink[]
+  private readonly opts: TunnelClientOptions
+  private readonly claims: NameClaim[]
+  private readonly targets: Record<Service, NameTable<Target>> = { http: new NameTable(), tls: new NameTable(), tcp: new NameTable() }
+  private closed = false
+
+  constructor (opts: TunnelClientOptions) {
+    super()
+    this.opts = opts
+    this.links = opts.edges.map(url => new EdgeLink(url))
+    this.claims = opts.routes.map(r => ({ service: r.service, name: normalizeName(r.name) }))
+    for (const r of opts.routes) this.targets[r.service].add(normalizeName(r.name), parseTarget(r))
+  }
+
+  start (): void {
+    for (const link of this.links) this.dial(link)
+  }
+
+  /** Sessions that have been granted names, one per connected edge. */
+  sessions (): Session[] {
+    return this.links.flatMap(l => l.session !== undefined && l.grant !== undefined && !l.session.closed ? [l.session] : [])
+  }
+
+  /** Graceful stop: GOAWAY to every edge (they stop sending new streams), wait for open streams, then close. */
+  async drain (timeoutMs = 30_000): Promise<void> {
+    this.closed = true
+    const live = this.links.flatMap(l => l.session !== undefined && !l.session.closed ? [l.session] : [])
+    const done = Promise.all(live.map(s => new Promise(resolve => s.once('close', resolve))))
+    for (const s of live) s.goaway()
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([done, new Promise(resolve => { timer = setTimeout(resolve, timeoutMs) })])
+    clearTimeout(timer)
+    await this.close()
+  }
+
+  async close (): Promise<void> {
+    this.closed = true
+    const waits: Promise<unknown>[] = []
+    for (const link of this.links) {
+      clearTimeout(link.timer)
+      const ws = link.ws
+      if (ws !== undefined && ws.readyState !== ws.CLOSED) waits.push(new Promise(resolve => ws.once('close', resolve)))
+      if (link.session !== undefined) link.session.destroy()
+      else ws?.terminate()
+    }
+    await Promise.all(waits)
+  }
+
+  private dial (link: EdgeLink): void {
+    if (this.closed) return
+    const ws = new WebSocket(link.url, {
+      headers: { authorization: `Bearer ${this.opts.token}` },
+      maxPayload: MAX_MESSAGE,
+      perMessageDeflate: false,
+      generateMask: zeroMask,
+      handshakeTimeout: this.opts.connectTimeoutMs ?? 10_000,
+    })
+    link.ws = ws
+    link.grant = undefined
+    ws.on('error', (err: Error) => { if (link.session === undefined) this.emit('dial-error', link.url, err) })
+    ws.once('open', () => { this.onOpen(link, ws) })
+    ws.once('close', () => {
+      const had = link.grant !== undefined
+      link.session = undefined
+      link.grant = undefined
+      if (had) this.emit('disconnect', link.url)
+      this.scheduleRedial(link)
+    })
+  }
+
+  private onOpen (link: EdgeLink, ws: WebSocket): void {
+    const session = new Session(ws, { ...this.opts.session, role: 'client' })
+    link.session = session
+    session.on('stream', this.onStream)
+    session.once('grant', (payload: Buffer) => {
+      const grant = decodeGrant(payload)
+      if (grant === undefined || !session.applyPeerSettings(grant)) { session.destroy(new TunnelError('EP_ERR_TUNNEL_PROTOCOL', 'malformed GRANT')); return }
+      link.grant = grant
+      // Only a useful session resets the backoff: one granted nothing keeps backing off.
+      if (grant.granted.length > 0) link.attempt = 0
+      this.emit('session', link.url, session, grant)
+    })
+    session.sendHandshake(FrameType.HELLO, encodeHello({ ...session.localSettings, claims: this.claims }))
+  }
+
+  private scheduleRedial (link: EdgeLink): void {
+    if (this.closed) return
+    const min = this.opts.backoff?.minMs ?? 1000
+    const max = this.opts.backoff?.maxMs ?? 30_000
+    // Full jitter: uniform between the floor and an exponentially growing cap, even after the first failure.
+    const cap = Math.min(max, min * 2 ** Math.min(link.attempt, 20))
+    const delay = min + Math.random() * (cap - min)
+    link.attempt++
+    link.timer = setTimeout(() => { this.dial(link) }, delay)
+  }
+
+  private readonly onStreamError = function (this: TunnelStream, err: Error): void {
+    // Reported, never thrown: a failed stream is that stream's problem only.
+    this.session.emit('stream-error', this, err)
+  }
+
+  private readonly onStream = (s: TunnelStream): void => {
+    s.on('error', this.onStreamError)
+    const target = this.targets[s.info.service].lookup(s.info.servername)?.values().next().value
+    if (target === undefined) {
+      s.destroy(new TunnelError('EP_ERR_TUNNEL_REFUSED', `no target for ${s.info.service}:${s.info.servername}`, { resetCode: ResetCode.REFUSED }))
+      return
+    }
+    const sock = connect({ host: target.host, port: target.port, allowHalfOpen: true, noDelay: true })
+    let connected = false
+    sock.once('connect', () => {
+      connected = true
+      if (target.proxyProtocol !== 0) sock.write(proxyHeader(target.proxyProtocol, s.info, sock.remoteAddress ?? target.host, target.port))
+      s.pipe(sock)
+      sock.pipe(s)
+    })
+    sock.once('error', (err: Error) => {
+      s.destroy(new TunnelError('EP_ERR_TUNNEL_STREAM_RESET', `local target ${target.host}:${target.port}: ${err.message}`,
+        { cause: err, resetCode: connected ? ResetCode.CANCEL : ResetCode.CONNECT_FAILED }))
+    })
+    sock.once('close', (hadError: boolean) => { if (hadError && !s.destroyed) s.destroy() })
+    s.once('close', () => { if (!sock.destroyed) sock.destroy() })
+    this.emit('stream', s)
+  }
+}

@@ -1,0 +1,91 @@
+// One multiplexed stream as a Node Duplex. The session owns the wire; the stream holds the per-stream
+// state the session's scheduler and flow control read: its send window, the one chunk being framed,
+// and how much received data the application has consumed (which is what earns the peer more window).
+import { Duplex } from 'node:stream'
+import type { OpenInfo } from './payload.js'
+import type { Session } from './session.js'
+import { MAX_DATA } from './frame.js'
+
+export interface StreamStats {
+  bytesIn: number
+  bytesOut: number
+  /** Times the stream had data to send but its send window was empty. */
+  windowStalls: number
+}
+
+export class TunnelStream extends Duplex {
+  readonly id: number
+  readonly info: OpenInfo
+  readonly stats: StreamStats = { bytesIn: 0, bytesOut: 0, windowStalls: 0 }
+  /** @internal */ readonly session: Session
+
+  // --- send side (owned by the session's scheduler) ---
+  /** @internal Bytes the peer still accepts on this stream. */ sendWindow: number
+  /** @internal The chunk being framed, its offset, and the write callback released when it is all sent. */
+  pending: Buffer | null = null
+  /** @internal */ pendingOff = 0
+  /** @internal */ pendingCb: ((err?: Error | null) => void) | null = null
+  /** @internal Linked into the session's round-robin ring of streams ready to send. */
+  queued = false
+  /** @internal */ nextReady: TunnelStream | null = null
+  /** @internal */ endSent = false
+
+  // --- receive side ---
+  /** @internal Bytes the peer may still send before our next WINDOW_UPDATE. */ recvWindow: number
+  /** @internal Total DATA bytes received, and how many the application has consumed so far. */
+  recvTotal = 0
+  /** @internal */ consumed = 0
+  /** @internal Consumed bytes not yet returned to the peer as window. */ unacked = 0
+  /** @internal */ endReceived = false
+  /** @internal Set when the peer reset the stream or the session died: no RESET goes back. */
+  silentClose = false
+
+  constructor (session: Session, id: number, info: OpenInfo, sendWindow: number, recvWindow: number) {
+    // The readable buffer can never exceed the receive window (the peer would be violating it),
+    // so push()'s return value is not needed for backpressure: the window is the backpressure.
+    super({ readableHighWaterMark: recvWindow, writableHighWaterMark: MAX_DATA, allowHalfOpen: true })
+    this.session = session
+    this.id = id
+    this.info = info
+    this.sendWindow = sendWindow
+    this.recvWindow = recvWindow
+  }
+
+  /** Bytes accepted from the application and not yet handed to the socket. */
+  get queuedBytes (): number { return this.writableLength }
+
+  /** Bytes received and not yet consumed by the application. */
+  get bufferedBytes (): number { return this.recvTotal - this.consumed }
+
+  override _write (chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    if (chunk.length === 0) { cb(); return }
+    this.pending = chunk
+    this.pendingOff = 0
+    this.pendingCb = cb
+    this.session.schedule(this)
+  }
+
+  override _final (cb: (err?: Error | null) => void): void {
+    // Writable calls _final only once every write callback has run, so all data is already framed.
+    this.session.sendEnd(this)
+    cb()
+  }
+
+  override _read (): void {
+    this.session.credit(this)
+  }
+
+  /** Reading is consumption: every path that drains the buffer (data events, pipe, async iteration) goes through read(). */
+  override read (size?: number): unknown {
+    const chunk = super.read(size) as unknown
+    if (this.recvTotal !== this.consumed) this.session.credit(this)
+    return chunk
+  }
+
+  override _destroy (err: Error | null, cb: (err?: Error | null) => void): void {
+    this.pending = null
+    this.pendingCb = null
+    this.session.streamClosed(this, err)
+    cb(err)
+  }
+}
