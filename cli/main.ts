@@ -4,12 +4,18 @@ import { parseArgs } from 'node:util'
 import { readFileSync } from 'node:fs'
 import { ConfigError, loadConfigFile, summarize } from '../config/load.js'
 import { runEdge } from './run.js'
+import { runCertCommand } from './cert.js'
+import { runTokenCommand } from './token.js'
+import { runTunnelCommand } from './tunnel.js'
 
 const HELP = `edge-proxy: an edge routing proxy and load balancer
 
 Usage:
   edge-proxy --config proxy.toml [--demo]     run the edge
   edge-proxy check --config proxy.toml        validate the config: prints a summary (exit 0) or the errors (exit 2)
+  edge-proxy cert ca|issue|inspect ...        local CA and certificates (edge-proxy cert --help)
+  edge-proxy token --secret S --name N ...    sign a tunnel token (edge-proxy token --help)
+  edge-proxy tunnel --edge URL --token T --name N --to URL ...   register a backend through a tunnel
   edge-proxy --help | --version
 
 Options:
@@ -26,6 +32,9 @@ function version (): string {
 
 async function main (argv: string[]): Promise<number> {
   const command = argv[0] !== undefined && !argv[0].startsWith('-') ? argv[0] : 'run'
+  if (command === 'cert') return await runCertCommand(argv.slice(1))
+  if (command === 'token') return await runTokenCommand(argv.slice(1))
+  if (command === 'tunnel') return await runTunnelCommand(argv.slice(1))
   const rest = command === 'run' && argv[0] !== 'run' ? argv : argv.slice(1)
   let values: { config?: string, demo?: boolean, help?: boolean, version?: boolean }
   try {
