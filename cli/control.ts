@@ -20,11 +20,11 @@ export function normalizeBackend (backend: string): string {
 }
 
 export async function applyDrain (config: Config, events: EventLog, pool: string, backend: string, draining: boolean,
-  apply: (url: string, draining: boolean) => void): Promise<string> {
+  apply: (pool: string, url: string, draining: boolean) => void): Promise<string> {
   const problem = validateDrain(config, pool, backend)
   if (problem !== undefined) throw new Error(problem)
   const url = normalizeBackend(backend)
-  apply(url, draining)
+  apply(pool, url, draining)
   const message = `${draining ? 'draining' : 'undrained'} ${url} in pool ${pool}`
   events.push(draining ? 'drain' : 'undrain', message, { pool, backend: url })
   return message

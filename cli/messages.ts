@@ -5,7 +5,7 @@ import type { EdgeStatus } from '../proxy/status.js'
 export type ToWorker =
   | { type: 'reload', text: string, file: string, id: number }
   | { type: 'shutdown', timeout: number }
-  | { type: 'backend', url: string, healthy?: boolean, draining?: boolean }
+  | { type: 'member', pool: string, url: string, healthy?: boolean, recoveredAt?: number, draining?: boolean }
   | { type: 'status', id: number }
 
 export type FromWorker =

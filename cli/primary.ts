@@ -12,6 +12,7 @@ import { EventLog } from '../proxy/events.js'
 import { mergeStatus, type EdgeStatus } from '../proxy/status.js'
 import type { DemoBackends } from './demo.js'
 import { applyDrain, onSignals, readAndValidate } from './control.js'
+import { HealthControl } from './health-control.js'
 import { reasonOf, type FromWorker, type ToWorker } from './messages.js'
 
 function liveWorkers (): Worker[] {
@@ -57,8 +58,8 @@ export async function runPrimary (initial: Config, log: Logger, demo: DemoBacken
   const events = new EventLog()
   const reloads = new Gather<string | undefined>()
   const statuses = new Gather<EdgeStatus>()
-  /** Backend state set by the control side, replayed to workers that start later. */
-  const backendState = new Map<string, { healthy?: boolean, draining?: boolean }>()
+  /** Drain state set through the admin API, replayed to workers that start later (health verdicts come from `health`). */
+  const drained = new Map<string, { pool: string, url: string, draining: boolean }>()
 
   const fork = (): Worker => {
     const w = cluster.fork({ EDGE_PROXY_WORKER: '1' })
@@ -83,7 +84,8 @@ export async function runPrimary (initial: Config, log: Logger, demo: DemoBacken
           if (readyCount === initial.server.workers) log.info({ workers: readyCount }, 'all workers ready')
           // A worker started after a reload read the original file: give it the text the others run.
           if (generation > 1) w.send({ type: 'reload', text: currentText, file: current.file, id: -1 } satisfies ToWorker)
-          for (const [url, st] of backendState) w.send({ type: 'backend', url, ...st } satisfies ToWorker)
+          for (const v of health.verdicts()) w.send({ type: 'member', ...v } satisfies ToWorker)
+          for (const d of drained.values()) w.send({ type: 'member', ...d } satisfies ToWorker)
       }
     })
     return w
@@ -102,6 +104,9 @@ export async function runPrimary (initial: Config, log: Logger, demo: DemoBacken
     setTimeout(fork, starts.length > 10 ? 1000 : 0)
   })
 
+  const broadcast = (m: ToWorker): void => { for (const w of liveWorkers()) w.send(m) }
+  const health = new HealthControl(v => { broadcast({ type: 'member', ...v }) }, events, log)
+  health.sync(initial)
   for (let i = 0; i < initial.server.workers; i++) fork()
   const aggregator = new AggregatorRegistry()
 
@@ -124,13 +129,13 @@ export async function runPrimary (initial: Config, log: Logger, demo: DemoBacken
     }
     current = config
     currentText = text
+    health.sync(config)
     generation++
     log.info({ generation, workers: answers.length }, 'config reloaded')
     events.push('reload', `config reloaded (generation ${generation}, ${answers.length} workers)`)
     return summarize(config)
   }
 
-  const broadcast = (m: ToWorker): void => { for (const w of liveWorkers()) w.send(m) }
 
   const admin = new AdminServer({ address: initial.admin.address, token: initial.admin.token }, {
     log,
@@ -142,9 +147,9 @@ export async function runPrimary (initial: Config, log: Logger, demo: DemoBacken
       const parts = await statuses.ask(id => ({ type: 'status', id }), 2000)
       return { generation, workers: parts.length, ...mergeStatus(parts) }
     },
-    drain: (pool, backend, draining) => applyDrain(current, events, pool, backend, draining, (url, d) => {
-      backendState.set(url, { ...backendState.get(url), draining: d })
-      broadcast({ type: 'backend', url, draining: d })
+    drain: (pool, backend, draining) => applyDrain(current, events, pool, backend, draining, (p, url, d) => {
+      drained.set(`${p} ${url}`, { pool: p, url, draining: d })
+      broadcast({ type: 'member', pool: p, url, draining: d })
     }),
   })
   await admin.listen()
@@ -156,6 +161,7 @@ export async function runPrimary (initial: Config, log: Logger, demo: DemoBacken
     const timeout = current.server.shutdownTimeout
     log.info({ signal, timeout_ms: timeout }, 'shutting down: finishing in-flight requests')
     await admin.close()
+    await health.close()
     const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined)
     await Promise.all(workers.map(w => new Promise<void>(resolve => {
       if (w.isDead()) { resolve(); return }

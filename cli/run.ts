@@ -14,6 +14,7 @@ import { applyDrain, onSignals, readAndValidate } from './control.js'
 import { reasonOf } from './messages.js'
 import { runPrimary } from './primary.js'
 import { runWorker } from './worker.js'
+import { HealthControl } from './health-control.js'
 
 export interface RunOptions {
   readonly file: string
@@ -31,13 +32,16 @@ export async function runEdge (config: Config, opts: RunOptions): Promise<void> 
 
 async function runSingle (initial: Config, log: Logger, demo: DemoBackends | undefined): Promise<void> {
   const events = new EventLog()
-  const edge = new Edge(initial, { log })
+  const edge = new Edge(initial, { log, onEvent: (type, message, fields) => { events.push(type, message, fields) } })
   await edge.start()
+  const health = new HealthControl(v => { edge.setMemberState(v.pool, v.url, v) }, events, log)
+  health.sync(initial)
   let generation = 1
   const reload = async (): Promise<string> => {
     try {
       const { config } = await readAndValidate(initial.file)
       await edge.reload(config)
+      health.sync(config)
       generation++
       log.info({ generation }, 'config reloaded')
       events.push('reload', `config reloaded (generation ${generation})`)
@@ -55,7 +59,7 @@ async function runSingle (initial: Config, log: Logger, demo: DemoBackends | und
     health: () => ({ generation, workers: 1 }),
     metrics: () => edge.metrics.text(),
     status: async () => ({ generation, workers: 1, ...edgeStatus(edge) }),
-    drain: (pool, backend, draining) => applyDrain(edge.config, events, pool, backend, draining, (url, d) => { edge.setBackendState(url, { draining: d }) }),
+    drain: (pool, backend, draining) => applyDrain(edge.config, events, pool, backend, draining, (pool, url, d) => { edge.setMemberState(pool, url, { draining: d }) }),
   })
   await admin.listen()
   log.info({ address: formatAddress({ host: initial.admin.address.host, port: admin.port }) }, 'admin listening')
@@ -65,6 +69,7 @@ async function runSingle (initial: Config, log: Logger, demo: DemoBackends | und
     stopping = true
     log.info({ signal, timeout_ms: edge.config.server.shutdownTimeout }, 'shutting down: finishing in-flight requests')
     await admin.close()
+    await health.close()
     await edge.close(edge.config.server.shutdownTimeout)
     await demo?.close()
     log.info('stopped')

@@ -17,7 +17,7 @@ export async function runWorker (initial: Config): Promise<void> {
   process.on('SIGINT', () => {})
   process.on('SIGTERM', () => {})
   process.on('SIGHUP', () => {})
-  const edge = new Edge(initial, { log })
+  const edge = new Edge(initial, { log, onEvent: (type, message, fields) => { send({ type: 'event', event: { time: new Date().toISOString(), type, message, ...fields } }) } })
   // The primary's /metrics asks every worker for this registry and sums them.
   AggregatorRegistry.setRegistries([edge.metrics.registry])
   void new AggregatorRegistry() // installs prom-client's worker-side IPC listener
@@ -34,9 +34,11 @@ export async function runWorker (initial: Config): Promise<void> {
       case 'shutdown':
         void close(m.timeout)
         return
-      case 'backend':
-        edge.setBackendState(m.url, { ...(m.healthy === undefined ? {} : { healthy: m.healthy }), ...(m.draining === undefined ? {} : { draining: m.draining }) })
+      case 'member': {
+        const { type: _t, pool, url, ...patch } = m
+        edge.setMemberState(pool, url, patch)
         return
+      }
       case 'status':
         send({ type: 'status', id: m.id, status: edgeStatus(edge) })
         return

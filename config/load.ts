@@ -8,6 +8,7 @@ import { configSchema, type RawConfig, type RawPool, type RawRoute } from './sch
 import { locate } from './locate.js'
 import { closest } from './suggest.js'
 import { formatAddress, isLoopback } from './address.js'
+import { resolvePoolHealth } from '../health/config.js'
 import type {
   BackendConfig, Config, HashKey, ListenerConfig, PoolConfig, RouteAction, RouteConfig, ShardConfig,
 } from './types.js'
@@ -213,7 +214,13 @@ function resolvePool (name: string, raw: RawPool, problems: Problems): PoolConfi
     hashKey: parseHashKey(raw.hash_key, [...base, 'hash_key'], problems),
     shards,
     unreachableCooldown: raw.unreachable_cooldown,
+    ...poolHealth(raw),
   }
+}
+
+function poolHealth (raw: Pick<RawPool, 'health' | 'outlier' | 'retry' | 'limits'>): Pick<PoolConfig, 'healthCheck' | 'outlier' | 'retry' | 'limits'> {
+  const h = resolvePoolHealth(raw)
+  return { healthCheck: h.health, outlier: h.outlier, retry: h.retry, limits: h.limits }
 }
 
 const hostPattern = /^(\*\.)?([a-z0-9]([a-z0-9-]*[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\.?$/
@@ -252,7 +259,7 @@ function resolveRoute (raw: RawRoute, index: number, pools: Map<string, PoolConf
     }
     action = {
       kind: 'pool',
-      pool: pool ?? { name: raw.pool ?? '', balance: 'round_robin', backends: [], hashKey: { kind: 'ip' }, shards: undefined, unreachableCooldown: 1000 },
+      pool: pool ?? { name: raw.pool ?? '', balance: 'round_robin', backends: [], hashKey: { kind: 'ip' }, shards: undefined, unreachableCooldown: 1000, ...poolHealth({ health: undefined, outlier: { consecutive_failures: 0, base_ejection: 30_000, max_ejected_percent: 50 }, retry: { attempts: 0, on: [], budget: 0 }, limits: { max_inflight_per_backend: 0 } }) },
       stripPrefix: raw.strip_prefix,
       hostHeader: raw.host_header,
       timeout: raw.timeout,

@@ -1,5 +1,8 @@
 // The resolved, frozen configuration: durations in ms, names resolved to objects. Nothing after load re-checks it.
 import type { Address } from './address.js'
+import type { HealthCheckConfig, LimitsConfig, OutlierConfig, RetryConfig } from '../health/config.js'
+
+export type { HealthCheckConfig, LimitsConfig, OutlierConfig, RetryConfig }
 
 export type BalanceName = 'round_robin' | 'least_conn' | 'p2c' | 'hash'
 
@@ -30,6 +33,11 @@ export interface PoolConfig {
   readonly shards: readonly ShardConfig[] | undefined
   /** How long a backend that refused a connection is passed over before it is tried again. */
   readonly unreachableCooldown: number
+  /** Active checks ([pools.NAME.health]); undefined = none. */
+  readonly healthCheck: HealthCheckConfig | undefined
+  readonly outlier: OutlierConfig
+  readonly retry: RetryConfig
+  readonly limits: LimitsConfig
 }
 
 export interface HeaderMatch { readonly name: string, readonly value: string | null }

@@ -1,6 +1,11 @@
 // A backend is one upstream origin with its keep-alive connection pool and its live numbers.
 // Backends live in a BackendStore that outlives config reloads, so connections and stats carry over.
 import { Pool, type Dispatcher } from 'undici'
+import { LatencyStats } from '../health/latency.js'
+import { Member } from './balancers/balancer.js'
+import { OutlierDetector, type OutlierEvent } from '../health/outlier.js'
+import { RetryBudget } from '../health/retry-budget.js'
+import type { PoolConfig } from '../config/types.js'
 
 export interface BackendOptions {
   readonly connectTimeout: number
@@ -23,9 +28,8 @@ export class Backend {
   failures = 0
   /** Passive: after a refused connection the backend is passed over until this time (ms since epoch). */
   unreachableUntil = 0
-  /** Active health verdict; health checks set it, true until told otherwise. */
-  healthy = true
-  draining = false
+  /** p50/p95/p99 and rates over sliding windows. */
+  readonly latency = new LatencyStats()
 
   constructor (url: string, opts: BackendOptions) {
     this.url = url
@@ -44,16 +48,17 @@ export class Backend {
     })
   }
 
-  available (now: number): boolean {
-    return this.healthy && !this.draining && this.unreachableUntil <= now
+  reachable (now: number): boolean {
+    return this.unreachableUntil <= now
   }
 
   markUnreachable (now: number, cooldown: number): void {
     this.unreachableUntil = now + cooldown
   }
 
-  observeLatency (ms: number): void {
+  observeLatency (ms: number, now: number): void {
     this.ewma = this.ewma === 0 ? ms : this.ewma + EWMA_DECAY * (ms - this.ewma)
+    this.latency.record(ms, now)
   }
 
   close (): Promise<void> {
@@ -61,9 +66,59 @@ export class Backend {
   }
 }
 
+/** State of one pool that outlives reloads: passive outlier detection and the retry budget. */
+export class PoolState {
+  readonly outlier: OutlierDetector
+  readonly budget: RetryBudget
+  readonly key: string
+  constructor (config: PoolConfig, members: ReadonlyMap<string, Member>, onEvent: (e: OutlierEvent) => void) {
+    this.key = JSON.stringify([config.outlier, config.retry.budget])
+    this.outlier = new OutlierDetector(config.name, config.outlier, members.keys(), {
+      setEjected: (url, until) => { const m = members.get(url); if (m !== undefined) m.ejectedUntil = until },
+      onEvent,
+    })
+    this.budget = new RetryBudget({ budget: config.retry.budget })
+  }
+}
+
 export class BackendStore {
   readonly #backends = new Map<string, Backend>()
-  constructor (private readonly opts: BackendOptions) {}
+  /** pool name -> url -> member */
+  readonly #members = new Map<string, Map<string, Member>>()
+  readonly #pools = new Map<string, PoolState>()
+  constructor (private readonly opts: BackendOptions, private readonly onOutlierEvent: (e: OutlierEvent) => void = () => {}) {}
+
+  /** The pool's member for `url`, kept across reloads with its health, ejection and drain state. */
+  member (pool: string, url: string, weight: number): Member {
+    let byUrl = this.#members.get(pool)
+    if (byUrl === undefined) { byUrl = new Map(); this.#members.set(pool, byUrl) }
+    let m = byUrl.get(url)
+    if (m === undefined) {
+      m = new Member(this.get(url), weight)
+      byUrl.set(url, m)
+    }
+    m.weight = weight
+    return m
+  }
+
+  findMember (pool: string, url: string): Member | undefined {
+    return this.#members.get(pool)?.get(url)
+  }
+
+  /** The pool's outlier detector and retry budget, rebuilt only when their config changed. */
+  poolState (config: PoolConfig): PoolState {
+    const members = this.#members.get(config.name) ?? new Map<string, Member>()
+    let st = this.#pools.get(config.name)
+    const key = JSON.stringify([config.outlier, config.retry.budget])
+    if (st === undefined || st.key !== key) {
+      void st?.outlier.close()
+      st = new PoolState(config, members, this.onOutlierEvent)
+      this.#pools.set(config.name, st)
+    } else {
+      st.outlier.update(members.keys())
+    }
+    return st
+  }
 
   get (url: string): Backend {
     let b = this.#backends.get(url)
@@ -82,8 +137,21 @@ export class BackendStore {
     return this.#backends.values()
   }
 
-  /** Closes (gracefully: in-flight requests finish) every backend not in `keep`. */
-  async retain (keep: ReadonlySet<string>): Promise<void> {
+  /** Closes (gracefully: in-flight requests finish) every backend not in `keep`; forgets pools and members gone. */
+  async retain (keep: ReadonlySet<string>, pools?: ReadonlyMap<string, PoolConfig>): Promise<void> {
+    if (pools !== undefined) {
+      for (const [name, byUrl] of this.#members) {
+        const p = pools.get(name)
+        if (p === undefined) {
+          this.#members.delete(name)
+          void this.#pools.get(name)?.outlier.close()
+          this.#pools.delete(name)
+          continue
+        }
+        const urls = new Set(p.backends.map(b => b.url))
+        for (const url of byUrl.keys()) if (!urls.has(url)) byUrl.delete(url)
+      }
+    }
     const closing: Promise<void>[] = []
     for (const [url, b] of this.#backends) {
       if (!keep.has(url)) {
@@ -95,7 +163,8 @@ export class BackendStore {
   }
 
   async close (): Promise<void> {
-    await this.retain(new Set())
+    for (const st of this.#pools.values()) void st.outlier.close()
+    await this.retain(new Set(), new Map())
   }
 }
 

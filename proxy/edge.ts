@@ -10,7 +10,11 @@ import { EdgeMetrics } from './metrics.js'
 
 export interface EdgeDeps {
   readonly log: Logger
+  /** Operational events (outlier ejections...) for the event log; in a worker they go to the primary. */
+  readonly onEvent?: (type: string, message: string, fields: Record<string, unknown>) => void
 }
+
+export interface MemberPatch { healthy?: boolean, recoveredAt?: number, draining?: boolean }
 
 function backendOptions (config: Config): { connectTimeout: number, keepAliveTimeout: number, maxHeaderSize: number } {
   let connectTimeout = 0
@@ -33,7 +37,12 @@ export class Edge {
 
   constructor (config: Config, deps: EdgeDeps) {
     this.log = deps.log
-    this.store = new BackendStore(backendOptions(config))
+    this.store = new BackendStore(backendOptions(config), (e) => {
+      const type = e.to === 'ejected' ? 'ejected' : e.from === 'ejected' ? 'restored' : 'ejection-held'
+      this.log.warn({ pool: e.pool, backend: e.backend, reason: e.reason }, `outlier ${type}`)
+      if (type === 'ejected') this.metrics.ejections.labels(e.pool, e.backend).inc()
+      deps.onEvent?.(type, `${e.backend} in pool ${e.pool}: ${e.reason}`, { pool: e.pool, backend: e.backend })
+    })
     this.#table = new EdgeTable(config, this.store)
     this.metrics = new EdgeMetrics(() => this.#table)
     this.#accessLog = createAccessLog(config.log.access)
@@ -48,12 +57,13 @@ export class Edge {
     return undefined
   }
 
-  /** Applies a verdict from the control side (health checks, drain) to a backend of this process. */
-  setBackendState (url: string, patch: { healthy?: boolean, draining?: boolean }): boolean {
-    const b = this.store.find(url)
-    if (b === undefined) return false
-    if (patch.healthy !== undefined) b.healthy = patch.healthy
-    if (patch.draining !== undefined) b.draining = patch.draining
+  /** Applies a verdict from the control side (health checks, drain) to a pool's member in this process. */
+  setMemberState (pool: string, url: string, patch: MemberPatch): boolean {
+    const m = this.store.findMember(pool, url)
+    if (m === undefined) return false
+    if (patch.healthy !== undefined) m.healthy = patch.healthy
+    if (patch.recoveredAt !== undefined) m.recoveredAt = patch.recoveredAt
+    if (patch.draining !== undefined) m.draining = patch.draining
     return true
   }
 
@@ -113,7 +123,7 @@ export class Edge {
     }
     this.#table = next
     // Backends no longer named close after their in-flight requests.
-    void this.store.retain(next.backendUrls())
+    void this.store.retain(next.backendUrls(), config.pools)
   }
 
   async close (timeoutMs: number): Promise<void> {

@@ -1,8 +1,10 @@
 // One Exchange per proxied request: it is the undici dispatch handler (the low-level, raw-header API, which
-// neither parses nor copies headers), streams both ways with backpressure, and turns failures into answers.
+// neither parses nor copies headers), streams both ways with backpressure, retries where that is safe, feeds
+// passive health, and turns failures into answers.
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Dispatcher } from 'undici'
 import type { RouteConfig } from '../config/types.js'
+import type { RetryOn } from '../health/config.js'
 import type { Member } from './balancers/balancer.js'
 import type { PoolRuntime, Shard } from './pool.js'
 import { classifyUpstreamError, EdgeError, statusFor, type ErrorCode } from './errors.js'
@@ -25,10 +27,25 @@ function onResDrain (this: WithExchange): void {
 function onTimeout (x: Exchange): void {
   x.timedOut()
 }
+function onTryTimeout (x: Exchange): void {
+  x.tryTimedOut()
+}
 
 export type PoolAction = Extract<RouteConfig['action'], { kind: 'pool' }>
 
-const MAX_CONNECT_RETRIES = 2
+/** Methods whose repetition has no further effect (RFC 9110 9.2.2): a failed try may be sent again. */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
+
+const RETRY_STATUS: Record<number, RetryOn | undefined> = { 500: '500', 502: '502', 503: '503', 504: '504' }
+
+function retryKind (code: ErrorCode): RetryOn | undefined {
+  switch (code) {
+    case 'EP_ERR_UPSTREAM_CONNECT': return 'connect-failure'
+    case 'EP_ERR_UPSTREAM_RESET': return 'reset'
+    case 'EP_ERR_UPSTREAM_TIMEOUT': return 'timeout'
+    default: return undefined
+  }
+}
 
 export class Exchange implements Dispatcher.DispatchHandler {
   readonly req: IncomingMessage
@@ -58,8 +75,12 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #abort: ((err?: Error) => void) | null = null
   #resume: (() => void) | null = null
   #timer: NodeJS.Timeout | undefined
+  #tryTimer: NodeJS.Timeout | undefined
+  #tryTimedOut = false
   #done = false
   #gotHeaders = false
+  /** A retryable status arrived: its body is read and dropped, then the request goes to another member. */
+  #discarding = false
 
   constructor (req: IncomingMessage, res: ServerResponse, route: RouteConfig, action: PoolAction, pool: PoolRuntime,
     requestId: string, clientIp: string, start: number, path: string, upstreamHeaders: string[], hasBody: boolean,
@@ -86,30 +107,37 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   /** Chooses a member and dispatches; answers 503 itself when none is available. */
   run (now: number): void {
-    const sel = this.pool.select(this.req, this.req.url ?? '/', this.clientIp, now, this.member, this.retries > 0 ? this.key : undefined)
+    this.pool.state.budget.onRequest(now)
+    const sel = this.pool.select(this.req, this.req.url ?? '/', this.clientIp, now, undefined)
     this.shard = sel.shard
     this.key = sel.key
-    if (sel.member === undefined) {
-      if (sel.shard !== undefined) this.fail('EP_ERR_SHARD_UNAVAILABLE', `shard "${sel.shard.name}" unavailable: no reachable backend`)
-      else this.fail('EP_ERR_NO_HEALTHY_BACKEND', `no live backend in pool "${this.pool.name}"`)
-      return
-    }
-    this.member = sel.member
+    if (sel.member === undefined) { this.noMember(now); return }
     this.dispatchTo(sel.member)
   }
 
+  private noMember (now: number): void {
+    if (this.pool.saturated(now, this.shard)) this.fail('EP_ERR_OVERLOADED', `every backend of pool "${this.pool.name}" is at its in-flight limit`)
+    else if (this.shard !== undefined) this.fail('EP_ERR_SHARD_UNAVAILABLE', `shard "${this.shard.name}" unavailable: no reachable backend`)
+    else this.fail('EP_ERR_NO_HEALTHY_BACKEND', `no live backend in pool "${this.pool.name}"`)
+  }
+
   private dispatchTo (m: Member): void {
+    this.member = m
     const backend = m.backend
     const headers = this.upstreamHeaders
     if (this.action.hostHeader !== 'client') {
-      // The Host entry is always the last-but-... one we pushed; find and replace it.
-      for (let i = 0; i < headers.length; i += 2) {
+      for (let i = headers.length - 2; i >= 0; i -= 2) {
         if (headers[i] === 'host') { headers[i + 1] = this.action.hostHeader === 'backend' ? backend.host : this.action.hostHeader; break }
       }
     }
     backend.inflight++
     backend.requests++
+    this.#gotHeaders = false
+    this.#discarding = false
+    this.#tryTimedOut = false
     this.upstreamStart = performance.now()
+    const perTry = this.pool.config.retry.perTryTimeout
+    if (perTry !== undefined) this.#tryTimer = setTimeout(onTryTimeout, perTry, this)
     backend.dispatcher.dispatch({
       path: this.path,
       method: this.req.method as Dispatcher.HttpMethod,
@@ -119,6 +147,37 @@ export class Exchange implements Dispatcher.DispatchHandler {
       bodyTimeout: this.action.idleTimeout,
       idempotent: false,
     }, this)
+  }
+
+  /**
+   * Whether a failed try may go to another member: the kind is listed in retry.on, attempts and the pool's budget
+   * allow it, and nothing unrepeatable was sent (a refused connection sent nothing; otherwise only idempotent
+   * methods without a streamed body, which cannot be replayed).
+   */
+  private mayRetry (kind: RetryOn | undefined, now: number): boolean {
+    const retry = this.pool.config.retry
+    if (kind === undefined || this.retries >= retry.attempts || !retry.on.has(kind)) return false
+    if (kind === 'connect-failure') {
+      if (this.hasBody && this.req.readableDidRead) return false
+    } else if (this.hasBody || !IDEMPOTENT.has(this.req.method ?? '')) {
+      return false
+    }
+    return this.pool.state.budget.tryRetry(now)
+  }
+
+  /** Sends the request to another member of the same pool (or shard); false when there is none. */
+  private retryElsewhere (now: number): boolean {
+    const failed = this.member
+    const sel = this.pool.select(this.req, this.req.url ?? '/', this.clientIp, now, failed, this.key)
+    if (sel.member === undefined) return false
+    this.retries++
+    this.dispatchTo(sel.member)
+    return true
+  }
+
+  private endTry (): void {
+    if (this.#tryTimer !== undefined) { clearTimeout(this.#tryTimer); this.#tryTimer = undefined }
+    ;(this.member as Member).backend.inflight--
   }
 
   // --- undici handler (legacy raw API) ---
@@ -131,11 +190,17 @@ export class Exchange implements Dispatcher.DispatchHandler {
   onHeaders (statusCode: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
     if (this.#done) return false
     if (statusCode < 200) return true // 1xx informational: Node answers 100-continue itself
-    const now = performance.now()
-    this.#gotHeaders = true
-    this.upstreamMs = now - this.upstreamStart
+    const nowMs = performance.now()
     const m = this.member as Member
-    m.backend.observeLatency(this.upstreamMs)
+    const now = Date.now()
+    this.#gotHeaders = true
+    this.upstreamMs = nowMs - this.upstreamStart
+    m.backend.observeLatency(this.upstreamMs, now)
+    this.pool.state.outlier.observe(m.backend.url, statusCode, now)
+    if (statusCode >= 500 && this.mayRetry(RETRY_STATUS[statusCode], now)) {
+      this.#discarding = true
+      return true
+    }
     this.#resume = resume
     this.status = statusCode
     const out: string[] = []
@@ -153,13 +218,12 @@ export class Exchange implements Dispatcher.DispatchHandler {
       out.push(name, value)
     }
     if (named !== undefined) stripNamed(out, named)
-    const edgeMs = now - this.start - this.upstreamMs
+    const edgeMs = nowMs - this.start - this.upstreamMs
     const timing = `edge;dur=${round2(edgeMs)}, upstream;dur=${round2(this.upstreamMs)}`
     out.push('server-timing', serverTiming === undefined ? timing : `${serverTiming}, ${timing}`)
     if (!hasRequestId) out.push('x-request-id', this.requestId)
-    const res = this.res
     try {
-      res.writeHead(statusCode, statusText, out)
+      this.res.writeHead(statusCode, statusText, out)
     } catch (err) {
       this.#abort?.(err as Error)
       return false
@@ -169,6 +233,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   onData (chunk: Buffer): boolean {
     if (this.#done) return false
+    if (this.#discarding) return true
     if (this.res.write(chunk)) return true
     if (this.res.listenerCount('drain') === 0) this.res.on('drain', onResDrain)
     return false
@@ -179,8 +244,16 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onComplete (trailers: string[] | null): void {
-    ;(this.member as Member).backend.inflight--
+    this.endTry()
+    this.#abort = null
     if (this.#done) return
+    if (this.#discarding) {
+      // The retryable answer was read to its end, so the connection stays reusable; now try another member.
+      const now = Date.now()
+      if (this.retryElsewhere(now)) return
+      this.noMember(now)
+      return
+    }
     if (trailers !== null && trailers.length > 0 && this.res.chunkedEncoding) {
       const t: Record<string, string> = {}
       for (let i = 0; i < trailers.length; i += 2) t[String(trailers[i])] = String(trailers[i + 1])
@@ -191,73 +264,77 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onError (err: Error): void {
-    // Every dispatch ends in exactly one onComplete or onError: the in-flight count is released here.
-    const m = this.member as Member
-    m.backend.inflight--
+    // Every dispatch ends in exactly one onComplete or onError: the try's in-flight count is released here.
+    this.endTry()
+    this.#abort = null
     if (this.#done) return
     if (this.errorCode === 'EP_ERR_CLIENT_ABORTED') { this.finish(); return }
-    const code = classifyUpstreamError(err)
-    if (!this.#gotHeaders) {
-      this.#abort = null
-      if (code === 'EP_ERR_UPSTREAM_CONNECT') {
-        m.backend.markUnreachable(Date.now(), this.pool.config.unreachableCooldown)
-        m.backend.failures++
-        // A refused connection sent nothing, so another member can take a body-less request.
-        if (!this.hasBody && this.retries < MAX_CONNECT_RETRIES) {
-          this.retries++
-          const now = Date.now()
-          const sel = this.pool.select(this.req, this.req.url ?? '/', this.clientIp, now, m, this.key)
-          if (sel.member !== undefined) {
-            this.member = sel.member
-            this.dispatchTo(sel.member)
-            return
-          }
-        }
-        if (this.shard !== undefined) {
-          this.fail('EP_ERR_SHARD_UNAVAILABLE', `shard "${this.shard.name}" unavailable: no reachable backend`)
-          return
-        }
-        this.fail(code, 'connection to the backend was refused')
+    const m = this.member as Member
+    const code = this.#tryTimedOut ? 'EP_ERR_UPSTREAM_TIMEOUT' : classifyUpstreamError(err)
+    const now = Date.now()
+    m.backend.failures++
+    if (code === 'EP_ERR_UPSTREAM_CONNECT') {
+      m.backend.markUnreachable(now, this.pool.config.unreachableCooldown)
+      this.pool.state.outlier.observe(m.backend.url, 0, now)
+    } else if (!this.#gotHeaders || this.#discarding) {
+      this.pool.state.outlier.failure(m.backend.url, now, code)
+    }
+    if (!this.#gotHeaders || this.#discarding) {
+      if (this.mayRetry(retryKind(code), now) && this.retryElsewhere(now)) return
+      if (code === 'EP_ERR_UPSTREAM_CONNECT' && this.shard !== undefined) {
+        this.fail('EP_ERR_SHARD_UNAVAILABLE', `shard "${this.shard.name}" unavailable: no reachable backend`)
         return
       }
-      m.backend.failures++
-      this.fail(code, code === 'EP_ERR_UPSTREAM_TIMEOUT' ? 'the backend did not answer in time' : code === 'EP_ERR_UPSTREAM_RESPONSE' ? 'the backend sent a malformed response' : 'the backend closed the connection')
+      this.fail(code, code === 'EP_ERR_UPSTREAM_CONNECT'
+        ? 'connection to the backend was refused'
+        : code === 'EP_ERR_UPSTREAM_TIMEOUT'
+          ? 'the backend did not answer in time'
+          : code === 'EP_ERR_UPSTREAM_RESPONSE' ? 'the backend sent a malformed response' : 'the backend closed the connection')
       return
     }
     // Mid-response: end the client's transfer as broken, never as a complete (truncated) body.
-    m.backend.failures++
     this.errorCode = code
     this.res.destroy(err)
     this.finish()
   }
 
-  // --- client side ---
+  // --- client side and timers ---
 
   clientClosed (): void {
-    if (this.#done) return
-    if (!this.res.writableFinished) {
-      this.errorCode ??= 'EP_ERR_CLIENT_ABORTED'
-      const abort = this.#abort
-      this.#abort = null
-      if (abort !== null) abort(new EdgeError('EP_ERR_CLIENT_ABORTED', 'client went away'))
-      else this.finish()
-    }
+    if (this.#done || this.res.writableFinished) return
+    this.errorCode ??= 'EP_ERR_CLIENT_ABORTED'
+    const abort = this.#abort
+    this.#abort = null
+    if (abort !== null) abort(new EdgeError('EP_ERR_CLIENT_ABORTED', 'client went away'))
+    else this.finish()
   }
 
+  /** The route's whole-exchange timeout. */
   timedOut (): void {
     this.#timer = undefined
     if (this.#done) return
     const abort = this.#abort
     this.#abort = null
-    if (!this.#gotHeaders) {
+    const err = new EdgeError('EP_ERR_UPSTREAM_TIMEOUT', 'timeout')
+    if (!this.#gotHeaders || this.#discarding) {
       this.fail('EP_ERR_UPSTREAM_TIMEOUT', `no complete answer within ${this.action.timeout} ms`)
-      abort?.(new EdgeError('EP_ERR_UPSTREAM_TIMEOUT', 'timeout'))
+      abort?.(err)
     } else {
       this.errorCode = 'EP_ERR_UPSTREAM_TIMEOUT'
-      abort?.(new EdgeError('EP_ERR_UPSTREAM_TIMEOUT', 'timeout'))
+      abort?.(err)
       this.res.destroy()
       this.finish()
     }
+  }
+
+  /** retry.per_try_timeout: gives up on this try only (before its response head), maybe retrying elsewhere. */
+  tryTimedOut (): void {
+    this.#tryTimer = undefined
+    if (this.#done || (this.#gotHeaders && !this.#discarding)) return
+    this.#tryTimedOut = true
+    const abort = this.#abort
+    this.#abort = null
+    abort?.(new EdgeError('EP_ERR_UPSTREAM_TIMEOUT', 'per-try timeout'))
   }
 
   /** Answers with an error before any response byte went out. */

@@ -46,7 +46,7 @@ export class EdgeMetrics {
         const t = self.#table()
         if (t === undefined) return
         const now = Date.now()
-        for (const p of t.pools.values()) for (const m of p.members) this.set({ pool: p.name, backend: m.backend.url }, m.backend.available(now) ? 1 : 0)
+        for (const p of t.pools.values()) for (const m of p.members) this.set({ pool: p.name, backend: m.backend.url }, m.available(now) ? 1 : 0)
       },
     })
   }

@@ -1,9 +1,9 @@
 // A pool at run time: its members (shared backends with this pool's weights), its balancer, and its shards.
 import type { IncomingHttpHeaders } from 'node:http'
 import type { HashKey, PoolConfig } from '../config/types.js'
-import { hash32, type BackendStore } from './backend.js'
+import { hash32, type BackendStore, type PoolState } from './backend.js'
 import { balancers, type Balancer } from './balancers/index.js'
-import { Member } from './balancers/balancer.js'
+import type { Member } from './balancers/balancer.js'
 import { ConsistentHash, pickShard } from './balancers/hash.js'
 
 export class Shard {
@@ -25,13 +25,21 @@ export class PoolRuntime {
   readonly balancer: Balancer
   readonly shards: readonly Shard[] | undefined
   readonly usesKey: boolean
+  /** Outlier detection and retry budget, shared with the pool's next generations. */
+  readonly state: PoolState
 
   constructor (config: PoolConfig, store: BackendStore) {
     this.name = config.name
     this.config = config
     const members = new Map<string, Member>()
-    for (const b of config.backends) members.set(b.url, new Member(store.get(b.url), b.weight))
+    for (const b of config.backends) {
+      const m = store.member(config.name, b.url, b.weight)
+      m.slowStart = config.healthCheck?.slowStart ?? 0
+      m.maxInflight = config.limits.maxInflightPerBackend
+      members.set(b.url, m)
+    }
     this.members = [...members.values()]
+    this.state = store.poolState(config)
     this.balancer = balancers[config.balance]()
     this.shards = config.shards?.map(s => new Shard(s.name, s.backends.map(b => members.get(b.url) as Member)))
     this.usesKey = config.balance === 'hash'
@@ -45,6 +53,17 @@ export class PoolRuntime {
       return { member: shard.balancer.pick(shard.members, now, k, exclude), shard, key: k }
     }
     return { member: this.balancer.pick(this.members, now, k, exclude), shard: undefined, key: k }
+  }
+
+  /** After a failed pick: true when members are up but all at their in-flight limit (503 overloaded). */
+  saturated (now: number, shard: Shard | undefined): boolean {
+    const list = shard === undefined ? this.members : shard.members
+    let full = false
+    for (const m of list) {
+      if (m.available(now)) return false
+      if (m.full(now)) full = true
+    }
+    return full
   }
 }
 

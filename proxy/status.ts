@@ -1,6 +1,7 @@
 // The status snapshot of one process, and the merge of several (one per worker) into the edge's view.
 import type { Edge } from './edge.js'
 import { formatAddress } from '../config/address.js'
+import { WINDOWS } from '../health/latency.js'
 
 export interface BackendStatus {
   url: string
@@ -8,10 +9,13 @@ export interface BackendStatus {
   healthy: boolean
   available: boolean
   draining: boolean
+  ejected: boolean
   inflight: number
   requests: number
   failures: number
   ewma_ms: number
+  /** Over the last minute: requests, req/s and time-to-first-byte percentiles (ms). */
+  latency: { window: string, count: number, rps: number, p50: number, p95: number, p99: number }
 }
 
 export interface PoolStatus {
@@ -55,13 +59,15 @@ export function edgeStatus (edge: Edge): EdgeStatus {
       backends: p.members.map(m => ({
         url: m.backend.url,
         weight: m.weight,
-        healthy: m.backend.healthy,
-        available: m.backend.available(now),
-        draining: m.backend.draining,
+        healthy: m.healthy,
+        available: m.available(now),
+        draining: m.draining,
+        ejected: m.ejectedUntil > now,
         inflight: m.backend.inflight,
         requests: m.backend.requests,
         failures: m.backend.failures,
         ewma_ms: Math.round(m.backend.ewma * 1000) / 1000,
+        latency: latencyOf(m.backend.latency.snapshot(WINDOWS['1m'], now)),
       })),
     })),
   }
@@ -82,14 +88,35 @@ export function mergeStatus (parts: readonly EdgeStatus[]): EdgeStatus | undefin
         if (t === undefined) { into.backends.push({ ...b }); continue }
         const total = t.requests + b.requests
         t.ewma_ms = total === 0 ? Math.max(t.ewma_ms, b.ewma_ms) : Math.round(((t.ewma_ms * t.requests + b.ewma_ms * b.requests) / total) * 1000) / 1000
+        const lt = t.latency
+        const lb = b.latency
+        const n = lt.count + lb.count
+        // Percentiles of different workers cannot be merged exactly; the count-weighted mean is close when the
+        // workers see similar traffic (they share one listener), and the max keeps a slow worker visible.
+        if (n > 0) {
+          lt.p50 = round3((lt.p50 * lt.count + lb.p50 * lb.count) / n)
+          lt.p95 = round3((lt.p95 * lt.count + lb.p95 * lb.count) / n)
+          lt.p99 = round3(Math.max(lt.p99, lb.p99))
+        }
+        lt.count = n
+        lt.rps = round3(lt.rps + lb.rps)
         t.inflight += b.inflight
         t.requests = total
         t.failures += b.failures
         t.healthy &&= b.healthy
         t.available &&= b.available
         t.draining ||= b.draining
+        t.ejected ||= b.ejected
       }
     }
   }
   return merged
+}
+
+function round3 (n: number): number {
+  return Math.round(n * 1000) / 1000
+}
+
+function latencyOf (s: { window: string, count: number, rps: number, p50: number, p95: number, p99: number }): BackendStatus['latency'] {
+  return { window: s.window, count: s.count, rps: round3(s.rps), p50: round3(s.p50), p95: round3(s.p95), p99: round3(s.p99) }
 }

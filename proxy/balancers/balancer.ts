@@ -1,21 +1,55 @@
 // One interface for every balancing policy: pick(members, now, key, exclude) -> member | undefined.
 import type { Backend } from '../backend.js'
+import { slowStartFactor } from '../../health/checker.js'
 
-/** A backend as a member of one pool: the weight and balancer scratch are the pool's, the backend is shared. */
+/**
+ * A backend as a member of one pool. The backend (connections, in-flight, latency) is shared by every pool naming
+ * its URL; weight, health verdict, ejection, drain and balancer scratch belong to the pool. Members live in the
+ * BackendStore, so this state survives config reloads.
+ */
 export class Member {
   /** Smooth weighted round robin's current weight. */
   currentWeight = 0
-  constructor (readonly backend: Backend, readonly weight: number) {}
+  /** Active health verdict (checks run in the control process and reach every worker). */
+  healthy = true
+  /** When a down member came back (ms since epoch), for slow start; 0 = no ramp. */
+  recoveredAt = 0
+  /** Passive outlier ejection: passed over until then. */
+  ejectedUntil = 0
+  draining = false
+  slowStart = 0
+  /** 0 = no limit on the shared backend's in-flight requests. */
+  maxInflight = 0
+
+  constructor (readonly backend: Backend, public weight: number) {}
+
+  /** Can take a request now: healthy, not ejected or draining, reachable, under its in-flight limit. */
+  available (now: number): boolean {
+    return this.healthy && !this.draining && this.ejectedUntil <= now && this.backend.unreachableUntil <= now &&
+      (this.maxInflight === 0 || this.backend.inflight < this.maxInflight)
+  }
+
+  /** Up, but at its in-flight limit (tells 503 overloaded from 503 no backend). */
+  full (now: number): boolean {
+    return this.maxInflight !== 0 && this.backend.inflight >= this.maxInflight &&
+      this.healthy && !this.draining && this.ejectedUntil <= now && this.backend.unreachableUntil <= now
+  }
+
+  /** The weight to balance with now: ramps up over slow start after a recovery. */
+  weightAt (now: number): number {
+    if (this.recoveredAt === 0 || this.slowStart === 0) return this.weight
+    return this.weight * slowStartFactor(this.recoveredAt, now, this.slowStart)
+  }
 }
 
 export interface Balancer {
   /**
-   * Picks among `members` those whose backend is available at `now`, skipping `exclude` (one already tried).
+   * Picks among `members` those available at `now`, skipping `exclude` (one already tried).
    * `key` is the request's hash key (only the hash policy reads it).
    */
   pick (members: readonly Member[], now: number, key: string, exclude: Member | undefined): Member | undefined
 }
 
 export function usable (m: Member, now: number, exclude: Member | undefined): boolean {
-  return m !== exclude && m.backend.available(now)
+  return m !== exclude && m.available(now)
 }

@@ -12,7 +12,7 @@ export class LeastConn implements Balancer {
     for (let j = 0; j < n; j++) {
       const b = backends[(start + j) % n] as Member
       if (!usable(b, now, exclude)) continue
-      const load = b.backend.inflight / b.weight
+      const load = b.backend.inflight / b.weightAt(now)
       if (load < bestLoad) { best = b; bestLoad = load }
     }
     return best

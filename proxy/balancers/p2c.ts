@@ -2,8 +2,8 @@
 // A backend with no latency sample yet counts as fast, so new backends get traffic and a sample.
 import { usable, type Balancer, type Member } from './balancer.js'
 
-function cost (b: Member): number {
-  return ((b.backend.ewma === 0 ? 1 : b.backend.ewma) * (b.backend.inflight + 1)) / b.weight
+function cost (b: Member, now: number): number {
+  return ((b.backend.ewma === 0 ? 1 : b.backend.ewma) * (b.backend.inflight + 1)) / b.weightAt(now)
 }
 
 export class PowerOfTwo implements Balancer {
@@ -32,6 +32,6 @@ export class PowerOfTwo implements Balancer {
       a = live[i] as Member
       b = live[j] as Member
     }
-    return cost(a) <= cost(b) ? a : b
+    return cost(a, now) <= cost(b, now) ? a : b
   }
 }

@@ -9,8 +9,9 @@ export class RoundRobin implements Balancer {
     for (let i = 0; i < backends.length; i++) {
       const b = backends[i] as Member
       if (!usable(b, now, exclude)) continue
-      b.currentWeight += b.weight
-      total += b.weight
+      const w = b.weightAt(now)
+      b.currentWeight += w
+      total += w
       if (best === undefined || b.currentWeight > best.currentWeight) best = b
     }
     if (best !== undefined) best.currentWeight -= total
