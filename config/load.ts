@@ -4,11 +4,14 @@ import { resolve as resolvePath } from 'node:path'
 import { availableParallelism } from 'node:os'
 import { parse as parseToml, TomlError } from 'smol-toml'
 import type { z } from 'zod'
-import { configSchema, type RawConfig, type RawPool, type RawRoute } from './schema.js'
+import { configSchema, poolSchema, type RawConfig, type RawPool, type RawRoute } from './schema.js'
 import { locate } from './locate.js'
 import { closest } from './suggest.js'
 import { formatAddress, isLoopback } from './address.js'
 import { resolvePoolHealth } from '../health/config.js'
+import { resolveSecret } from '../packer/token.js'
+import { dirname } from 'node:path'
+import type { TunnelConfig } from './types.js'
 import type {
   BackendConfig, Config, HashKey, ListenerConfig, PoolConfig, RouteAction, RouteConfig, ShardConfig,
 } from './types.js'
@@ -204,6 +207,7 @@ function resolvePool (name: string, raw: RawPool, problems: Problems): PoolConfi
     if (seen.has(b.url)) problems.add([...base], `backend ${b.url} is listed twice`)
     seen.add(b.url)
   }
+  if (raw.tunnel !== undefined && raw.shards !== undefined) problems.add([...base, 'tunnel'], 'a sharded pool cannot take tunnel members')
   if (raw.hash_key !== undefined && raw.balance !== 'hash') {
     problems.add([...base, 'hash_key'], `hash_key only applies to balance = "hash" (got "${raw.balance}")`)
   }
@@ -214,8 +218,15 @@ function resolvePool (name: string, raw: RawPool, problems: Problems): PoolConfi
     hashKey: parseHashKey(raw.hash_key, [...base, 'hash_key'], problems),
     shards,
     unreachableCooldown: raw.unreachable_cooldown,
+    tunnel: raw.tunnel?.toLowerCase(),
     ...poolHealth(raw),
   }
+}
+
+/** A pool with every default, as if written `[pools.NAME]` with only `raw` in it (for pools made at run time). */
+export function defaultPoolConfig (name: string, raw: Record<string, unknown>): PoolConfig {
+  const problems = new Problems('<built-in>', '')
+  return deepFreeze(resolvePool(name, poolSchema.parse(raw), problems))
 }
 
 function poolHealth (raw: Pick<RawPool, 'health' | 'outlier' | 'retry' | 'limits'>): Pick<PoolConfig, 'healthCheck' | 'outlier' | 'retry' | 'limits'> {
@@ -259,7 +270,7 @@ function resolveRoute (raw: RawRoute, index: number, pools: Map<string, PoolConf
     }
     action = {
       kind: 'pool',
-      pool: pool ?? { name: raw.pool ?? '', balance: 'round_robin', backends: [], hashKey: { kind: 'ip' }, shards: undefined, unreachableCooldown: 1000, ...poolHealth({ health: undefined, outlier: { consecutive_failures: 0, base_ejection: 30_000, max_ejected_percent: 50 }, retry: { attempts: 0, on: [], budget: 0 }, limits: { max_inflight_per_backend: 0 } }) },
+      pool: pool ?? { name: raw.pool ?? '', balance: 'round_robin', backends: [], hashKey: { kind: 'ip' }, shards: undefined, unreachableCooldown: 1000, tunnel: undefined, ...poolHealth({ health: undefined, outlier: { consecutive_failures: 0, base_ejection: 30_000, max_ejected_percent: 50 }, retry: { attempts: 0, on: [], budget: 0 }, limits: { max_inflight_per_backend: 0 } }) },
       stripPrefix: raw.strip_prefix,
       hostHeader: raw.host_header,
       timeout: raw.timeout,
@@ -312,6 +323,10 @@ function resolveConfig (raw: RawConfig, problems: Problems): Config {
     routes.push(route)
   })
   const workers = raw.server.workers === 'auto' ? availableParallelism() : raw.server.workers
+  const tunnel = resolveTunnel(raw, problems, workers, addrs)
+  for (const p of pools.values()) {
+    if (p.tunnel !== undefined && tunnel === undefined) problems.add(['pools', p.name, 'tunnel'], `pool "${p.name}" takes tunnel members, but there is no [tunnel] table`)
+  }
   return {
     file: problems.file,
     server: {
@@ -322,6 +337,7 @@ function resolveConfig (raw: RawConfig, problems: Problems): Config {
       keepAliveTimeout: raw.server.keepalive_timeout,
     },
     admin: { address: raw.admin.listen, token: raw.admin.token },
+    tunnel,
     log: { access: raw.log.access, level: raw.log.level },
     listeners,
     routes,
@@ -329,9 +345,39 @@ function resolveConfig (raw: RawConfig, problems: Problems): Config {
   }
 }
 
+function resolveTunnel (raw: RawConfig, problems: Problems, workers: number, addrs: Map<string, string>): TunnelConfig | undefined {
+  const t = raw.tunnel
+  if (t === undefined) return undefined
+  let secret: Buffer = Buffer.alloc(0)
+  const base = problems.file.startsWith('<') ? process.cwd() : dirname(problems.file)
+  try {
+    // file: paths are relative to the config file, like every other path in it.
+    secret = resolveSecret(t.secret.startsWith('file:') ? `file:${resolvePath(base, t.secret.slice(5))}` : t.secret)
+  } catch (err) {
+    problems.add(['tunnel', 'secret'], (err as Error).message)
+  }
+  if (workers > 1) {
+    // A tunnel session lives in the process that accepted it; other workers could not reach it.
+    problems.add(['tunnel'], `tunnels need [server] workers = 1 for now (got ${workers}): a tunnel session lives in one process`)
+  }
+  const a = formatAddress(t.listen)
+  const other = addrs.get(a)
+  if (other !== undefined && t.listen.port !== 0) problems.add(['tunnel', 'listen'], `${a} is already used by ${other === 'admin' ? '[admin] listen' : `listener "${other}"`}`)
+  addrs.set(a, 'tunnel')
+  return {
+    address: t.listen,
+    secret,
+    allow: t.allow.map(n => n.toLowerCase()),
+    autoRoute: t.auto_route,
+    tls: t.tls === undefined ? undefined : { cert: resolvePath(base, t.tls.cert), key: resolvePath(base, t.tls.key) },
+    heartbeat: t.heartbeat,
+  }
+}
+
 function deepFreeze<T> (value: T, seen = new Set<unknown>()): T {
   if (value === null || typeof value !== 'object' || seen.has(value)) return value
   seen.add(value)
+  if (Buffer.isBuffer(value)) return value
   if (value instanceof Map) {
     for (const v of value.values()) deepFreeze(v, seen)
   } else if (value instanceof Set) {

@@ -17,6 +17,7 @@ export const poolSchema = z.strictObject({
   hash_key: z.string().optional(),
   shards: z.record(z.string(), z.array(backendEntry)).optional(),
   unreachable_cooldown: duration.default(1000),
+  tunnel: z.string().min(1).optional(),
   ...poolHealthKeys,
 })
 
@@ -71,6 +72,14 @@ export const configSchema = z.strictObject({
     access: z.string().min(1).default('stdout'),
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   }).default({ access: 'stdout', level: 'info' }),
+  tunnel: z.strictObject({
+    listen: address,
+    secret: z.string().min(1, { error: 'a tunnel secret is needed: "env:NAME", "file:PATH" or the key itself' }),
+    allow: z.array(z.string().min(1)).min(1, { error: 'allow lists the names tunnels may claim, e.g. ["*.tunnel.test"]' }),
+    auto_route: z.boolean().default(true),
+    tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
+    heartbeat: duration.default(15_000),
+  }).optional(),
   listeners: z.array(listenerSchema).min(1, { error: 'at least one [[listeners]] entry is needed' }),
   routes: z.array(routeSchema).default([]),
   pools: z.record(z.string(), poolSchema).default({}),

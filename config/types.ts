@@ -33,6 +33,8 @@ export interface PoolConfig {
   readonly shards: readonly ShardConfig[] | undefined
   /** How long a backend that refused a connection is passed over before it is tried again. */
   readonly unreachableCooldown: number
+  /** A tunnel name whose registered sessions join this pool as members. */
+  readonly tunnel: string | undefined
   /** Active checks ([pools.NAME.health]); undefined = none. */
   readonly healthCheck: HealthCheckConfig | undefined
   readonly outlier: OutlierConfig
@@ -81,6 +83,17 @@ export interface ListenerConfig {
   readonly protocol: ListenerProtocol
 }
 
+export interface TunnelConfig {
+  readonly address: Address
+  /** The HS256 key, resolved from "env:NAME", "file:PATH" or the literal. */
+  readonly secret: Buffer
+  readonly allow: readonly string[]
+  readonly autoRoute: boolean
+  /** wss:// when set: absolute paths of the certificate and key. */
+  readonly tls: { readonly cert: string, readonly key: string } | undefined
+  readonly heartbeat: number
+}
+
 export interface Config {
   /** Absolute path of the file it was loaded from ("" when loaded from text). */
   readonly file: string
@@ -93,6 +106,7 @@ export interface Config {
   }
   readonly admin: { readonly address: Address, readonly token: string | undefined }
   readonly log: { readonly access: string, readonly level: string }
+  readonly tunnel: TunnelConfig | undefined
   readonly listeners: readonly ListenerConfig[]
   readonly routes: readonly RouteConfig[]
   readonly pools: ReadonlyMap<string, PoolConfig>

@@ -1,5 +1,6 @@
 // A backend is one upstream origin with its keep-alive connection pool and its live numbers.
 // Backends live in a BackendStore that outlives config reloads, so connections and stats carry over.
+import type { Duplex } from 'node:stream'
 import { Pool, type Dispatcher } from 'undici'
 import { LatencyStats } from '../health/latency.js'
 import { Member } from './balancers/balancer.js'
@@ -31,11 +32,18 @@ export class Backend {
   /** p50/p95/p99 and rates over sliding windows. */
   readonly latency = new LatencyStats()
 
-  constructor (url: string, opts: BackendOptions) {
+  /** Set for a member that is a tunnel session: the name it serves. Tunnel backends are owned by the tunnel side. */
+  tunnel: string | undefined
+  /** For tunnel backends: the client whose request opens the next stream (it travels in the stream's OPEN). */
+  lastClient = ''
+  /** For tunnel backends: opens a raw stream to the service (used for Upgrade requests). */
+  openRaw: ((clientIp: string) => Duplex) | undefined
+
+  constructor (url: string, opts: BackendOptions, dispatcher?: Dispatcher, host?: string) {
     this.url = url
-    this.host = new URL(url).host
+    this.host = host ?? new URL(url).host
     this.seed = hash32(url)
-    this.dispatcher = new Pool(url, {
+    this.dispatcher = dispatcher ?? new Pool(url, {
       connections: null,
       pipelining: 1,
       connectTimeout: opts.connectTimeout,
@@ -129,6 +137,21 @@ export class BackendStore {
     return b
   }
 
+  /** Takes in a backend made elsewhere (a tunnel session); its owner closes it, reloads never do. */
+  adopt (b: Backend): void {
+    this.#backends.set(b.url, b)
+  }
+
+  /** Forgets an adopted backend and its memberships (the tunnel session is gone). */
+  drop (url: string): void {
+    this.#backends.delete(url)
+    for (const byUrl of this.#members.values()) byUrl.delete(url)
+  }
+
+  get options (): BackendOptions {
+    return this.opts
+  }
+
   find (url: string): Backend | undefined {
     return this.#backends.get(url)
   }
@@ -149,12 +172,12 @@ export class BackendStore {
           continue
         }
         const urls = new Set(p.backends.map(b => b.url))
-        for (const url of byUrl.keys()) if (!urls.has(url)) byUrl.delete(url)
+        for (const [url, m] of byUrl) if (!urls.has(url) && m.backend.tunnel === undefined) byUrl.delete(url)
       }
     }
     const closing: Promise<void>[] = []
     for (const [url, b] of this.#backends) {
-      if (!keep.has(url)) {
+      if (!keep.has(url) && b.tunnel === undefined) {
         this.#backends.delete(url)
         closing.push(b.close().catch(() => {}))
       }

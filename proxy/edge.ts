@@ -7,6 +7,7 @@ import { EdgeTable } from './table.js'
 import { HttpListener } from './http-listener.js'
 import { createAccessLog, type AccessLog } from './log.js'
 import { EdgeMetrics } from './metrics.js'
+import { TunnelMembers } from './tunnels.js'
 
 export interface EdgeDeps {
   readonly log: Logger
@@ -32,6 +33,8 @@ export class Edge {
   readonly metrics: EdgeMetrics
   #table: EdgeTable
   #accessLog: AccessLog | undefined
+  #tunnels: TunnelMembers | undefined
+  readonly #deps: EdgeDeps
   readonly #listeners = new Map<string, HttpListener>()
   #closed = false
 
@@ -43,12 +46,19 @@ export class Edge {
       if (type === 'ejected') this.metrics.ejections.labels(e.pool, e.backend).inc()
       deps.onEvent?.(type, `${e.backend} in pool ${e.pool}: ${e.reason}`, { pool: e.pool, backend: e.backend })
     })
-    this.#table = new EdgeTable(config, this.store)
+    this.#deps = deps
+    this.#tunnels = this.makeTunnels(config)
+    this.#table = new EdgeTable(config, this.store, this.#tunnels)
     this.metrics = new EdgeMetrics(() => this.#table)
     this.#accessLog = createAccessLog(config.log.access)
   }
 
   get config (): Config { return this.#table.config }
+  get tunnels (): TunnelMembers | undefined { return this.#tunnels }
+
+  private makeTunnels (config: Config): TunnelMembers | undefined {
+    return config.tunnel === undefined ? undefined : new TunnelMembers(config.tunnel, { log: this.log, store: this.store, ...(this.#deps.onEvent === undefined ? {} : { onEvent: this.#deps.onEvent }) })
+  }
   table (): EdgeTable { return this.#table }
   listeners (): HttpListener[] { return [...this.#listeners.values()] }
 
@@ -69,6 +79,7 @@ export class Edge {
 
   async start (): Promise<void> {
     try {
+      await this.#tunnels?.start()
       await this.syncListeners(this.#table.config)
     } catch (err) {
       await this.close(0)
@@ -81,6 +92,7 @@ export class Edge {
     const self = this
     const deps = {
       table: () => self.#table,
+      tunnels: () => self.#tunnels,
       get accessLog () { return self.#accessLog },
       log: this.log,
       metrics: this.metrics,
@@ -115,7 +127,15 @@ export class Edge {
   async reload (config: Config): Promise<void> {
     if (this.#closed) return
     await this.syncListeners(config)
-    const next = new EdgeTable(config, this.store)
+    if (this.#tunnels === undefined ? config.tunnel !== undefined : !this.#tunnels.sameAs(config.tunnel)) {
+      // A changed [tunnel] table means a new endpoint; clients reconnect to it within their backoff.
+      const old = this.#tunnels
+      const fresh = this.makeTunnels(config)
+      await old?.close()
+      await fresh?.start()
+      this.#tunnels = fresh
+    }
+    const next = new EdgeTable(config, this.store, this.#tunnels)
     const oldLog = this.#accessLog
     if (config.log.access !== this.#table.config.log.access) {
       this.#accessLog = createAccessLog(config.log.access)
@@ -131,6 +151,7 @@ export class Edge {
     this.#closed = true
     await Promise.all([...this.#listeners.values()].map(l => l.close(timeoutMs)))
     this.#listeners.clear()
+    await this.#tunnels?.close()
     await this.store.close()
     this.#accessLog?.flush()
   }

@@ -130,6 +130,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
         if (headers[i] === 'host') { headers[i + 1] = this.action.hostHeader === 'backend' ? backend.host : this.action.hostHeader; break }
       }
     }
+    if (backend.tunnel !== undefined) backend.lastClient = this.clientIp
     backend.inflight++
     backend.requests++
     this.#gotHeaders = false

@@ -12,10 +12,14 @@ import type { EdgeTable } from './table.js'
 import type { AccessLog } from './log.js'
 import { proxyUpgrade } from './upgrade.js'
 import { errorKind, type EdgeMetrics } from './metrics.js'
+import type { TunnelMembers } from './tunnels.js'
+import type { PoolRuntime } from './pool.js'
 
 export interface ListenerDeps {
   /** The current table; read once per request. */
   table (): EdgeTable
+  /** The tunnel side, for auto_route of claimed hosts. */
+  tunnels (): TunnelMembers | undefined
   readonly accessLog: AccessLog | undefined
   readonly log: Logger
   readonly metrics: EdgeMetrics | undefined
@@ -167,7 +171,7 @@ export class HttpListener implements ExchangeObserver {
     }, (req, res) => { this.handle(req, res) })
     this.server.on('clientError', onClientError)
     this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
-      proxyUpgrade(req, socket, head, this.#deps.table(), this.config.name, 'http', this.#deps.log)
+      proxyUpgrade(req, socket, head, this.#deps.table(), this.config.name, 'http', this.#deps.log, this.#deps.tunnels())
     })
   }
 
@@ -209,7 +213,13 @@ export class HttpListener implements ExchangeObserver {
     const url = req.url ?? '/'
     const method = req.method ?? 'GET'
     const router = table.routers.get(this.config.name)
-    const route = router?.match(scanned.host, url, method, req)
+    let route = router?.match(scanned.host, url, method, req)
+    let autoPool: PoolRuntime | undefined
+    if (route === undefined || route.match.host === undefined) {
+      // auto_route: a host claimed by a tunnel beats host-less routes (a catch-all must not hide it).
+      const auto = this.#deps.tunnels()?.autoRoute(scanned.host)
+      if (auto !== undefined) { route = auto.route; autoPool = auto.pool }
+    }
     if (route === undefined) {
       sendError(res, 404, 'EP_ERR_NO_ROUTE', `no route for ${scanned.host === '' ? '(no host)' : scanned.host}${url.split('?')[0] ?? ''}`, scanned.requestId)
       this.logSimple(req, res, scanned, clientIp, start, '', 'EP_ERR_NO_ROUTE')
@@ -236,7 +246,7 @@ export class HttpListener implements ExchangeObserver {
         return
       }
       case 'pool': {
-        const pool = table.pool(action.pool.name)
+        const pool = autoPool ?? table.pool(action.pool.name)
         if (pool === undefined) { // cannot happen after validation; answer rather than throw
           sendError(res, 503, 'EP_ERR_NO_HEALTHY_BACKEND', `pool "${action.pool.name}" missing`, scanned.requestId)
           return

@@ -1,7 +1,7 @@
 // A pool at run time: its members (shared backends with this pool's weights), its balancer, and its shards.
 import type { IncomingHttpHeaders } from 'node:http'
 import type { HashKey, PoolConfig } from '../config/types.js'
-import { hash32, type BackendStore, type PoolState } from './backend.js'
+import { hash32, type Backend, type BackendStore, type PoolState } from './backend.js'
 import { balancers, type Balancer } from './balancers/index.js'
 import type { Member } from './balancers/balancer.js'
 import { ConsistentHash, pickShard } from './balancers/hash.js'
@@ -18,18 +18,31 @@ export type Selection =
   | { readonly member: Member, readonly shard: Shard | undefined, readonly key: string }
   | { readonly member: undefined, readonly shard: Shard | undefined, readonly key: string }
 
+/** Where tunnel members come from (proxy/tunnels.ts); `version` moves whenever a session comes or goes. */
+export interface TunnelSource {
+  readonly version: number
+  backendsFor (name: string): Backend[]
+}
+
 export class PoolRuntime {
   readonly name: string
   readonly config: PoolConfig
-  readonly members: readonly Member[]
+  /** Static members, then the live tunnel sessions of `config.tunnel` (re-read when the tunnel side changes). */
+  members: readonly Member[]
+  readonly #static: readonly Member[]
+  readonly #store: BackendStore
+  readonly #tunnels: TunnelSource | undefined
+  #seen = -1
   readonly balancer: Balancer
   readonly shards: readonly Shard[] | undefined
   readonly usesKey: boolean
   /** Outlier detection and retry budget, shared with the pool's next generations. */
   readonly state: PoolState
 
-  constructor (config: PoolConfig, store: BackendStore) {
+  constructor (config: PoolConfig, store: BackendStore, tunnels?: TunnelSource) {
     this.name = config.name
+    this.#store = store
+    this.#tunnels = config.tunnel === undefined ? undefined : tunnels
     this.config = config
     const members = new Map<string, Member>()
     for (const b of config.backends) {
@@ -38,15 +51,29 @@ export class PoolRuntime {
       m.maxInflight = config.limits.maxInflightPerBackend
       members.set(b.url, m)
     }
-    this.members = [...members.values()]
+    this.#static = [...members.values()]
+    this.members = this.#static
     this.state = store.poolState(config)
+    this.refresh()
     this.balancer = balancers[config.balance]()
     this.shards = config.shards?.map(s => new Shard(s.name, s.backends.map(b => members.get(b.url) as Member)))
     this.usesKey = config.balance === 'hash'
   }
 
+  /** Re-reads tunnel members when sessions came or went (one integer compare when nothing changed). */
+  refresh (): void {
+    const t = this.#tunnels
+    if (t === undefined || t.version === this.#seen) return
+    this.#seen = t.version
+    const list = [...this.#static]
+    for (const b of t.backendsFor(this.config.tunnel as string)) list.push(this.#store.member(this.name, b.url, 1))
+    this.members = list
+    this.state.outlier.update(list.map(m => m.backend.url))
+  }
+
   /** Picks a member for a request; with shards, only inside the key's shard. */
   select (req: { readonly headers: IncomingHttpHeaders }, path: string, clientIp: string, now: number, exclude: Member | undefined, key?: string): Selection {
+    if (this.#tunnels !== undefined) this.refresh()
     const k = key ?? (this.usesKey ? hashKeyOf(this.config.hashKey, req, path, clientIp) : '')
     if (this.shards !== undefined) {
       const shard = pickShard(this.shards, k) as Shard

@@ -31,12 +31,14 @@ export interface EdgeStatus {
   listeners: { name: string, protocol: string, address: string }[]
   routes: { name: string, listeners: string[] | undefined, match: Record<string, unknown>, action: string }[]
   pools: PoolStatus[]
+  tunnels?: unknown
 }
 
 export function edgeStatus (edge: Edge): EdgeStatus {
   const table = edge.table()
   const config = table.config
   const now = Date.now()
+  for (const p of table.pools.values()) p.refresh()
   return {
     pids: [process.pid],
     config: config.file,
@@ -52,6 +54,7 @@ export function edgeStatus (edge: Edge): EdgeStatus {
       },
       action: r.action.kind === 'pool' ? `pool ${r.action.pool.name}` : r.action.kind === 'redirect' ? `redirect ${r.action.status} ${r.action.to}` : `respond ${r.action.status}`,
     })),
+    ...(edge.tunnels === undefined ? {} : { tunnels: edge.tunnels.status() }),
     pools: [...table.pools.values()].map(p => ({
       name: p.name,
       balance: p.config.balance,

@@ -2,7 +2,7 @@
 // table and swaps one reference; requests already running keep the objects of their own generation.
 import type { Config, ListenerConfig } from '../config/types.js'
 import type { BackendStore } from './backend.js'
-import { PoolRuntime } from './pool.js'
+import { PoolRuntime, type TunnelSource } from './pool.js'
 import { Router } from './router.js'
 
 export class EdgeTable {
@@ -10,10 +10,10 @@ export class EdgeTable {
   readonly routers: ReadonlyMap<string, Router>
   readonly pools: ReadonlyMap<string, PoolRuntime>
 
-  constructor (config: Config, store: BackendStore) {
+  constructor (config: Config, store: BackendStore, tunnels?: TunnelSource) {
     this.config = config
     const pools = new Map<string, PoolRuntime>()
-    for (const p of config.pools.values()) pools.set(p.name, new PoolRuntime(p, store))
+    for (const p of config.pools.values()) pools.set(p.name, new PoolRuntime(p, store, tunnels))
     this.pools = pools
     const routers = new Map<string, Router>()
     for (const l of config.listeners) routers.set(l.name, new Router(routesFor(config, l)))

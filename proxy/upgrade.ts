@@ -4,7 +4,10 @@ import net, { type Socket } from 'node:net'
 import tls from 'node:tls'
 import type { IncomingMessage } from 'node:http'
 import type { Logger } from 'pino'
+import type { Duplex } from 'node:stream'
 import type { EdgeTable } from './table.js'
+import type { TunnelMembers } from './tunnels.js'
+import type { PoolRuntime } from './pool.js'
 import { clientIpOf, rewritePath, scanRequest } from './http-listener.js'
 
 function refuse (socket: Socket, status: string, message: string, requestId: string): void {
@@ -13,18 +16,23 @@ function refuse (socket: Socket, status: string, message: string, requestId: str
   else socket.destroy()
 }
 
-export function proxyUpgrade (req: IncomingMessage, socket: Socket, head: Buffer, table: EdgeTable, listener: string, proto: string, log: Logger): void {
+export function proxyUpgrade (req: IncomingMessage, socket: Socket, head: Buffer, table: EdgeTable, listener: string, proto: string, log: Logger, tunnels?: TunnelMembers): void {
   socket.on('error', () => { socket.destroy() })
   const clientIp = clientIpOf(socket)
   const scanned = scanRequest(req, proto, clientIp, true)
   if (scanned.bad !== undefined) { refuse(socket, '400 Bad Request', scanned.bad, scanned.requestId); return }
   const url = req.url ?? '/'
-  const route = table.routers.get(listener)?.match(scanned.host, url, req.method ?? 'GET', req)
+  let route = table.routers.get(listener)?.match(scanned.host, url, req.method ?? 'GET', req)
+  let autoPool: PoolRuntime | undefined
+  if (route === undefined || route.match.host === undefined) {
+    const auto = tunnels?.autoRoute(scanned.host)
+    if (auto !== undefined) { route = auto.route; autoPool = auto.pool }
+  }
   if (route === undefined || route.action.kind !== 'pool') {
     refuse(socket, '404 Not Found', 'no route for this upgrade request', scanned.requestId)
     return
   }
-  const pool = table.pool(route.action.pool.name)
+  const pool = autoPool ?? table.pool(route.action.pool.name)
   const sel = pool?.select(req, url, clientIp, Date.now(), undefined)
   if (pool === undefined || sel?.member === undefined) {
     refuse(socket, '503 Service Unavailable', sel?.shard !== undefined ? `shard "${sel.shard.name}" unavailable` : 'no live backend', scanned.requestId)
@@ -42,24 +50,29 @@ export function proxyUpgrade (req: IncomingMessage, socket: Socket, head: Buffer
   for (let i = 0; i < headers.length; i += 2) handshake += `${headers[i] as string}: ${headers[i + 1] as string}\r\n`
   handshake += '\r\n'
 
-  const upstream: Socket = target.protocol === 'https:'
-    ? tls.connect({ host: target.hostname, port, servername: target.hostname })
-    : net.connect({ host: target.hostname, port })
-  upstream.setNoDelay(true)
+  const raw = backend.openRaw
+  const upstream: Duplex = raw !== undefined
+    ? raw(clientIp)
+    : target.protocol === 'https:'
+      ? tls.connect({ host: target.hostname, port, servername: target.hostname })
+      : net.connect({ host: target.hostname, port })
+  if (upstream instanceof net.Socket) upstream.setNoDelay(true)
   socket.setNoDelay(true)
   backend.inflight++
   let connected = false
   let released = false
   const release = (): void => { if (!released) { released = true; backend.inflight-- } }
   const timer = setTimeout(() => { if (!connected) upstream.destroy(new Error('connect timeout')) }, route.action.connectTimeout)
-  upstream.once(target.protocol === 'https:' ? 'secureConnect' : 'connect', () => {
+  const onOpen = (): void => {
     connected = true
     clearTimeout(timer)
     upstream.write(handshake)
     if (head.length > 0) upstream.write(head)
     upstream.pipe(socket)
     socket.pipe(upstream)
-  })
+  }
+  if (raw !== undefined) setImmediate(onOpen) // a tunnel stream is open at once
+  else upstream.once(target.protocol === 'https:' ? 'secureConnect' : 'connect', onOpen)
   upstream.on('error', (err) => {
     clearTimeout(timer)
     release()

@@ -1,0 +1,190 @@
+// Tunnel members: the edge side of the packer. Backends behind NAT dial in, claim names, and each live session
+// becomes a backend (an undici pool whose "connections" are streams opened over the session). Pools that say
+// `tunnel = "name"` take those backends as members; with auto_route a claimed host is routed without a route.
+import https from 'node:https'
+import { readFileSync } from 'node:fs'
+import { isIP } from 'node:net'
+import type { Logger } from 'pino'
+import { Pool } from 'undici'
+import type { Config, RouteConfig, TunnelConfig } from '../config/types.js'
+import { defaultPoolConfig } from '../config/load.js'
+import { TunnelServer } from '../packer/server.js'
+import type { Session } from '../packer/session.js'
+import type { Service } from '../packer/payload.js'
+import { Backend, type BackendStore } from './backend.js'
+import { PoolRuntime } from './pool.js'
+
+export interface TunnelMembersDeps {
+  readonly log: Logger
+  readonly store: BackendStore
+  readonly onEvent?: (type: string, message: string, fields: Record<string, unknown>) => void
+}
+
+let sessionSeq = 0
+
+export class TunnelMembers {
+  readonly config: TunnelConfig
+  readonly server: TunnelServer
+  /** Bumped on every register/unregister: pools re-read their members when it moves. */
+  version = 0
+  readonly #deps: TunnelMembersDeps
+  /** name -> session -> backend */
+  readonly #byName = new Map<string, Map<Session, Backend>>()
+  readonly #auto = new Map<string, { route: RouteConfig, pool: PoolRuntime }>()
+  readonly #https: https.Server | undefined
+
+  constructor (config: TunnelConfig, deps: TunnelMembersDeps) {
+    this.config = config
+    this.#deps = deps
+    this.#https = config.tls === undefined ? undefined : https.createServer({ cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) })
+    this.server = new TunnelServer({
+      ...(this.#https === undefined ? { host: config.address.host, port: config.address.port } : { server: this.#https, path: '/' }),
+      secret: config.secret,
+      allow: config.allow,
+      session: { pingIntervalMs: config.heartbeat },
+    })
+    this.server.on('register', (name: string, session: Session, service: Service) => { if (service === 'http') this.add(name, session) })
+    this.server.on('unregister', (name: string, session: Session, service: Service) => { if (service === 'http') this.remove(name, session) })
+    this.server.on('refused', (err: Error, ip: string | undefined) => { deps.log.warn({ reason: err.message, ip }, 'tunnel refused') })
+  }
+
+  async start (): Promise<void> {
+    if (this.#https !== undefined) {
+      const srv = this.#https
+      await new Promise<void>((resolve, reject) => {
+        srv.once('error', reject)
+        srv.listen(this.config.address.port, this.config.address.host, () => { srv.off('error', reject); resolve() })
+      })
+    }
+    await this.server.start()
+    const a = this.#https?.address() ?? this.server.address()
+    this.#deps.log.info({ address: typeof a === 'object' && a !== null ? `${a.address}:${a.port}` : '', tls: this.#https !== undefined }, 'tunnel endpoint listening')
+  }
+
+  get port (): number {
+    const a = this.#https?.address() ?? this.server.address()
+    return typeof a === 'object' && a !== null ? a.port : 0
+  }
+
+  /** The backends currently serving `name` (exact claims and wildcard claims). */
+  backendsFor (name: string): Backend[] {
+    const out: Backend[] = []
+    for (const s of this.server.lookup(name, 'http')) {
+      for (const byName of this.#byName.values()) {
+        const b = byName.get(s)
+        if (b !== undefined && !out.includes(b)) { out.push(b); break }
+      }
+    }
+    return out
+  }
+
+  /** A route and pool for a host claimed by a tunnel (auto_route), or undefined. */
+  autoRoute (host: string): { route: RouteConfig, pool: PoolRuntime } | undefined {
+    if (!this.config.autoRoute || host === '' || this.server.lookup(host, 'http').length === 0) return undefined
+    let a = this.#auto.get(host)
+    if (a === undefined) {
+      const poolConfig = defaultPoolConfig(`tunnel:${host}`, { balance: 'least_conn', tunnel: host })
+      a = {
+        pool: new PoolRuntime(poolConfig, this.#deps.store, this),
+        route: Object.freeze({
+          name: `tunnel:${host}`,
+          index: -1,
+          listeners: undefined,
+          match: Object.freeze({ host, pathPrefix: undefined, methods: undefined, headers: undefined }),
+          action: Object.freeze({ kind: 'pool', pool: poolConfig, stripPrefix: false, hostHeader: 'client', timeout: 30_000, connectTimeout: 5_000, idleTimeout: 60_000 }),
+        }) as RouteConfig,
+      }
+      this.#auto.set(host, a)
+    }
+    return a
+  }
+
+  status (): unknown {
+    return {
+      listen: `${this.config.address.host}:${this.port}`,
+      sessions: [...this.server.sessions].map(s => ({
+        sub: s.meta.sub,
+        names: s.meta.granted,
+        streams_open: s.stats.streamsOpen,
+        streams_total: s.stats.streamsTotal,
+        bytes_in: s.stats.bytesIn,
+        bytes_out: s.stats.bytesOut,
+        window_stalls: s.stats.windowStalls,
+      })),
+    }
+  }
+
+  private add (name: string, session: Session): void {
+    let byName = this.#byName.get(name)
+    if (byName === undefined) { byName = new Map(); this.#byName.set(name, byName) }
+    if (byName.has(session)) return
+    const url = `tunnel://${name}/${++sessionSeq}`
+    const backend: Backend = new Backend(url, this.#deps.store.options, new Pool(`http://${name}`, {
+      connections: null,
+      pipelining: 1,
+      keepAliveTimeout: this.#deps.store.options.keepAliveTimeout,
+      maxHeaderSize: this.#deps.store.options.maxHeaderSize,
+      headersTimeout: 0,
+      bodyTimeout: 0,
+      // Each pooled "connection" is a stream over the session; its OPEN names the client that caused it.
+      connect: (_opts, cb) => {
+        try {
+          const ip = backend.lastClient
+          const stream = this.server.openStream(session, { family: isIP(ip) === 6 ? 6 : 4, address: ip === '' ? '0.0.0.0' : ip, port: 0, service: 'http', servername: name })
+          stream.on('error', () => {})
+          // undici expects the connector to answer asynchronously, as a real connect does; a synchronous
+          // callback lands inside its resume loop and the request would sit in the queue.
+          process.nextTick(cb, null, stream as never)
+        } catch (err) {
+          process.nextTick(cb, err as Error, null)
+        }
+      },
+    }), name)
+    backend.tunnel = name
+    backend.openRaw = (ip) => {
+      const stream = this.server.openStream(session, { family: isIP(ip) === 6 ? 6 : 4, address: ip === '' ? '0.0.0.0' : ip, port: 0, service: 'http', servername: name })
+      stream.on('error', () => {})
+      return stream
+    }
+    byName.set(session, backend)
+    this.#deps.store.adopt(backend)
+    this.version++
+    this.#deps.log.info({ name, url, sub: session.meta.sub }, 'tunnel registered')
+    this.#deps.onEvent?.('tunnel-up', `tunnel for ${name} registered (${url})`, { name, backend: url })
+  }
+
+  private remove (name: string, session: Session): void {
+    const byName = this.#byName.get(name)
+    const backend = byName?.get(session)
+    if (byName === undefined || backend === undefined) return
+    byName.delete(session)
+    if (byName.size === 0) this.#byName.delete(name)
+    this.#deps.store.drop(backend.url)
+    this.version++
+    // The session is gone: its streams already failed; new requests go to the other members, or 503.
+    void backend.dispatcher.destroy().catch(() => {})
+    this.#deps.log.info({ name, url: backend.url }, 'tunnel unregistered')
+    this.#deps.onEvent?.('tunnel-down', `tunnel for ${name} went away (${backend.url})`, { name, backend: backend.url })
+  }
+
+  /** True when the running tunnel endpoint can serve `config` as it is (else the edge rebuilds it). */
+  sameAs (config: Config['tunnel']): boolean {
+    return config !== undefined && JSON.stringify({ ...config, secret: config.secret.toString('base64') }) === JSON.stringify({ ...this.config, secret: this.config.secret.toString('base64') })
+  }
+
+  async close (): Promise<void> {
+    await this.server.close()
+    if (this.#https !== undefined) {
+      const srv = this.#https
+      srv.closeAllConnections()
+      await new Promise<void>(resolve => { srv.close(() => { resolve() }) })
+    }
+    for (const byName of this.#byName.values()) {
+      for (const b of byName.values()) {
+        this.#deps.store.drop(b.url)
+        void b.dispatcher.destroy().catch(() => {})
+      }
+    }
+    this.#byName.clear()
+  }
+}
