@@ -34,15 +34,20 @@ export async function warmUp (ctx: LoadContext, target: Running): Promise<void> 
   await runLoad(ctx, 'autocannon', { url: `http://127.0.0.1:${target.port}/100b`, method: 'GET', bodyBytes: 0, connections: 20, durationS: 1 })
 }
 
+const IDLE_WARM_UP = 300
+
 interface IdleChildMessage { type: 'opened', ok: number, failed: number } // or { type: 'count', open }
 
 /**
- * Memory per idle keep-alive connection: RSS of the measured tree before, then `count` connections that each
- * made one request and stay open, RSS again after a pause; (after - before) / connections still open.
+ * Memory per idle keep-alive connection. The warm-up is 300 connections of the same kind (each makes one
+ * request and stays open), so code paths are compiled and loaded but the heap has not grown under a load test
+ * (a heap grown by load has slack that hides the cost of new connections). Then RSS "before", then `count`
+ * more connections in three steps with RSS sampled after each (1 s pause). The result is (after - before) /
+ * the connections added, plus the least-squares slope over the four samples, which a single garbage collection
+ * skews less. Run this on fresh targets, before any load.
  */
 export async function measureIdle (ctx: LoadContext, name: string, rootPid: number, port: number, count: number): Promise<IdleResult> {
-  await sleep(1000) // let the warm-up's garbage and sockets settle
-  const before = treeRssKb(processTree(rootPid))
+  const rss = (): number => treeRssKb(processTree(rootPid))
   const script = new URL('./load/idle-client.js', import.meta.url).pathname
   const child = ctx.children.spawn('idle-client', process.execPath, [script], { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })
   const ask = <T>(msg: object, type: string): Promise<T> => new Promise((resolve, reject) => {
@@ -52,24 +57,50 @@ export async function measureIdle (ctx: LoadContext, name: string, rootPid: numb
     void child.exited.then(() => { reject(new Error(`idle client exited: ${child.tail().trim()}`)) })
   })
   try {
-    const opened = await ask<IdleChildMessage>({ type: 'open', port, path: '/100b', count, concurrency: 50 }, 'opened')
-    await sleep(1500)
-    const after = treeRssKb(processTree(rootPid))
-    const { open } = await ask<{ open: number }>({ type: 'count' }, 'count')
+    const warm = await ask<IdleChildMessage>({ type: 'open', port, path: '/100b', count: IDLE_WARM_UP, concurrency: 50 }, 'opened')
+    await sleep(1000)
+    const base = (await ask<{ open: number }>({ type: 'count' }, 'count')).open
+    if (warm.failed > 0) throw new Error(`${warm.failed} of the ${IDLE_WARM_UP} warm-up connections failed`)
+    const before = rss()
+    const points: Array<[number, number]> = [[0, before]]
+    let ok = 0
+    let failed = 0
+    for (let step = 1; step <= 3; step++) {
+      const n = Math.round(count * step / 3) - Math.round(count * (step - 1) / 3)
+      const opened = await ask<IdleChildMessage>({ type: 'open', port, path: '/100b', count: n, concurrency: 50 }, 'opened')
+      ok += opened.ok
+      failed += opened.failed
+      await sleep(1000)
+      const { open } = await ask<{ open: number }>({ type: 'count' }, 'count')
+      points.push([open - base, rss()])
+    }
+    const [added, after] = points[points.length - 1] as [number, number]
     return {
       target: name,
       connections: count,
-      opened: opened.ok,
-      failed: opened.failed,
-      stillOpen: open,
+      opened: ok,
+      failed,
+      stillOpen: added,
       rssBeforeKb: before,
       rssAfterKb: after,
-      bytesPerConnection: open > 0 ? (after - before) * 1024 / open : Number.NaN,
+      bytesPerConnection: added > 0 ? (after - before) * 1024 / added : Number.NaN,
+      slopeBytesPerConnection: slope(points) * 1024,
     }
   } finally {
     if (child.proc.connected) child.proc.send({ type: 'close' })
     await Promise.race([child.exited, sleep(3000)])
     await ctx.children.stop(child)
-    await sleep(500) // the target closes 3000 sockets before the next measurement
+    await sleep(500) // the target closes its sockets before the next measurement
   }
+}
+
+/** Least-squares slope of y over x. */
+function slope (points: ReadonlyArray<readonly [number, number]>): number {
+  const n = points.length
+  const mx = points.reduce((a, [x]) => a + x, 0) / n
+  const my = points.reduce((a, [, y]) => a + y, 0) / n
+  let num = 0
+  let den = 0
+  for (const [x, y] of points) { num += (x - mx) * (y - my); den += (x - mx) ** 2 }
+  return den === 0 ? Number.NaN : num / den
 }

@@ -2,7 +2,7 @@
 // on error and on SIGINT/SIGTERM. Each child gets its own process group (detached) so that one kill reaches
 // its own children too (edge-proxy's cluster workers, nginx's workers).
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
-import { createServer, connect } from 'node:net'
+import { createServer } from 'node:net'
 import { request } from 'node:http'
 import { createWriteStream } from 'node:fs'
 
@@ -122,14 +122,5 @@ function getStatus (port: number, path: string): Promise<number> {
     req.on('timeout', () => { req.destroy(new Error('timeout')) })
     req.on('error', reject)
     req.end()
-  })
-}
-
-/** True when a TCP connection to the port succeeds. */
-export function canConnect (port: number): Promise<boolean> {
-  return new Promise(resolve => {
-    const s = connect(port, '127.0.0.1')
-    s.once('connect', () => { s.destroy(); resolve(true) })
-    s.once('error', () => { resolve(false) })
   })
 }

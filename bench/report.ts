@@ -42,12 +42,14 @@ export interface IdleResult {
   readonly connections: number
   readonly opened: number
   readonly failed: number
-  /** Connections still open when "after" was sampled. */
+  /** Connections (beyond the warm-up's) still open when "after" was sampled. */
   readonly stillOpen: number
   readonly rssBeforeKb: number
   readonly rssAfterKb: number
   /** (after - before) / stillOpen, bytes. */
   readonly bytesPerConnection: number
+  /** Least-squares slope of RSS over open connections (4 samples: 0, 1/3, 2/3, all), bytes. */
+  readonly slopeBytesPerConnection: number
   error?: string
 }
 
@@ -123,11 +125,11 @@ export function markdown (scenarios: readonly ScenarioInfo[], cells: readonly Ce
   }
   if (idle.length > 0) {
     out.push(`### idle keep-alive connections: memory per connection`, '')
-    out.push('| target | connections open | RSS before MB | RSS after MB | KiB per connection |')
-    out.push('|---|---:|---:|---:|---:|')
+    out.push('| target | connections open | RSS before MB | RSS after MB | KiB per connection | KiB per connection (slope) |')
+    out.push('|---|---:|---:|---:|---:|---:|')
     for (const r of idle) {
-      if (r.error !== undefined) { out.push(`| ${r.target} | failed: ${r.error.replace(/\|/g, '/').slice(0, 120)} ||||`); continue }
-      out.push(`| ${r.target} | ${fmt(r.stillOpen)} / ${fmt(r.connections)} | ${fmt(r.rssBeforeKb / 1024, 1)} | ${fmt(r.rssAfterKb / 1024, 1)} | ${fmt(r.bytesPerConnection / 1024, 1)} |`)
+      if (r.error !== undefined) { out.push(`| ${r.target} | failed: ${r.error.replace(/\|/g, '/').slice(0, 120)} |||||`); continue }
+      out.push(`| ${r.target} | ${fmt(r.stillOpen)} / ${fmt(r.connections)} | ${fmt(r.rssBeforeKb / 1024, 1)} | ${fmt(r.rssAfterKb / 1024, 1)} | ${fmt(r.bytesPerConnection / 1024, 1)} | ${fmt(r.slopeBytesPerConnection / 1024, 1)} |`)
     }
     out.push('')
   }

@@ -51,7 +51,6 @@ async function bench (opts: BenchOptions, children: Children, dir: string): Prom
     try {
       const r = await t.start({ children, backendPort, dir: tdir, nproc: m.nproc })
       running.set(t.name, r)
-      await warmUp(ctx, r)
       say(`  started ${t.name} on port ${r.port}${r.pid === undefined ? '' : ` (pid ${r.pid})`}`)
     } catch (err) {
       skipped.push(`target ${t.name}: failed to start: ${message(err)}`)
@@ -69,12 +68,15 @@ async function bench (opts: BenchOptions, children: Children, dir: string): Prom
       try {
         const res = await measureIdle(ctx, t.name, r.pid ?? backend.pid, r.port, opts.idleConnections)
         idle.push(res)
-        say(`    ${(res.bytesPerConnection / 1024).toFixed(1)} KiB per connection (${res.stillOpen} open, ${res.failed} failed)`)
+        say(`    ${(res.bytesPerConnection / 1024).toFixed(1)} KiB per connection, slope ${(res.slopeBytesPerConnection / 1024).toFixed(1)} (${res.stillOpen} open, ${res.failed} failed)`)
       } catch (err) {
-        idle.push({ target: t.name, connections: opts.idleConnections, opened: 0, failed: 0, stillOpen: 0, rssBeforeKb: 0, rssAfterKb: 0, bytesPerConnection: Number.NaN, error: message(err) })
+        idle.push({ target: t.name, connections: opts.idleConnections, opened: 0, failed: 0, stillOpen: 0, rssBeforeKb: 0, rssAfterKb: 0, bytesPerConnection: Number.NaN, slopeBytesPerConnection: Number.NaN, error: message(err) })
       }
     }
   }
+
+  // Load warm-up after the idle test: the idle test wants processes whose heap has not grown under load.
+  for (const t of live) await warmUp(ctx, running.get(t.name) as Running)
 
   const cells: Cell[] = []
   const total = scenarios.length * opts.rounds * live.length
