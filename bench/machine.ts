@@ -1,6 +1,6 @@
 // What the bench ran on, and which peer programs are installed (the bench never installs anything).
 import { accessSync, constants, readFileSync } from 'node:fs'
-import { execFileSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { availableParallelism, cpus, loadavg, release, totalmem } from 'node:os'
 import { delimiter, join } from 'node:path'
 
@@ -41,10 +41,23 @@ export function findExecutable (name: string): string | undefined {
 
 /** First line of `cmd args` (stdout or stderr: nginx and wrk print their version on stderr). */
 export function versionOf (cmd: string, args: readonly string[]): string {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 5000 })
+  return `${r.stdout ?? ''}\n${r.stderr ?? ''}`.split('\n').map(l => l.trim()).find(l => l !== '') ?? 'unknown'
+}
+
+/** The version of an installed npm package (from its package.json), or "unknown". */
+export function packageVersion (name: string): string {
   try {
-    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 5000 }).trim().split('\n')[0] ?? ''
-  } catch (err) {
-    const e = err as { stdout?: string, stderr?: string }
-    return `${e.stdout ?? ''}${e.stderr ?? ''}`.trim().split('\n')[0] ?? 'unknown'
-  }
+    const file = new URL(`../../node_modules/${name}/package.json`, import.meta.url)
+    return (JSON.parse(readFileSync(file, 'utf8')) as { version: string }).version
+  } catch { return 'unknown' }
+}
+
+/** The checkout's commit (with "+dirty" when there are changes), or "unknown" outside git. */
+export function gitCommit (): string {
+  const cwd = new URL('../../', import.meta.url).pathname
+  const head = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd, encoding: 'utf8' })
+  if (head.status !== 0) return 'unknown'
+  const dirty = spawnSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd, encoding: 'utf8' })
+  return `${head.stdout.trim()}${dirty.stdout.trim() === '' ? '' : '+dirty'}`
 }

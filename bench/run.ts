@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Children, freePorts, waitForHttp } from './procs.js'
-import { findExecutable, machine, versionOf } from './machine.js'
+import { findExecutable, machine, packageVersion, versionOf } from './machine.js'
 import { parseOptions, USAGE, type BenchOptions } from './options.js'
 import { SCENARIOS, type Scenario } from './scenarios.js'
 import { allTargets, type Running, type Target } from './targets.js'
@@ -107,7 +107,7 @@ async function bench (opts: BenchOptions, children: Children, dir: string): Prom
     date: date.toISOString(),
     machine: m,
     settings: { quick: opts.quick, durationS: opts.durationS, rounds: opts.rounds, idleConnections: opts.idleConnections },
-    tools: { autocannon: 'programmatic API in a child process', wrk: wrk === undefined ? null : versionOf(wrk, ['-v']) },
+    tools: { autocannon: `${packageVersion('autocannon')} (programmatic API, in a child process)`, wrk: wrk === undefined ? null : versionOf(wrk, ['-v']) },
     targets: targets.map(t => ({ name: t.name, description: t.description, version: t.version(), started: running.has(t.name) })),
     scenarios: scenarios.map(s => ({ ...s })),
     skipped,

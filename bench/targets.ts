@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import type { Child, Children } from './procs.js'
 import { freePorts, waitForHttp } from './procs.js'
 import { processTree } from './proc-stat.js'
-import { findExecutable, versionOf } from './machine.js'
+import { findExecutable, gitCommit, packageVersion, versionOf } from './machine.js'
 
 export interface TargetContext {
   readonly children: Children
@@ -91,7 +91,7 @@ function edge (workers: 1 | 'auto'): Target {
     name: workers === 1 ? 'edge-proxy' : 'edge-proxy-auto',
     description: `edge-proxy, workers = ${workers === 1 ? '1' : '"auto"'}: routing, forwarded headers, Server-Timing; access log off`,
     unavailable: () => undefined,
-    version: () => 'this checkout',
+    version: () => `edge-proxy ${gitCommit()}`,
     async start (ctx) {
       const [port] = await freePorts(1) as [number]
       const file = join(ctx.dir, 'edge.toml')
@@ -103,12 +103,12 @@ function edge (workers: 1 | 'auto'): Target {
   }
 }
 
-function nodePeer (name: string, description: string, script: string): Target {
+function nodePeer (name: string, description: string, script: string, pkg: string): Target {
   return {
     name,
     description,
     unavailable: () => undefined,
-    version: () => process.version,
+    version: () => `${pkg} ${packageVersion(pkg)}, node ${process.version}`,
     async start (ctx) {
       const [port] = await freePorts(1) as [number]
       const file = new URL(script, NODE_DIST).pathname
@@ -187,8 +187,8 @@ export function allTargets (): Target[] {
     direct,
     edge(1),
     edge('auto'),
-    nodePeer('http-proxy-3', 'http-proxy-3 with a keep-alive http.Agent, xfwd on (bench/peers/http-proxy-3.ts)', './peers/http-proxy-3.js'),
-    nodePeer('undici-min', 'node:http + undici Pool.stream, hop-by-hop headers dropped, nothing else (bench/peers/undici-min.ts)', './peers/undici-min.js'),
+    nodePeer('http-proxy-3', 'http-proxy-3 with a keep-alive http.Agent, xfwd on (bench/peers/http-proxy-3.ts)', './peers/http-proxy-3.js', 'http-proxy-3'),
+    nodePeer('undici-min', 'node:http + undici Pool.stream, hop-by-hop headers dropped, nothing else (bench/peers/undici-min.ts)', './peers/undici-min.js', 'undici'),
     nginx(),
     haproxy(),
     caddy(),
