@@ -1,0 +1,138 @@
+// Turning rounds into the figures the README explains: medians over rounds, ratios to direct and to nginx, and
+// the markdown table printed at the end of a run. Pure functions over the result records.
+import type { LoadResult } from './load/result.js'
+
+export interface RoundResult extends LoadResult {
+  readonly round: number
+  /** CPU of the proxy's process tree during the round, ms; undefined for the direct target. */
+  readonly proxyCpuMs: number | undefined
+  /** Peak RSS of the proxy's process tree (sum over its processes), KiB; undefined for the direct target. */
+  readonly proxyPeakRssKb: number | undefined
+  readonly backendCpuMs: number
+}
+
+export interface Summary {
+  readonly rps: number
+  readonly p50: number
+  readonly p99: number
+  readonly requests: number
+  readonly errors: number
+  readonly non2xx: number
+  readonly vsDirect: number | undefined
+  readonly vsNginx: number | undefined
+  readonly proxyPeakRssMb: number | undefined
+  /** Proxy CPU time per request, µs (all rounds' CPU over all rounds' requests). */
+  readonly proxyCpuUsPerReq: number | undefined
+  /** Median share of one core used during a round, %. Over 100 means more than one core. */
+  readonly proxyCpuPct: number | undefined
+  readonly backendCpuPct: number
+  readonly loadgenCpuPct: number
+}
+
+export interface Cell {
+  readonly scenario: string
+  readonly target: string
+  readonly rounds: RoundResult[]
+  error?: string
+  summary?: Summary
+}
+
+export interface IdleResult {
+  readonly target: string
+  readonly connections: number
+  readonly opened: number
+  readonly failed: number
+  /** Connections (beyond the warm-up's) still open when "after" was sampled. */
+  readonly stillOpen: number
+  readonly rssBeforeKb: number
+  readonly rssAfterKb: number
+  /** (after - before) / stillOpen, bytes. */
+  readonly bytesPerConnection: number
+  /** Least-squares slope of RSS over open connections (4 samples: 0, 1/3, 2/3, all), bytes. */
+  readonly slopeBytesPerConnection: number
+  error?: string
+}
+
+export function median (xs: readonly number[]): number {
+  if (xs.length === 0) return Number.NaN
+  const s = [...xs].sort((a, b) => a - b)
+  const mid = s.length >> 1
+  return s.length % 2 === 1 ? s[mid] as number : ((s[mid - 1] as number) + (s[mid] as number)) / 2
+}
+
+const sum = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0)
+const pct = (cpuMs: number, durationS: number): number => durationS > 0 ? cpuMs / (durationS * 10) : Number.NaN
+
+/** Summarizes every cell; ratios compare with the same scenario's "direct" and "nginx" cells. */
+export function summarize (cells: readonly Cell[]): void {
+  for (const c of cells) {
+    const r = c.rounds
+    if (r.length === 0) continue
+    const proxied = r.every(x => x.proxyCpuMs !== undefined)
+    const requests = sum(r.map(x => x.requests))
+    c.summary = {
+      rps: median(r.map(x => x.rps)),
+      p50: median(r.map(x => x.p50)),
+      p99: median(r.map(x => x.p99)),
+      requests,
+      errors: sum(r.map(x => x.errors)),
+      non2xx: sum(r.map(x => x.non2xx)),
+      vsDirect: undefined,
+      vsNginx: undefined,
+      proxyPeakRssMb: proxied ? Math.max(...r.map(x => x.proxyPeakRssKb ?? 0)) / 1024 : undefined,
+      proxyCpuUsPerReq: proxied && requests > 0 ? sum(r.map(x => x.proxyCpuMs ?? 0)) * 1000 / requests : undefined,
+      proxyCpuPct: proxied ? median(r.map(x => pct(x.proxyCpuMs ?? 0, x.durationS))) : undefined,
+      backendCpuPct: median(r.map(x => pct(x.backendCpuMs, x.durationS))),
+      loadgenCpuPct: median(r.map(x => pct(x.cpuMs, x.durationS))),
+    }
+  }
+  for (const c of cells) {
+    if (c.summary === undefined) continue
+    const ref = (name: string): number | undefined => cells.find(x => x.scenario === c.scenario && x.target === name)?.summary?.rps
+    const direct = ref('direct')
+    const nginx = ref('nginx')
+    c.summary = {
+      ...c.summary,
+      vsDirect: direct === undefined || direct === 0 ? undefined : c.summary.rps / direct,
+      vsNginx: nginx === undefined || nginx === 0 ? undefined : c.summary.rps / nginx,
+    }
+  }
+}
+
+function fmt (n: number | undefined, digits = 0): string {
+  if (n === undefined || Number.isNaN(n)) return '–'
+  return n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
+}
+
+export interface ScenarioInfo { readonly name: string, readonly title: string, readonly tool: string }
+
+/** The markdown report: one table per scenario, then idle-connection memory, then what was skipped. */
+export function markdown (scenarios: readonly ScenarioInfo[], cells: readonly Cell[], idle: readonly IdleResult[], skipped: readonly string[]): string {
+  const out: string[] = []
+  for (const s of scenarios) {
+    const rows = cells.filter(c => c.scenario === s.name)
+    if (rows.length === 0) continue
+    const tool = rows.find(c => c.rounds.length > 0)?.rounds[0]?.tool ?? s.tool
+    out.push(`### ${s.name}: ${s.title} [${tool}]`, '')
+    out.push('| target | req/s | ×direct | ×nginx | p50 ms | p99 ms | errors | peak RSS MB | proxy CPU µs/req | proxy CPU % | backend CPU % | loadgen CPU % |')
+    out.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
+    for (const c of rows) {
+      const m = c.summary
+      if (m === undefined) { out.push(`| ${c.target} | failed: ${(c.error ?? 'no result').replace(/\|/g, '/').slice(0, 120)} |||||||||||`); continue }
+      out.push(`| ${c.target} | ${fmt(m.rps)} | ${fmt(m.vsDirect, 2)} | ${fmt(m.vsNginx, 2)} | ${fmt(m.p50, 2)} | ${fmt(m.p99, 2)} | ${fmt(m.errors + m.non2xx)} | ${fmt(m.proxyPeakRssMb, 1)} | ${fmt(m.proxyCpuUsPerReq, 1)} | ${fmt(m.proxyCpuPct)} | ${fmt(m.backendCpuPct)} | ${fmt(m.loadgenCpuPct)} |`)
+    }
+    out.push('')
+  }
+  if (idle.length > 0) {
+    out.push(`### idle keep-alive connections: memory per connection`, '')
+    out.push('| target | connections open | RSS before MB | RSS after MB | KiB per connection | KiB per connection (slope) |')
+    out.push('|---|---:|---:|---:|---:|---:|')
+    for (const r of idle) {
+      if (r.error !== undefined) { out.push(`| ${r.target} | failed: ${r.error.replace(/\|/g, '/').slice(0, 120)} |||||`); continue }
+      out.push(`| ${r.target} | ${fmt(r.stillOpen)} / ${fmt(r.connections)} | ${fmt(r.rssBeforeKb / 1024, 1)} | ${fmt(r.rssAfterKb / 1024, 1)} | ${fmt(r.bytesPerConnection / 1024, 1)} | ${fmt(r.slopeBytesPerConnection / 1024, 1)} |`)
+    }
+    out.push('')
+  }
+  if (skipped.length > 0) out.push('Skipped:', '', ...skipped.map(s => `- ${s}`), '')
+  return out.join('\n')
+}
