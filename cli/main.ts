@@ -4,9 +4,6 @@ import { parseArgs } from 'node:util'
 import { readFileSync } from 'node:fs'
 import { ConfigError, loadConfigFile, summarize } from '../config/load.js'
 import { runEdge } from './run.js'
-import { runCertCommand } from './cert.js'
-import { runTokenCommand } from './token.js'
-import { runTunnelCommand } from './tunnel.js'
 
 const HELP = `edge-proxy: an edge routing proxy and load balancer
 
@@ -32,9 +29,10 @@ function version (): string {
 
 async function main (argv: string[]): Promise<number> {
   const command = argv[0] !== undefined && !argv[0].startsWith('-') ? argv[0] : 'run'
-  if (command === 'cert') return await runCertCommand(argv.slice(1))
-  if (command === 'token') return await runTokenCommand(argv.slice(1))
-  if (command === 'tunnel') return await runTunnelCommand(argv.slice(1))
+  // Subcommands load their modules on demand, so the running edge never carries node-forge and friends.
+  if (command === 'cert') return await (await import('./cert.js')).runCertCommand(argv.slice(1))
+  if (command === 'token') return (await import('./token.js')).runTokenCommand(argv.slice(1))
+  if (command === 'tunnel') return await (await import('./tunnel.js')).runTunnelCommand(argv.slice(1))
   const rest = command === 'run' && argv[0] !== 'run' ? argv : argv.slice(1)
   let values: { config?: string, demo?: boolean, help?: boolean, version?: boolean }
   try {
