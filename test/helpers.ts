@@ -75,6 +75,8 @@ export interface Backend {
   readonly seen: Seen[]
   /** Requests currently open on this backend. */
   inflight: number
+  /** Every answer waits this long (ms); tests may change it. */
+  delayMs: number
   close (): Promise<void>
 }
 
@@ -86,7 +88,7 @@ export interface Backend {
  *   status=N     answer with status N        timing=1     add "server-timing: app;dur=1.5, db;dur=0.3"
  *   sethdr=1     answer with hop-by-hop headers the proxy must drop
  */
-export async function startBackend (t: T, name: string): Promise<Backend> {
+export async function startBackend (t: T, name: string, opts: { delayMs?: number } = {}): Promise<Backend> {
   const seen: Seen[] = []
   const b: Backend = {
     name,
@@ -95,6 +97,7 @@ export async function startBackend (t: T, name: string): Promise<Backend> {
     server: http.createServer((req, res) => { handleEcho(b, req, res) }),
     seen,
     inflight: 0,
+    delayMs: opts.delayMs ?? 0,
     close: () => closeServer(b.server),
   }
   b.server.keepAliveTimeout = 60_000
@@ -152,7 +155,7 @@ function handleEcho (b: Backend, req: IncomingMessage, res: ServerResponse): voi
       res.writeHead(Number(q.get('status') ?? 200), headers)
       res.end(body)
     }
-    const delay = Number(q.get('delay') ?? 0)
+    const delay = Number(q.get('delay') ?? b.delayMs)
     if (delay > 0) setTimeout(answer, delay)
     else answer()
   })
