@@ -83,7 +83,7 @@ export interface Backend {
 /**
  * An echo backend. Query parameters steer it (so one backend serves every test):
  *   delay=MS     answer after MS ms          hang=1       never answer
- *   die=1        send the head and part of the body, then destroy the socket
+ *   die=1        send the head and part of the body, then destroy the socket (die=chunked: without a length)
  *   download=N   stream N bytes of `patternStream` (sha256 in the x-sha256 trailer is not needed: tests hash)
  *   status=N     answer with status N        timing=1     add "server-timing: app;dur=1.5, db;dur=0.3"
  *   sethdr=1     answer with hop-by-hop headers the proxy must drop
@@ -135,7 +135,10 @@ function handleEcho (b: Backend, req: IncomingMessage, res: ServerResponse): voi
         return
       }
       if (q.has('die')) {
-        res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '100000', 'x-backend': b.name })
+        // die=chunked: no Content-Length, so only a broken connection tells the client the body is cut.
+        const h: Record<string, string> = { 'content-type': 'text/plain', 'x-backend': b.name }
+        if (q.get('die') !== 'chunked') h['content-length'] = '100000'
+        res.writeHead(200, h)
         res.write(Buffer.alloc(1000, 97))
         setTimeout(() => { res.socket?.destroy() }, 20)
         return
@@ -442,4 +445,36 @@ ${b}`
   if (child.exitCode !== null) throw new Error(`CLI exited with ${child.exitCode}; stderr:\n${cli.stderr}`)
   await cli.waitForEvent(e => e.msg === 'admin listening', 10_000, '"admin listening"')
   return cli
+}
+
+export interface RawReply { readonly status: number, readonly headers: Record<string, string>, readonly body: string }
+
+/** Parses the first HTTP/1.1 response in `text` (Content-Length, chunked or read-to-close bodies). */
+export function parseRawResponse (text: string): RawReply {
+  const end = text.indexOf('\r\n\r\n')
+  if (end === -1) throw new Error(`no complete response head in ${JSON.stringify(text.slice(0, 200))}`)
+  const lines = text.slice(0, end).split('\r\n')
+  const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(lines[0] ?? '')?.[1] ?? 0)
+  const headers: Record<string, string> = {}
+  for (const l of lines.slice(1)) {
+    const c = l.indexOf(':')
+    const name = l.slice(0, c).trim().toLowerCase()
+    const value = l.slice(c + 1).trim()
+    headers[name] = headers[name] === undefined ? value : `${headers[name]}, ${value}`
+  }
+  let rest = text.slice(end + 4)
+  let body = rest
+  if (headers['content-length'] !== undefined) {
+    body = rest.slice(0, Number(headers['content-length']))
+  } else if (headers['transfer-encoding'] === 'chunked') {
+    body = ''
+    for (;;) {
+      const nl = rest.indexOf('\r\n')
+      const size = parseInt(rest.slice(0, nl), 16)
+      if (nl === -1 || Number.isNaN(size) || size === 0) break
+      body += rest.slice(nl + 2, nl + 2 + size)
+      rest = rest.slice(nl + 2 + size + 2)
+    }
+  }
+  return { status, headers, body }
 }
