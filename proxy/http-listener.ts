@@ -159,6 +159,9 @@ export class HttpListener implements ExchangeObserver {
       headersTimeout: serverOpts.headersTimeout,
       requestTimeout: 0,
       keepAliveTimeout: serverOpts.keepAliveTimeout,
+      // Node enforces headersTimeout only when it sweeps connections, every 30 s by default: a slow-headers
+      // client would hold its socket far past headers_timeout. Sweep often enough to keep the promise.
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(serverOpts.headersTimeout / 4))),
       noDelay: true,
     }, (req, res) => { this.handle(req, res) })
     this.server.on('clientError', onClientError)
@@ -303,7 +306,9 @@ export class HttpListener implements ExchangeObserver {
 function onClientError (err: Error & { code?: string }, socket: Socket): void {
   if (!socket.writable || err.code === 'ECONNRESET') { socket.destroy(); return }
   const tooLarge = err.code === 'HPE_HEADER_OVERFLOW'
-  const status = tooLarge ? '431 Request Header Fields Too Large' : '400 Bad Request'
+  // headers_timeout expired: the request was not malformed, just too slow (as Node's own default answer says).
+  const slow = err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+  const status = tooLarge ? '431 Request Header Fields Too Large' : slow ? '408 Request Timeout' : '400 Bad Request'
   const body = `${status}\ncode: ${tooLarge ? 'EP_ERR_HEADERS_TOO_LARGE' : 'EP_ERR_BAD_REQUEST'}\nreason: ${err.code ?? 'malformed request'}\n`
   socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
 }
