@@ -149,6 +149,8 @@ export class HttpListener implements ExchangeObserver {
   readonly config: ListenerConfig
   readonly server: http.Server
   readonly #deps: ListenerDeps
+  /** Upgraded client sockets: the HTTP server no longer tracks them, so close() must end them itself. */
+  readonly #tunnels = new Set<Socket>()
   #closing = false
 
   constructor (config: ListenerConfig, deps: ListenerDeps, serverOpts: { maxHeaderBytes: number, headersTimeout: number, keepAliveTimeout: number }) {
@@ -166,6 +168,8 @@ export class HttpListener implements ExchangeObserver {
     }, (req, res) => { this.handle(req, res) })
     this.server.on('clientError', onClientError)
     this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+      this.#tunnels.add(socket)
+      socket.once('close', () => { this.#tunnels.delete(socket) })
       proxyUpgrade(req, socket, head, this.#deps.table(), this.config.name, 'http', this.#deps.log)
     })
   }
@@ -291,7 +295,11 @@ export class HttpListener implements ExchangeObserver {
     this.#closing = true
     const closed = new Promise<void>(resolve => { this.server.close(() => { resolve() }) })
     this.server.closeIdleConnections()
-    const timer = setTimeout(() => { this.server.closeAllConnections() }, timeoutMs)
+    // server.close() waits for upgraded sockets too, which closeAllConnections() does not reach.
+    const timer = setTimeout(() => {
+      this.server.closeAllConnections()
+      for (const s of this.#tunnels) s.destroy()
+    }, timeoutMs)
     // Keep closing connections that become idle after their in-flight response.
     const sweep = setInterval(() => { this.server.closeIdleConnections() }, 50)
     try {
