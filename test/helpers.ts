@@ -31,10 +31,24 @@ export async function waitUntil (fn: () => boolean | Promise<boolean>, timeoutMs
   }
 }
 
+const kSockets = Symbol('sockets')
+type Tracked = net.Server & { [kSockets]?: Set<net.Socket> }
+
+/** Remembers every socket of `server`, upgraded ones included (closeAllConnections does not see those). */
+function track (server: net.Server): void {
+  const set = new Set<net.Socket>()
+  ;(server as Tracked)[kSockets] = set
+  server.on('connection', (s: net.Socket) => {
+    set.add(s)
+    s.once('close', () => set.delete(s))
+  })
+}
+
 function closeServer (server: net.Server | http.Server): Promise<void> {
   return new Promise(resolve => {
     server.close(() => { resolve() })
     if (server instanceof http.Server) server.closeAllConnections()
+    for (const s of (server as Tracked)[kSockets] ?? []) s.destroy()
   })
 }
 
@@ -101,6 +115,7 @@ export async function startBackend (t: T, name: string, opts: { delayMs?: number
     close: () => closeServer(b.server),
   }
   b.server.keepAliveTimeout = 60_000
+  track(b.server)
   await new Promise<void>(resolve => b.server.listen(0, '127.0.0.1', resolve))
   const port = portOf(b.server)
   Object.assign(b, { port, url: `http://127.0.0.1:${port}` })
