@@ -239,3 +239,72 @@ test('a backend dying mid-response breaks the client\'s transfer (with and witho
   // The edge still serves afterwards.
   assert.equal(echoOf(await request(port)).backend, 'b')
 })
+
+test('response framing: repeated Set-Cookie, 204, 304, HEAD and trailers pass through; the connection stays usable', async t => {
+  const server = http.createServer((req, res) => {
+    switch (req.url) {
+      case '/cookies': res.setHeader('set-cookie', ['a=1; Path=/', 'b=2; Path=/']); res.end('c'); return
+      case '/204': res.writeHead(204); res.end(); return
+      case '/304': res.writeHead(304, { etag: '"v1"' }); res.end(); return
+      case '/head': res.writeHead(200, { 'content-length': '1234' }); res.end(); return
+      case '/trailers': res.writeHead(200, { trailer: 'x-sum' }); res.write('abc'); res.addTrailers({ 'x-sum': '42' }); res.end(); return
+      default: res.end('ok')
+    }
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  t.after(() => new Promise<void>(resolve => { server.close(() => { resolve() }); server.closeAllConnections() }))
+  const port = await edgeFor(t, [`http://127.0.0.1:${(server.address() as { port: number }).port}`])
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 })
+  t.after(() => { agent.destroy() })
+
+  const cookies = await request(port, { path: '/cookies', agent })
+  assert.deepEqual(cookies.headers['set-cookie'], ['a=1; Path=/', 'b=2; Path=/'])
+  const r204 = await request(port, { path: '/204', agent })
+  assert.equal(r204.status, 204)
+  assert.equal(r204.body, '')
+  const r304 = await request(port, { path: '/304', agent })
+  assert.equal(r304.status, 304)
+  assert.equal(r304.headers.etag, '"v1"')
+  const head = await request(port, { method: 'HEAD', path: '/head', agent })
+  assert.equal(head.status, 200)
+  assert.equal(head.headers['content-length'], '1234')
+  assert.equal(head.body, '')
+  // All of the above on one keep-alive connection: a framing mistake would desynchronise this one.
+  assert.equal((await request(port, { path: '/', agent })).body, 'ok')
+
+  const trailers = await new Promise<Record<string, string | undefined>>((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, path: '/trailers', agent: false }, res => {
+      res.resume()
+      res.on('end', () => { resolve(res.trailers) })
+    }).on('error', reject)
+  })
+  assert.deepEqual({ ...trailers }, { 'x-sum': '42' })
+})
+
+test('an IPv6 client is written as "[::1]" (quoted) in Forwarded and plain in X-Forwarded-For', async t => {
+  const b = await startBackend(t, 'b')
+  const { port } = await startEdge(t, `
+[admin]
+listen = "127.0.0.1:0"
+[log]
+access = "off"
+level = "silent"
+[[listeners]]
+name = "v6"
+listen = "[::1]:0"
+[[routes]]
+pool = "p"
+[pools.p]
+backends = ["${b.url}"]
+`)
+  const body = await new Promise<string>((resolve, reject) => {
+    http.get({ host: '::1', port, path: '/', headers: { host: 'v6.test' }, agent: false }, res => {
+      let s = ''
+      res.on('data', (d: Buffer) => { s += d.toString() })
+      res.on('end', () => { resolve(s) })
+    }).on('error', reject)
+  })
+  const h = (JSON.parse(body) as Echo).headers
+  assert.equal(h['x-forwarded-for'], '::1')
+  assert.equal(h.forwarded, 'for="[::1]";host=v6.test;proto=http')
+})
