@@ -9,6 +9,7 @@ import { Member } from '../proxy/balancers/balancer.js'
 import { balancers } from '../proxy/balancers/index.js'
 import { ConsistentHash } from '../proxy/balancers/hash.js'
 import { RoundRobin } from '../proxy/balancers/round-robin.js'
+import { hashKeyOf } from '../proxy/pool.js'
 import { BASE_TOML, echoOf, request, sleep, startBackend, startEdge } from './helpers.js'
 
 function keepAlive (t: { after (fn: () => void): void }): http.Agent {
@@ -112,6 +113,28 @@ test('unit: hash: removing or cooling down a backend moves only its own keys, an
     else assert.equal(m, first[i])
   })
   KEYS.slice(0, 2000).forEach((k, i) => { assert.equal(hash.pick(ms, now + 2000, k, undefined), first[i]) })
+})
+
+test('unit: hash keys from header, cookie, query, path segment and ip', () => {
+  const req = (headers: Record<string, string | string[]>): { headers: Record<string, string | string[]> } => ({ headers })
+  assert.equal(hashKeyOf({ kind: 'header', name: 'x-tenant' }, req({ 'x-tenant': 't1' }), '/', ''), 't1')
+  assert.equal(hashKeyOf({ kind: 'header', name: 'x-tenant' }, req({}), '/', ''), '', 'absent key is the empty string')
+  const cookie = (c: string): string => hashKeyOf({ kind: 'cookie', name: 'sid' }, req({ cookie: c }), '/', '')
+  assert.equal(cookie('sid=abc'), 'abc')
+  assert.equal(cookie('a=1; sid=abc; b=2'), 'abc')
+  assert.equal(cookie('xsid=1; sid=abc'), 'abc', 'names match whole')
+  assert.equal(cookie('flag; sid=abc'), 'abc', 'a pair without "=" does not hide the next one')
+  assert.equal(cookie('a=1'), '')
+  const query = (p: string): string => hashKeyOf({ kind: 'query', name: 'u' }, req({}), p, '')
+  assert.equal(query('/x?t=1&u=2'), '2')
+  assert.equal(query('/x?u=a%20b'), 'a b')
+  assert.equal(query('/x'), '')
+  const seg = (p: string, index: number): string => hashKeyOf({ kind: 'path', index }, req({}), p, '')
+  assert.equal(seg('/a/b/c', 2), 'b')
+  assert.equal(seg('//a//b', 2), 'b')
+  assert.equal(seg('/a/b?x', 2), 'b')
+  assert.equal(seg('/a?x=/b', 2), '', 'the query is not part of the path')
+  assert.equal(hashKeyOf({ kind: 'ip' }, req({}), '/', '10.1.2.3'), '10.1.2.3')
 })
 
 // ---------------------------------------------------------------- through the proxy
