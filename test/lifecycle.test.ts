@@ -4,7 +4,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import http from 'node:http'
-import { echoOf, request, sleep, spawnCli, startBackend, waitUntil, type CliEdge } from './helpers.js'
+import { parseConfigText } from '../config/load.js'
+import { BASE_TOML, echoOf, request, sleep, spawnCli, startBackend, startEdge, waitUntil, type CliEdge } from './helpers.js'
 
 const poolTo = (url: string, extra = ''): string => `
 [server]
@@ -160,4 +161,23 @@ test('workers = 2: both serve, a killed worker is replaced, SIGTERM stops them a
   assert.deepEqual(await cli.exited, { code: 0, signal: null })
   const alive = (pid: number): boolean => { try { process.kill(pid, 0); return true } catch { return false } }
   await waitUntil(() => now.every(p => !alive(p)), 5000, 'every worker to be gone')
+})
+
+test('reload (in process): a request in flight to a backend the new config drops still completes', async t => {
+  const a = await startBackend(t, 'old', { delayMs: 300 })
+  const b = await startBackend(t, 'new')
+  const toml = (url: string): string => `${BASE_TOML}
+[[routes]]
+pool = "p"
+[pools.p]
+backends = ["${url}"]
+`
+  const { edge, port } = await startEdge(t, toml(a.url))
+  const inflight = request(port, { path: '/slow' })
+  await waitUntil(() => a.seen.length === 1, 3000, 'the old backend to get the request')
+  await edge.reload(parseConfigText(toml(b.url)))
+  assert.equal(echoOf(await request(port)).backend, 'new')
+  const r = await inflight
+  assert.equal(r.status, 200, r.body)
+  assert.equal(echoOf(r).backend, 'old')
 })
