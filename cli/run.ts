@@ -90,7 +90,8 @@ async function runPrimary (initial: Config, log: Logger, demo: DemoBackends | un
   const starts: number[] = []
 
   const fork = (): Worker => {
-    const w = cluster.fork({ EDGE_PROXY_WORKER: '1' })
+    // A worker runs the primary's config, not whatever the file holds now (it may be bad, or not reloaded yet).
+    const w = cluster.fork({ EDGE_PROXY_WORKER: '1', EDGE_PROXY_CONFIG_TEXT: currentText })
     w.on('message', (m: FromWorker) => {
       if (m.type === 'reloaded') {
         const r = waiting.get(m.id)
