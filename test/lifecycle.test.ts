@@ -181,3 +181,15 @@ backends = ["${url}"]
   assert.equal(r.status, 200, r.body)
   assert.equal(echoOf(r).backend, 'old')
 })
+
+test('workers = 2: a worker that dies while the file on disk is bad is replaced with the running config', async t => {
+  const b = await startBackend(t, 'b')
+  const cli = await spawnCli(t, poolTo(b.url, 'workers = 2'), { listeningCount: 2 })
+  await cli.rewrite(`${poolTo(b.url, 'workers = 2')}\n[[routes]]\npool = "missing"\n`)
+  const r = await adminPost(cli, '/api/reload')
+  assert.equal(r.status, 400, r.body)
+  const first = cli.events.filter(e => e.msg === 'listening').map(e => Number(e.pid))
+  process.kill(first[0] as number, 'SIGKILL')
+  await waitUntil(() => cli.events.filter(e => e.msg === 'listening').length === 3, 10_000, 'a replacement worker to listen')
+  for (let i = 0; i < 6; i++) assert.equal(echoOf(await request(cli.port)).backend, 'b')
+})
