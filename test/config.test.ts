@@ -149,7 +149,7 @@ for (const c of cases) {
     // The CLI: `check` prints "FILE:LINE: PATH: reason" and exits 2.
     const file = join(dir, 'bad.toml')
     await writeFile(file, text)
-    const check = await runCli(['check', '--config', file])
+    const [check, run] = await Promise.all([runCli(['check', '--config', file]), runCli(['--config', file])])
     assert.equal(check.code, 2, check.stderr)
     assert.equal(check.stdout, '')
     const expectedPrefix = `${file}:${line}: ${c.path === '' ? '' : `${c.path}: `}`
@@ -158,7 +158,6 @@ for (const c of cases) {
     assert.match(printed, c.reason)
 
     // Running with it fails the same way and never listens.
-    const run = await runCli(['--config', file])
     assert.equal(run.code, 2, run.stderr)
     assert.doesNotMatch(run.stderr, /"msg":"listening"/)
     assert.match(run.stderr, c.reason)
