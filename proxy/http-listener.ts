@@ -39,6 +39,20 @@ export function scanRequest (req: IncomingMessage, proto: string, clientIp: stri
   const raw = req.rawHeaders
   const out: string[] = []
   let rawHost = ''
+  // Absolute-form ("GET http://a.example/x"): RFC 9112 3.2.2 says its authority replaces Host. Route on it and
+  // forward origin-form, or routing (host, path_prefix) and the backend would read two different requests.
+  let authority: string | undefined
+  let bad: string | undefined
+  const target = req.url ?? '/'
+  if (target.charCodeAt(0) !== 47 /* / */ && target !== '*') {
+    const u = URL.canParse(target) ? new URL(target) : undefined
+    if (u !== undefined && (u.protocol === 'http:' || u.protocol === 'https:') && u.host !== '') {
+      authority = u.host
+      req.url = `${u.pathname}${u.search}`
+    } else {
+      bad = 'the request target must be a path or an absolute http(s) URL'
+    }
+  }
   let xff: string | undefined
   let forwarded: string | undefined
   let via: string | undefined
@@ -93,7 +107,7 @@ export function scanRequest (req: IncomingMessage, proto: string, clientIp: stri
     }
     out.push(name, value)
   }
-  let bad: string | undefined
+  if (authority !== undefined) rawHost = authority
   // Node's parser already refuses CL+TE, repeated CL, bad chunk sizes and obs-fold; it accepts a TE list ending
   // in chunked ("gzip, chunked"), which a backend could read differently once we re-frame the body: refuse it.
   if (te !== undefined && te.trim().toLowerCase() !== 'chunked') bad = `unsupported Transfer-Encoding "${te}": only "chunked" is accepted`
