@@ -2,7 +2,7 @@
 // order, strip_prefix, host_header, redirect, respond, and no route -> 404 with a clear body.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { BASE_TOML, echoOf, request, startBackend, startEdge } from './helpers.js'
+import { BASE_TOML, echoOf, parseRawResponse, rawExchange, request, startBackend, startEdge, type Echo } from './helpers.js'
 
 test('routing', async t => {
   const names = ['exact', 'wild', 'api', 'del', 'canary', 'any', 'plain', 'first', 'second', 'mixwild', 'mixexact', 'hhbackend', 'hhliteral']
@@ -188,6 +188,23 @@ ${pools}`)
     assert.equal(r.body, 'short and stout\n')
     assert.equal(r.headers['content-type'], 'text/x-teapot')
     assert.ok(typeof r.headers['x-request-id'] === 'string' && r.headers['x-request-id'] !== '')
+  })
+
+  await t.test('absolute-form targets route on their authority and reach the backend in origin-form', async () => {
+    const raw = async (target: string, host: string): Promise<Echo> => {
+      const r = parseRawResponse(await rawExchange(port, `GET ${target} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`))
+      assert.equal(r.status, 200, r.body)
+      return JSON.parse(r.body) as Echo
+    }
+    const e1 = await raw('http://exact.test/some?x=1', 'h.test')
+    assert.equal(e1.backend, 'exact', 'the target\'s authority wins over Host')
+    assert.equal(e1.url, '/some?x=1')
+    assert.equal(e1.headers.host, 'exact.test')
+    const e2 = await raw('http://elsewhere.test/api/users', 'resp.test')
+    assert.equal(e2.backend, 'api')
+    assert.equal(e2.url, '/users', 'path_prefix and strip_prefix see the path, not the whole URL')
+    const bad = parseRawResponse(await rawExchange(port, 'GET ftp://x.test/ HTTP/1.1\r\nHost: x.test\r\nConnection: close\r\n\r\n'))
+    assert.equal(bad.status, 400)
   })
 
   await t.test('no route: 404 with a clear body naming host, path, code and request id', async () => {
