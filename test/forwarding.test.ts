@@ -8,18 +8,26 @@ import { createHash } from 'node:crypto'
 import { pipeline } from 'node:stream/promises'
 import {
   BASE_TOML, echoOf, parseRawResponse, patternSha256, patternStream, rawExchange, refusedUrl, request, startBackend,
-  startEdge, waitUntil, type Echo,
+  startEdge, waitUntil, type Echo, type RunningEdge,
 } from './helpers.js'
 
+let lastEdge: RunningEdge | undefined
+
 async function edgeFor (t: Parameters<typeof startBackend>[0], backends: string[], route = ''): Promise<number> {
-  const { port } = await startEdge(t, `${BASE_TOML}
+  lastEdge = await startEdge(t, `${BASE_TOML}
 [[routes]]
 pool = "p"
 ${route}
 [pools.p]
 backends = [ ${backends.map(u => `"${u}"`).join(', ')} ]
 `)
-  return port
+  return lastEdge.port
+}
+
+/** The edge's own in-flight count per backend returns to 0 (a leak would skew least_conn and p2c forever). */
+async function edgeSettled (): Promise<void> {
+  const store = (lastEdge as RunningEdge).edge.store
+  await waitUntil(() => [...store.all()].every(b => b.inflight === 0), 3000, 'the edge\'s in-flight counts to return to 0')
 }
 
 test('request hop-by-hop headers are removed; end-to-end ones kept', async t => {
@@ -167,6 +175,7 @@ test('connect refused -> 502 naming the request id; then, in the cooldown, no li
   assert.match(r2.body, /EP_ERR_NO_HEALTHY_BACKEND/)
   assert.match(r2.body, /request-id: rid-503/)
   assert.equal(r2.headers['x-request-id'], 'rid-503')
+  await edgeSettled()
 })
 
 test('a refused backend is skipped: a body-less request is retried on a live one', async t => {
@@ -186,6 +195,7 @@ test('timeout -> 504 with the request id, and the backend\'s request is cancelle
   assert.match(r.body, /request-id: rid-504/)
   assert.ok(took >= 280 && took < 2000, `answered after ${took} ms`)
   await waitUntil(() => b.seen[0]?.aborted === true, 3000, 'the backend to see its request aborted')
+  await edgeSettled()
 })
 
 test('a client that goes away cancels the upstream request', async t => {
@@ -198,6 +208,7 @@ test('a client that goes away cancels the upstream request', async t => {
   assert.equal(b.seen[0]?.aborted, false)
   req.destroy()
   await waitUntil(() => b.seen[0]?.aborted === true && b.inflight === 0, 3000, 'the backend to see its request aborted')
+  await edgeSettled()
 })
 
 test('a client that goes away mid-upload cancels the upstream request', async t => {
@@ -210,6 +221,7 @@ test('a client that goes away mid-upload cancels the upstream request', async t 
   req.destroy()
   await waitUntil(() => b.seen[0]?.aborted === true && b.inflight === 0, 3000, 'the backend to see its request aborted')
   assert.equal(b.seen[0]?.complete, false)
+  await edgeSettled()
 })
 
 /** Fetches a path and reports whether the body arrived complete or the transfer broke. */
@@ -238,6 +250,7 @@ test('a backend dying mid-response breaks the client\'s transfer (with and witho
   }
   // The edge still serves afterwards.
   assert.equal(echoOf(await request(port)).backend, 'b')
+  await edgeSettled()
 })
 
 test('response framing: repeated Set-Cookie, 204, 304, HEAD and trailers pass through; the connection stays usable', async t => {

@@ -120,6 +120,7 @@ backends = ["${backend.url}"]
     assert.equal(echoOf(await request(port, { headers: { host: 'hostile.test' } })).backend, 'b')
     await waitUntil(async () => (await edge.connections()) === 0, 3000, 'the edge\'s connection count to return to 0')
     await waitUntil(() => backend.inflight === 0, 3000, 'the backend to have no open request')
+    await waitUntil(() => [...edge.edge.store.all()].every(b => b.inflight === 0), 3000, 'the edge\'s in-flight counts to return to 0')
   })
 })
 
