@@ -2,7 +2,9 @@
 // edge-proxy's command line: the only place that wires components together.
 import { parseArgs } from 'node:util'
 import { readFileSync } from 'node:fs'
-import { ConfigError, loadConfigFile, summarize } from '../config/load.js'
+import cluster from 'node:cluster'
+import { resolve } from 'node:path'
+import { ConfigError, loadConfigFile, parseConfigText, summarize } from '../config/load.js'
 import { runEdge } from './run.js'
 
 const HELP = `edge-proxy: an edge routing proxy and load balancer
@@ -59,7 +61,8 @@ async function main (argv: string[]): Promise<number> {
     case 'run': {
       let config
       try {
-        config = await loadConfigFile(file)
+        const primaryText = cluster.isWorker ? process.env.EDGE_PROXY_CONFIG_TEXT : undefined
+        config = primaryText === undefined ? await loadConfigFile(file) : parseConfigText(primaryText, resolve(file))
       } catch (err) {
         if (err instanceof ConfigError) {
           process.stderr.write(`edge-proxy: invalid config (${err.problems.length} problem${err.problems.length === 1 ? '' : 's'}):\n${err.message}\n`)

@@ -62,7 +62,8 @@ export async function runPrimary (initial: Config, log: Logger, demo: DemoBacken
   const drained = new Map<string, { pool: string, url: string, draining: boolean }>()
 
   const fork = (): Worker => {
-    const w = cluster.fork({ EDGE_PROXY_WORKER: '1' })
+    // A worker runs the primary's config, not whatever the file holds now (it may be bad, or not reloaded yet).
+    const w = cluster.fork({ EDGE_PROXY_WORKER: '1', EDGE_PROXY_CONFIG_TEXT: currentText })
     w.on('message', (m: FromWorker) => {
       switch (m.type) {
         case 'reloaded': reloads.answer(w.id, m.id, m.error); return
@@ -82,8 +83,6 @@ export async function runPrimary (initial: Config, log: Logger, demo: DemoBacken
         case 'ready':
           readyCount++
           if (readyCount === initial.server.workers) log.info({ workers: readyCount }, 'all workers ready')
-          // A worker started after a reload read the original file: give it the text the others run.
-          if (generation > 1) w.send({ type: 'reload', text: currentText, file: current.file, id: -1 } satisfies ToWorker)
           for (const v of health.verdicts()) w.send({ type: 'member', ...v } satisfies ToWorker)
           for (const d of drained.values()) w.send({ type: 'member', ...d } satisfies ToWorker)
       }

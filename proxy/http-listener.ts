@@ -45,6 +45,20 @@ export function scanRequest (req: IncomingMessage, proto: string, clientIp: stri
   const raw = req.rawHeaders
   const out: string[] = []
   let rawHost = ''
+  // Absolute-form ("GET http://a.example/x"): RFC 9112 3.2.2 says its authority replaces Host. Route on it and
+  // forward origin-form, or routing (host, path_prefix) and the backend would read two different requests.
+  let authority: string | undefined
+  let bad: string | undefined
+  const target = req.url ?? '/'
+  if (target.charCodeAt(0) !== 47 /* / */ && target !== '*') {
+    const u = URL.canParse(target) ? new URL(target) : undefined
+    if (u !== undefined && (u.protocol === 'http:' || u.protocol === 'https:') && u.host !== '') {
+      authority = u.host
+      req.url = `${u.pathname}${u.search}`
+    } else {
+      bad = 'the request target must be a path or an absolute http(s) URL'
+    }
+  }
   let xff: string | undefined
   let forwarded: string | undefined
   let via: string | undefined
@@ -101,7 +115,7 @@ export function scanRequest (req: IncomingMessage, proto: string, clientIp: stri
     }
     out.push(name, value)
   }
-  let bad: string | undefined
+  if (authority !== undefined) rawHost = authority
   // Node's parser already refuses CL+TE, repeated CL, bad chunk sizes and obs-fold; it accepts a TE list ending
   // in chunked ("gzip, chunked"), which a backend could read differently once we re-frame the body: refuse it.
   if (te !== undefined && te.trim().toLowerCase() !== 'chunked') bad = `unsupported Transfer-Encoding "${te}": only "chunked" is accepted`
@@ -157,6 +171,8 @@ export class HttpListener implements ExchangeObserver {
   readonly config: ListenerConfig
   readonly server: http.Server
   readonly #deps: ListenerDeps
+  /** Upgraded client sockets: the HTTP server no longer tracks them, so close() must end them itself. */
+  readonly #upgraded = new Set<Socket>()
   #closing = false
 
   constructor (config: ListenerConfig, deps: ListenerDeps, serverOpts: { maxHeaderBytes: number, headersTimeout: number, keepAliveTimeout: number }) {
@@ -167,10 +183,15 @@ export class HttpListener implements ExchangeObserver {
       headersTimeout: serverOpts.headersTimeout,
       requestTimeout: 0,
       keepAliveTimeout: serverOpts.keepAliveTimeout,
+      // Node enforces headersTimeout only when it sweeps connections, every 30 s by default: a slow-headers
+      // client would hold its socket far past headers_timeout. Sweep often enough to keep the promise.
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(serverOpts.headersTimeout / 4))),
       noDelay: true,
     }, (req, res) => { this.handle(req, res) })
     this.server.on('clientError', onClientError)
     this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+      this.#upgraded.add(socket)
+      socket.once('close', () => { this.#upgraded.delete(socket) })
       proxyUpgrade(req, socket, head, this.#deps.table(), this.config.name, 'http', this.#deps.log, this.#deps.tunnels())
     })
   }
@@ -312,7 +333,11 @@ export class HttpListener implements ExchangeObserver {
     this.#closing = true
     const closed = new Promise<void>(resolve => { this.server.close(() => { resolve() }) })
     this.server.closeIdleConnections()
-    const timer = setTimeout(() => { this.server.closeAllConnections() }, timeoutMs)
+    // server.close() waits for upgraded sockets too, which closeAllConnections() does not reach.
+    const timer = setTimeout(() => {
+      this.server.closeAllConnections()
+      for (const s of this.#upgraded) s.destroy()
+    }, timeoutMs)
     // Keep closing connections that become idle after their in-flight response.
     const sweep = setInterval(() => { this.server.closeIdleConnections() }, 50)
     try {
@@ -327,7 +352,9 @@ export class HttpListener implements ExchangeObserver {
 function onClientError (err: Error & { code?: string }, socket: Socket): void {
   if (!socket.writable || err.code === 'ECONNRESET') { socket.destroy(); return }
   const tooLarge = err.code === 'HPE_HEADER_OVERFLOW'
-  const status = tooLarge ? '431 Request Header Fields Too Large' : '400 Bad Request'
+  // headers_timeout expired: the request was not malformed, just too slow (as Node's own default answer says).
+  const slow = err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+  const status = tooLarge ? '431 Request Header Fields Too Large' : slow ? '408 Request Timeout' : '400 Bad Request'
   const body = `${status}\ncode: ${tooLarge ? 'EP_ERR_HEADERS_TOO_LARGE' : 'EP_ERR_BAD_REQUEST'}\nreason: ${err.code ?? 'malformed request'}\n`
   socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
 }

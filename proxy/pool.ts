@@ -117,11 +117,11 @@ function cookieValue (cookie: string | undefined, name: string): string {
   let i = 0
   while (i < cookie.length) {
     while (cookie.charCodeAt(i) === 32) i++
-    const eq = cookie.indexOf('=', i)
-    if (eq === -1) return ''
-    let end = cookie.indexOf(';', eq)
+    let end = cookie.indexOf(';', i)
     if (end === -1) end = cookie.length
-    if (eq - i === name.length && cookie.startsWith(name, i)) return cookie.slice(eq + 1, end).trim()
+    // Look for '=' inside this pair only: a pair without one ("flag; id=7") must not borrow the next pair's.
+    const eq = cookie.indexOf('=', i)
+    if (eq !== -1 && eq < end && eq - i === name.length && cookie.startsWith(name, i)) return cookie.slice(eq + 1, end).trim()
     i = end + 1
   }
   return ''

@@ -9,8 +9,9 @@ const TWO32 = 4294967296
 /** Score of `key` (already hashed) on a node with `seed` and `weight`: larger wins. */
 export function rendezvousScore (keyHash: number, seed: number, weight: number): number {
   const h = fmix32((keyHash ^ seed) >>> 0)
-  if (weight === 1) return h
-  // Weighted: -w / ln(u), u in (0,1); comparable across weights.
+  // Weighted: -w / ln(u), u in (0,1); comparable across weights. Weight 1 must take this path too: the raw
+  // hash is on another scale (up to 2^32) and would beat every weighted score. For all-weight-1 pools pick()
+  // compares raw hashes instead, which ranks the same (the score rises with h).
   const u = (h + 0.5) / TWO32
   return -weight / Math.log(u)
 }

@@ -1,0 +1,209 @@
+// Config errors: every problem names the file, the key path, the line and the reason; `edge-proxy check`
+// exits 2 on them and the edge starts nothing. A good file (proxy.example.toml) checks with exit 0 and a summary.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { ConfigError, parseConfigText, type ConfigProblem } from '../config/load.js'
+import { freePort, runCli, tempDir } from './helpers.js'
+
+const HEAD = `[admin]
+listen = "127.0.0.1:0"
+
+[[listeners]]
+name = "web"
+listen = "127.0.0.1:PORT"
+`
+
+/** 1-based line of the first line containing `marker`. */
+function lineOf (text: string, marker: string): number {
+  const i = text.split('\n').findIndex(l => l.includes(marker))
+  assert.notEqual(i, -1, `marker ${marker} not in the text`)
+  return i + 1
+}
+
+function problemsOf (text: string): ConfigProblem[] {
+  try {
+    parseConfigText(text, 'case.toml')
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`)
+    assert.equal(err.code, 'EP_ERR_CONFIG')
+    return [...err.problems]
+  }
+  assert.fail('the config was accepted')
+}
+
+interface Case {
+  readonly name: string
+  readonly body: string
+  /** Key path the problem must name ('' for syntax errors). */
+  readonly path: string
+  /** A snippet on the line the problem must point at. */
+  readonly marker: string
+  readonly reason: RegExp
+}
+
+const cases: Case[] = [
+  {
+    name: 'unknown key suggests the closest known one',
+    body: `
+[[routes]]
+name = "r"
+tiemout = "3s"   # MARK
+respond = { status = 200 }
+`,
+    path: 'routes[0].tiemout',
+    marker: 'MARK',
+    reason: /unknown key \(did you mean "timeout"\?\)/,
+  },
+  {
+    name: 'unknown key in a nested table',
+    body: `
+[server]
+workerz = 2   # MARK
+`,
+    path: 'server.workerz',
+    marker: 'MARK',
+    reason: /unknown key \(did you mean "workers"\?\)/,
+  },
+  {
+    name: 'a route naming an undefined pool',
+    body: `
+[[routes]]
+name = "r"
+pool = "apii"   # MARK
+
+[pools.api]
+backends = ["http://127.0.0.1:9"]
+`,
+    path: 'routes[0].pool',
+    marker: 'MARK',
+    reason: /names pool "apii", which is not defined \(did you mean "api"\?\)/,
+  },
+  {
+    name: 'a backend URL that is not http(s)',
+    body: `
+[[routes]]
+pool = "api"
+
+[pools.api]
+backends = ["ftp://127.0.0.1:9"]   # MARK
+`,
+    path: 'pools.api.backends[0]',
+    marker: 'MARK',
+    reason: /backend URLs must be http:\/\/ or https:\/\/ \(got ftp\)/,
+  },
+  {
+    name: 'a duration that does not parse',
+    body: `
+[[routes]]
+pool = "api"
+timeout = "3 parsecs"   # MARK
+
+[pools.api]
+backends = ["http://127.0.0.1:9"]
+`,
+    path: 'routes[0].timeout',
+    marker: 'MARK',
+    reason: /"3 parsecs" is not a duration/,
+  },
+  {
+    name: 'two listeners on one address',
+    body: `
+[[listeners]]
+name = "second"
+listen = "127.0.0.1:PORT"   # MARK
+`,
+    path: 'listeners[1].listen',
+    marker: 'MARK',
+    reason: /already used by listener "web"/,
+  },
+  {
+    name: 'TOML syntax error',
+    body: `
+[[routes]
+name = "broken"   # the header above is the error
+`,
+    path: '',
+    marker: '[[routes]',
+    reason: /TOML syntax/,
+  },
+]
+
+for (const c of cases) {
+  test(`config error: ${c.name} → file, key path, line, reason; check exits 2 and run starts nothing`, async t => {
+    const dir = await tempDir(t)
+    const port = await freePort()
+    const text = (HEAD + c.body).replaceAll('PORT', String(port))
+    const line = lineOf(text, c.marker)
+
+    // The API: one problem with all four parts.
+    const problems = problemsOf(text)
+    const p = problems.find(x => c.reason.test(x.message))
+    assert.ok(p !== undefined, `no problem matching ${String(c.reason)} in ${JSON.stringify(problems)}`)
+    assert.equal(p.file, 'case.toml')
+    assert.equal(p.path, c.path)
+    assert.equal(p.line, line)
+
+    // The CLI: `check` prints "FILE:LINE: PATH: reason" and exits 2.
+    const file = join(dir, 'bad.toml')
+    await writeFile(file, text)
+    const [check, run] = await Promise.all([runCli(['check', '--config', file]), runCli(['--config', file])])
+    assert.equal(check.code, 2, check.stderr)
+    assert.equal(check.stdout, '')
+    const expectedPrefix = `${file}:${line}: ${c.path === '' ? '' : `${c.path}: `}`
+    const printed = check.stderr.split('\n').find(l => l.startsWith(expectedPrefix))
+    assert.ok(printed !== undefined, `no line starting with ${expectedPrefix} in:\n${check.stderr}`)
+    assert.match(printed, c.reason)
+
+    // Running with it fails the same way and never listens.
+    assert.equal(run.code, 2, run.stderr)
+    assert.doesNotMatch(run.stderr, /"msg":"listening"/)
+    assert.match(run.stderr, c.reason)
+  })
+}
+
+test('config: several problems are all reported, each with its own line', () => {
+  const text = `${HEAD.replace('PORT', '0')}
+[[routes]]
+name = "a"
+pool = "nope"      # L1
+
+[[routes]]
+name = "b"
+pool = "api"
+
+[pools.api]
+backends = ["gopher://127.0.0.1:9"]   # L2
+`
+  const problems = problemsOf(text)
+  assert.equal(problems.length, 2, JSON.stringify(problems))
+  assert.deepEqual(problems.map(p => [p.path, p.line]).sort(), [
+    ['pools.api.backends[0]', lineOf(text, 'L2')],
+    ['routes[0].pool', lineOf(text, 'L1')],
+  ])
+})
+
+test('config: check on proxy.example.toml exits 0 with a summary', async () => {
+  const example = fileURLToPath(new URL('../../proxy.example.toml', import.meta.url))
+  const r = await runCli(['check', '--config', example])
+  assert.equal(r.code, 0, r.stderr)
+  assert.match(r.stdout, /: OK\n/)
+  assert.match(r.stdout, /listener web http:\/\/127\.0\.0\.1:8080/)
+  assert.match(r.stdout, /route api: host=api\.localhost path_prefix=\/v1\/ methods=GET,POST -> pool api/)
+  assert.match(r.stdout, /pool users: hash, 2 shards \(a:2, b:1\)/)
+  assert.equal(r.stderr, '')
+})
+
+test('config: a loaded config is deep-frozen', () => {
+  const c = parseConfigText(`${HEAD.replace('PORT', '0')}
+[[routes]]
+pool = "api"
+[pools.api]
+backends = ["http://127.0.0.1:9"]
+`)
+  assert.ok(Object.isFrozen(c))
+  assert.ok(Object.isFrozen(c.routes[0]))
+  assert.ok(Object.isFrozen(c.pools.get('api')?.backends[0]))
+})
