@@ -58,7 +58,13 @@ export function scanRequest (req: IncomingMessage, proto: string, clientIp: stri
     } else {
       bad = 'the request target must be a path or an absolute http(s) URL'
     }
+  } else if (target === '*' && req.method !== 'OPTIONS') {
+    bad = 'the request target "*" is only for OPTIONS'
   }
+  // Route and forward one spelling of the path: "/a/../admin", "//admin" and "/%61dmin" are "/admin", so a
+  // path_prefix route cannot be bypassed by a spelling the backend would normalise anyway.
+  const url = req.url ?? '/'
+  if (url.charCodeAt(0) === 47 && needsNormalizing(url)) req.url = normalizePath(url)
   let xff: string | undefined
   let forwarded: string | undefined
   let via: string | undefined
@@ -150,6 +156,36 @@ export function scanRequest (req: IncomingMessage, proto: string, clientIp: stri
   return { host, rawHost, requestId: id, headers: out, hasBody, bad }
 }
 
+const SUSPECT = /\/\.|\/\/|%/
+
+function needsNormalizing (url: string): boolean {
+  const q = url.indexOf('?')
+  return SUSPECT.test(q === -1 ? url : url.slice(0, q))
+}
+
+function isUnreserved (c: number): boolean {
+  return (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === 45 || c === 46 || c === 95 || c === 126
+}
+
+/** RFC 3986 6.2.2: decode unreserved %XX, resolve "." and ".." segments, merge repeated slashes; query kept as is. */
+export function normalizePath (url: string): string {
+  const q = url.indexOf('?')
+  let path = q === -1 ? url : url.slice(0, q)
+  const query = q === -1 ? '' : url.slice(q)
+  path = path.replace(/%([0-9A-Fa-f]{2})/g, (m, hex: string) => {
+    const c = parseInt(hex, 16)
+    return isUnreserved(c) ? String.fromCharCode(c) : m.toUpperCase()
+  })
+  const out: string[] = []
+  const segs = path.split('/')
+  for (let i = 1; i < segs.length; i++) {
+    const seg = segs[i] as string
+    const last = i === segs.length - 1
+    if (seg === '..') { out.pop(); if (last) out.push('') } else if (seg === '.') { if (last) out.push('') } else if (seg === '' && !last) { /* merge "//" */ } else out.push(seg)
+  }
+  return `/${out.join('/')}${query}`
+}
+
 function quoteIfNeeded (v: string): string {
   return /^[A-Za-z0-9.\-_~!$&'*+^`|]+$/.test(v) ? v : `"${v.replace(/["\\]/g, '\\$&')}"`
 }
@@ -233,6 +269,12 @@ export class HttpListener implements ExchangeObserver {
     }
     const url = req.url ?? '/'
     const method = req.method ?? 'GET'
+    if (url === '*') { // OPTIONS * asks about the server itself: the edge answers, no backend is bothered
+      res.writeHead(204, { allow: 'GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS', 'x-request-id': scanned.requestId })
+      res.end()
+      this.logSimple(req, res, scanned, clientIp, start, '', undefined)
+      return
+    }
     const router = table.routers.get(this.config.name)
     let route = router?.match(scanned.host, url, method, req)
     let autoPool: PoolRuntime | undefined
