@@ -2,11 +2,13 @@
 // edge-proxy's command line: the only place that wires components together.
 import { parseArgs } from 'node:util'
 import { readFileSync } from 'node:fs'
+import { dirname, join, resolve } from 'node:path'
 import { ConfigError, loadConfigFile, summarize } from '../config/load.js'
 import { runEdge } from './run.js'
 import { runCertCommand } from './cert.js'
 import { runTokenCommand } from './token.js'
 import { runTunnelCommand } from './tunnel.js'
+import { ensureDemoCertificates, DEMO_NAMES } from '../proxy/tls/demo-certs.js'
 
 const HELP = `edge-proxy: an edge routing proxy and load balancer
 
@@ -60,6 +62,8 @@ async function main (argv: string[]): Promise<number> {
     case 'check':
     case 'run': {
       let config
+      // The example config's https listener serves .demo-certs/ beside it: make them before the config is read.
+      if (values.demo === true) await demoCertificates(file)
       try {
         config = await loadConfigFile(file)
       } catch (err) {
@@ -77,6 +81,12 @@ async function main (argv: string[]): Promise<number> {
       process.stderr.write(`edge-proxy: unknown command "${command}"\n\n${HELP}`)
       return 2
   }
+}
+
+async function demoCertificates (file: string): Promise<void> {
+  const dir = join(dirname(resolve(file)), '.demo-certs')
+  const made = await ensureDemoCertificates(dir, [...DEMO_NAMES, 'demo.localhost', 'api.localhost', 'users.localhost'])
+  if (made.created) process.stderr.write(`edge-proxy: made demo certificates in ${dir}; trust ${made.files.ca} (curl --cacert)\n`)
 }
 
 main(process.argv.slice(2)).then(

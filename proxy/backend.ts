@@ -1,6 +1,8 @@
 // A backend is one upstream origin with its keep-alive connection pool and its live numbers.
 // Backends live in a BackendStore that outlives config reloads, so connections and stats carry over.
-import { Pool, type Dispatcher } from 'undici'
+import type { Dispatcher } from 'undici'
+import type { BackendTlsConfig } from '../config/types.js'
+import { createDispatcher, transportKey } from './transport.js'
 
 export interface BackendOptions {
   readonly connectTimeout: number
@@ -26,22 +28,17 @@ export class Backend {
   /** Active health verdict; health checks set it, true until told otherwise. */
   healthy = true
   draining = false
+  /** The pool `tls` settings this backend's connections use (https only). */
+  readonly tls: BackendTlsConfig | undefined
+  readonly transport: string
 
-  constructor (url: string, opts: BackendOptions) {
+  constructor (url: string, opts: BackendOptions, tls?: BackendTlsConfig) {
     this.url = url
     this.host = new URL(url).host
     this.seed = hash32(url)
-    this.dispatcher = new Pool(url, {
-      connections: null,
-      pipelining: 1,
-      connectTimeout: opts.connectTimeout,
-      keepAliveTimeout: opts.keepAliveTimeout,
-      keepAliveMaxTimeout: 10 * 60_000,
-      maxHeaderSize: opts.maxHeaderSize,
-      headersTimeout: 0,
-      bodyTimeout: 0,
-      strictContentLength: true,
-    })
+    this.tls = tls
+    this.transport = transportKey(tls)
+    this.dispatcher = createDispatcher(url, opts, tls)
   }
 
   available (now: number): boolean {
@@ -63,12 +60,21 @@ export class Backend {
 
 export class BackendStore {
   readonly #backends = new Map<string, Backend>()
+  #tls: ReadonlyMap<string, BackendTlsConfig> = new Map()
   constructor (private readonly opts: BackendOptions) {}
+
+  /** TLS settings by backend URL for the next table; get() replaces a backend whose settings changed. */
+  setTls (byUrl: ReadonlyMap<string, BackendTlsConfig>): void {
+    this.#tls = byUrl
+  }
 
   get (url: string): Backend {
     let b = this.#backends.get(url)
-    if (b === undefined) {
-      b = new Backend(url, this.opts)
+    const tls = this.#tls.get(url)
+    if (b === undefined || b.transport !== transportKey(tls)) {
+      // The old one finishes what it has in flight (requests of the previous table), then closes.
+      if (b !== undefined) void b.close().catch(() => {})
+      b = new Backend(url, this.opts, tls)
       this.#backends.set(url, b)
     }
     return b

@@ -1,6 +1,7 @@
 // The status snapshot of one process, and the merge of several (one per worker) into the edge's view.
 import type { Edge } from './edge.js'
 import { formatAddress } from '../config/address.js'
+import type { CertificateRow } from './edge-tls.js'
 
 export interface BackendStatus {
   url: string
@@ -27,6 +28,8 @@ export interface EdgeStatus {
   listeners: { name: string, protocol: string, address: string }[]
   routes: { name: string, listeners: string[] | undefined, match: Record<string, unknown>, action: string }[]
   pools: PoolStatus[]
+  /** Certificates of the https listeners (every worker serves the same files, so the first worker's view). */
+  certificates: CertificateRow[]
 }
 
 export function edgeStatus (edge: Edge): EdgeStatus {
@@ -45,6 +48,7 @@ export function edgeStatus (edge: Edge): EdgeStatus {
         ...(r.match.pathPrefix === undefined ? {} : { path_prefix: r.match.pathPrefix }),
         ...(r.match.methods === undefined ? {} : { methods: [...r.match.methods] }),
         ...(r.match.headers === undefined ? {} : { headers: Object.fromEntries(r.match.headers.map(h => [h.name, h.value ?? '*'])) }),
+        ...(r.match.sni === undefined ? {} : { sni: r.match.sni }),
       },
       action: r.action.kind === 'pool' ? `pool ${r.action.pool.name}` : r.action.kind === 'redirect' ? `redirect ${r.action.status} ${r.action.to}` : `respond ${r.action.status}`,
     })),
@@ -64,6 +68,7 @@ export function edgeStatus (edge: Edge): EdgeStatus {
         ewma_ms: Math.round(m.backend.ewma * 1000) / 1000,
       })),
     })),
+    certificates: edge.certificates(),
   }
 }
 

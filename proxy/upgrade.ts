@@ -6,6 +6,7 @@ import type { IncomingMessage } from 'node:http'
 import type { Logger } from 'pino'
 import type { EdgeTable } from './table.js'
 import { clientIpOf, rewritePath, scanRequest } from './http-listener.js'
+import { tlsConnectOptions } from './transport.js'
 
 function refuse (socket: Socket, status: string, message: string, requestId: string): void {
   const body = `${status}\n${message}\nrequest-id: ${requestId}\n`
@@ -43,7 +44,7 @@ export function proxyUpgrade (req: IncomingMessage, socket: Socket, head: Buffer
   handshake += '\r\n'
 
   const upstream: Socket = target.protocol === 'https:'
-    ? tls.connect({ host: target.hostname, port, servername: target.hostname })
+    ? tls.connect({ host: target.hostname, port, servername: target.hostname, ...tlsConnectOptions(backend.tls) })
     : net.connect({ host: target.hostname, port })
   upstream.setNoDelay(true)
   socket.setNoDelay(true)
