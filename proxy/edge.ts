@@ -42,10 +42,10 @@ export class Edge {
   constructor (config: Config, deps: EdgeDeps) {
     this.log = deps.log
     this.store = new BackendStore(backendOptions(config))
+    this.store.setTls(backendTls(config))
     this.#table = new EdgeTable(config, this.store)
     this.metrics = new EdgeMetrics(() => this.#table)
     this.metrics.watchCertificates(() => this.certificates())
-    this.store.setTls(backendTls(config))
     this.#accessLog = createAccessLog(config.log.access)
   }
 

@@ -2,7 +2,8 @@
 // pool's `tls` settings), h2c:// through one multiplexed HTTP/2 cleartext connection (gRPC-style backends), and
 // tcp:// not at all (tls passthrough connects those itself), so a tcp:// backend gets a dispatcher that refuses.
 import type { ConnectionOptions } from 'node:tls'
-import { Dispatcher, H2CClient, Pool } from 'undici'
+import { isIP } from 'node:net'
+import { Dispatcher, H2CClient, Pool, buildConnector } from 'undici'
 import type { BackendTlsConfig } from '../config/types.js'
 import type { BackendOptions } from './backend.js'
 
@@ -62,7 +63,6 @@ export function createDispatcher (url: string, opts: BackendOptions, tls: Backen
       bodyTimeout: 0,
     })
   }
-  const connect = tlsConnectOptions(tls)
   return new Pool(url, {
     connections: null,
     pipelining: 1,
@@ -73,6 +73,18 @@ export function createDispatcher (url: string, opts: BackendOptions, tls: Backen
     headersTimeout: 0,
     bodyTimeout: 0,
     strictContentLength: true,
-    ...(Object.keys(connect).length === 0 ? {} : { connect: connect as NonNullable<Pool.Options['connect']> }),
+    ...(url.startsWith('https:') ? { connect: backendConnector(url, tls, opts.connectTimeout) } : {}),
   })
+}
+
+/**
+ * undici takes the TLS server name from each request's Host header, which here is the client's: a backend is
+ * identified by its URL, so the name sent and verified is the pool's `servername`, else the URL's host.
+ */
+function backendConnector (url: string, tls: BackendTlsConfig | undefined, timeout: number): buildConnector.connector {
+  const host = new URL(url).hostname.replace(/^\[|\]$/g, '')
+  const servername = tls?.servername ?? (isIP(host) === 0 ? host : undefined)
+  const base = buildConnector({ ...tlsConnectOptions(tls), timeout } as buildConnector.BuildOptions)
+  // '' (an IP backend without a configured name) makes undici send no SNI and verify against the IP.
+  return (options, callback) => base({ ...options, servername: servername ?? '' }, callback)
 }

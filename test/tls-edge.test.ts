@@ -214,3 +214,38 @@ test('curl (real client) over https, HTTP/1.1 and HTTP/2', async t => {
     assert.equal(seen.headers['x-forwarded-server-name'], 'x.w.example.com')
   }
 })
+
+test('https:// backends are verified with the pool tls settings (ca, servername)', async t => {
+  const pki = await makePki(t)
+  await pki.issue(['front.example.com'])
+  const be = await pki.issue(['backend.internal'])
+  const { writeFile } = await import('node:fs/promises')
+  await writeFile(`${pki.dir}/ca.pem`, pki.ca.cert)
+  const server = https.createServer({ cert: be.pem.cert, key: be.pem.key }, (req, res) => { res.end(`tls backend saw ${String(req.headers.host)}`) })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  t.after(() => { server.closeAllConnections(); server.close() })
+  const bport = (server.address() as { port: number }).port
+  const e = await startEdge(t, pki.dir, `${silentToml}
+[[listeners]]
+name = "s"
+listen = "127.0.0.1:0"
+protocol = "https"
+certificates = [{ cert = "front.example.com.pem", key = "front.example.com.key" }]
+[[routes]]
+match.path_prefix = "/good"
+pool = "good"
+[[routes]]
+pool = "unverified"
+[pools.good]
+backends = ["https://127.0.0.1:${bport}"]
+tls = { ca = "ca.pem", servername = "backend.internal" }
+[pools.unverified]
+backends = ["https://localhost:${bport}"]
+`)
+  const good = await get(e.port('s'), 'front.example.com', pki.ca.cert, '/good')
+  assert.equal(good.status, 200)
+  assert.equal(good.body, 'tls backend saw front.example.com')
+  // Without the pool's CA the backend's certificate is not trusted: a gateway error, not a silent pass.
+  const bad = await get(e.port('s'), 'front.example.com', pki.ca.cert, '/other')
+  assert.equal(bad.status, 502)
+})
