@@ -3,7 +3,7 @@
 import { parseArgs } from 'node:util'
 import { readFileSync } from 'node:fs'
 import cluster from 'node:cluster'
-import { resolve } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { ConfigError, loadConfigFile, parseConfigText, summarize } from '../config/load.js'
 import { runEdge } from './run.js'
 
@@ -60,6 +60,8 @@ async function main (argv: string[]): Promise<number> {
     case 'check':
     case 'run': {
       let config
+      // The example config's https listener serves .demo-certs/ beside it: make them before the config is read.
+      if (values.demo === true) await demoCertificates(file)
       try {
         const primaryText = cluster.isWorker ? process.env.EDGE_PROXY_CONFIG_TEXT : undefined
         config = primaryText === undefined ? await loadConfigFile(file) : parseConfigText(primaryText, resolve(file))
@@ -78,6 +80,14 @@ async function main (argv: string[]): Promise<number> {
       process.stderr.write(`edge-proxy: unknown command "${command}"\n\n${HELP}`)
       return 2
   }
+}
+
+async function demoCertificates (file: string): Promise<void> {
+  const dir = join(dirname(resolve(file)), '.demo-certs')
+  // Loaded on demand: node-forge stays out of the running edge unless --demo asks for certificates.
+  const { ensureDemoCertificates, DEMO_NAMES } = await import('../proxy/tls/demo-certs.js')
+  const made = await ensureDemoCertificates(dir, [...DEMO_NAMES, 'demo.localhost', 'api.localhost', 'users.localhost'])
+  if (made.created) process.stderr.write(`edge-proxy: made demo certificates in ${dir}; trust ${made.files.ca} (curl --cacert)\n`)
 }
 
 main(process.argv.slice(2)).then(

@@ -12,6 +12,8 @@ import { resolvePoolHealth } from '../health/config.js'
 import { resolveSecret } from '../packer/token.js'
 import { dirname } from 'node:path'
 import type { TunnelConfig } from './types.js'
+import { baseDirOf, resolveListenerTls, resolvePoolTls } from './tls.js'
+import { isWildcardPattern, normalizeServerName } from '../proxy/tls/names.js'
 import type {
   BackendConfig, Config, HashKey, ListenerConfig, PoolConfig, RouteAction, RouteConfig, ShardConfig,
 } from './types.js'
@@ -135,7 +137,7 @@ function knownKeysAt (path: readonly PathItem[]): string[] {
   return def.type === 'object' ? Object.keys(def.shape as object) : []
 }
 
-const supportedSchemes = new Set(['http:', 'https:'])
+const supportedSchemes = new Set(['http:', 'https:', 'h2c:', 'tcp:'])
 
 function resolveBackend (entry: RawPool['backends'][number], path: PathItem[], problems: Problems): BackendConfig | undefined {
   const raw = typeof entry === 'string' ? entry : entry.url
@@ -149,8 +151,16 @@ function resolveBackend (entry: RawPool['backends'][number], path: PathItem[], p
     return undefined
   }
   if (!supportedSchemes.has(u.protocol)) {
-    problems.add(urlPath, `"${raw}": backend URLs must be http:// or https:// (got ${u.protocol.slice(0, -1)})`)
+    problems.add(urlPath, `"${raw}": backend URLs are http://, https://, h2c:// (HTTP/2 without TLS) or tcp:// (tls passthrough) (got ${u.protocol.slice(0, -1)})`)
     return undefined
+  }
+  // h2c: and tcp: are not "special" URL schemes: URL.origin is "null" and the path is "" rather than "/".
+  if (u.protocol === 'tcp:' || u.protocol === 'h2c:') {
+    if (u.hostname === '' || (u.protocol === 'tcp:' && u.port === '') || u.pathname !== '' || u.search !== '' || u.hash !== '' || u.username !== '') {
+      problems.add(urlPath, `"${raw}": write ${u.protocol}//HOST:PORT, with no path, query or credentials`)
+      return undefined
+    }
+    return { url: `${u.protocol}//${u.host}`, weight }
   }
   if ((u.pathname !== '/' && u.pathname !== '') || u.search !== '' || u.hash !== '' || u.username !== '') {
     problems.add(urlPath, `"${raw}": a backend URL is an origin (scheme, host, port) with no path, query or credentials`)
@@ -211,6 +221,7 @@ function resolvePool (name: string, raw: RawPool, problems: Problems): PoolConfi
   if (raw.hash_key !== undefined && raw.balance !== 'hash') {
     problems.add([...base, 'hash_key'], `hash_key only applies to balance = "hash" (got "${raw.balance}")`)
   }
+  const tls = poolTransport(raw, backends, base, problems)
   return {
     name,
     balance: raw.balance,
@@ -220,6 +231,7 @@ function resolvePool (name: string, raw: RawPool, problems: Problems): PoolConfi
     unreachableCooldown: raw.unreachable_cooldown,
     tunnel: raw.tunnel?.toLowerCase(),
     ...poolHealth(raw),
+    ...(tls === undefined ? {} : { tls }),
   }
 }
 
@@ -232,6 +244,16 @@ export function defaultPoolConfig (name: string, raw: Record<string, unknown>): 
 function poolHealth (raw: Pick<RawPool, 'health' | 'outlier' | 'retry' | 'limits'>): Pick<PoolConfig, 'healthCheck' | 'outlier' | 'retry' | 'limits'> {
   const h = resolvePoolHealth(raw)
   return { healthCheck: h.health, outlier: h.outlier, retry: h.retry, limits: h.limits }
+}
+
+/** tcp:// pools serve tls passthrough only, so they cannot mix with HTTP backends; `tls` needs https:// ones. */
+function poolTransport (raw: RawPool, backends: readonly BackendConfig[], base: PathItem[], problems: Problems): PoolConfig['tls'] {
+  const tcp = backends.filter(b => b.url.startsWith('tcp:')).length
+  if (tcp > 0 && tcp < backends.length) problems.add([...base, 'backends'], 'a pool is either all tcp:// backends (for tls passthrough routes) or none')
+  if (tcp > 0 && raw.hash_key !== undefined && raw.hash_key !== 'ip') problems.add([...base, 'hash_key'], 'a tcp:// pool can only hash on "ip": a raw connection has no headers, cookies or path')
+  if (raw.tls === undefined) return undefined
+  if (!backends.some(b => b.url.startsWith('https:'))) problems.add([...base, 'tls'], 'tls settings apply to https:// backends and this pool has none')
+  return resolvePoolTls(raw.tls, [...base, 'tls'], baseDirOf(problems.file), (p, m) => { problems.add(p, m) })
 }
 
 const hostPattern = /^(\*\.)?([a-z0-9]([a-z0-9-]*[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\.?$/
@@ -310,18 +332,21 @@ function resolveConfig (raw: RawConfig, problems: Problems): Config {
     const other = addrs.get(a)
     if (other !== undefined && l.listen.port !== 0) problems.add(['listeners', i, 'listen'], `${a} is already used by ${other === 'admin' ? '[admin] listen' : `listener "${other}"`}`)
     addrs.set(a, l.name)
-    listeners.push({ name: l.name, address: l.listen, protocol: l.protocol })
+    const tls = resolveListenerTls(l, ['listeners', i], baseDirOf(problems.file), (p, m) => { problems.add(p, m) })
+    listeners.push({ name: l.name, address: l.listen, protocol: l.protocol, ...(tls === undefined ? {} : { tls }) })
   })
+  const protocols = new Map(listeners.map(l => [l.name, l.protocol]))
   const pools = new Map<string, PoolConfig>()
   for (const [name, p] of Object.entries(raw.pools)) pools.set(name, resolvePool(name, p, problems))
   const routes: RouteConfig[] = []
   const routeNames = new Set<string>()
   raw.routes.forEach((r, i) => {
-    const route = resolveRoute(r, i, pools, names, problems)
+    const route = routeTls(resolveRoute(r, i, pools, names, problems), r, protocols, problems)
     if (routeNames.has(route.name)) problems.add(['routes', i, 'name'], `two routes are named "${route.name}"`)
     routeNames.add(route.name)
     routes.push(route)
   })
+  checkBackendTls(pools, problems)
   const workers = raw.server.workers === 'auto' ? availableParallelism() : raw.server.workers
   const tunnel = resolveTunnel(raw, problems, workers, addrs)
   for (const p of pools.values()) {
@@ -374,6 +399,53 @@ function resolveTunnel (raw: RawConfig, problems: Problems, workers: number, add
   }
 }
 
+/**
+ * match.sni and the protocol rules: a route on a tls listener routes connections to a tcp:// pool by server name
+ * only; routes on http/https listeners never use tcp:// pools. Routes without `listener` skip tls listeners.
+ */
+function routeTls (route: RouteConfig, raw: RawRoute, protocols: ReadonlyMap<string, string>, problems: Problems): RouteConfig {
+  const base: PathItem[] = ['routes', route.index]
+  const named = route.listeners === undefined ? undefined : [...route.listeners].filter(n => protocols.has(n))
+  const tlsCount = named?.filter(n => protocols.get(n) === 'tls').length ?? 0
+  let sni: string | undefined
+  if (raw.match.sni !== undefined) {
+    sni = normalizeServerName(raw.match.sni)
+    if (sni === undefined || (sni.includes('*') && !isWildcardPattern(sni))) {
+      problems.add([...base, 'match', 'sni'], `"${raw.match.sni}" is not a server name or "*.example.com" wildcard (one label)`)
+    }
+    const plain = named?.filter(n => protocols.get(n) === 'http') ?? []
+    if (plain.length > 0) problems.add([...base, 'match', 'sni'], `match.sni needs an https or tls listener; "${plain.join('", "')}" is plain http`)
+  }
+  const action = route.action
+  const tcpPool = action.kind === 'pool' && action.pool.backends.length > 0 && action.pool.backends.every(b => b.url.startsWith('tcp:'))
+  if (named !== undefined && tlsCount > 0) {
+    if (tlsCount < named.length) problems.add([...base, 'listener'], 'a route is either for tls listeners (connections) or for http/https ones (requests), not both')
+    const m = raw.match
+    for (const k of ['host', 'path_prefix', 'methods', 'headers'] as const) {
+      if (m[k] !== undefined) problems.add([...base, 'match', k], `match.${k} cannot apply on a tls listener, which sees no HTTP request: use match.sni`)
+    }
+    if (action.kind !== 'pool') problems.add(base, `route "${route.name}" is on a tls listener, which can only pass connections to a pool of tcp:// backends`)
+    else if (!tcpPool && action.pool.backends.length > 0) problems.add([...base, 'pool'], `pool "${action.pool.name}" has HTTP backends; a tls listener passes raw connections and needs tcp:// backends`)
+  } else if (tcpPool) {
+    problems.add([...base, 'pool'], `pool "${action.kind === 'pool' ? action.pool.name : ''}" has tcp:// backends, which only tls passthrough routes can use; name a protocol = "tls" listener in this route's listener`)
+  }
+  return sni === undefined ? route : { ...route, match: { ...route.match, sni } }
+}
+
+/** A backend is one connection pool per process, so two pools cannot verify the same https:// URL differently. */
+function checkBackendTls (pools: ReadonlyMap<string, PoolConfig>, problems: Problems): void {
+  const seen = new Map<string, { pool: string, key: string }>()
+  for (const p of pools.values()) {
+    const key = JSON.stringify(p.tls ?? null)
+    for (const b of p.backends) {
+      if (!b.url.startsWith('https:')) continue
+      const other = seen.get(b.url)
+      if (other === undefined) seen.set(b.url, { pool: p.name, key })
+      else if (other.key !== key) problems.add(['pools', p.name, 'tls'], `backend ${b.url} is also in pool "${other.pool}" with other tls settings; use the same settings in both`)
+    }
+  }
+}
+
 function deepFreeze<T> (value: T, seen = new Set<unknown>()): T {
   if (value === null || typeof value !== 'object' || seen.has(value)) return value
   seen.add(value)
@@ -392,10 +464,13 @@ function deepFreeze<T> (value: T, seen = new Set<unknown>()): T {
 export function summarize (c: Config): string {
   const lines = [`config ${c.file}: OK`]
   lines.push(`  workers ${c.server.workers}, admin ${formatAddress(c.admin.address)}, access log ${c.log.access}`)
-  for (const l of c.listeners) lines.push(`  listener ${l.name} ${l.protocol}://${formatAddress(l.address)}`)
+  for (const l of c.listeners) {
+    const tls = l.tls === undefined ? '' : ` (${l.tls.directory ?? `${l.tls.certificates?.length ?? 0} certificates`}, alpn ${l.tls.alpn.join(',')}${l.tls.clientCa === undefined ? '' : ', client certificates required'})`
+    lines.push(`  listener ${l.name} ${l.protocol}://${formatAddress(l.address)}${tls}`)
+  }
   for (const r of c.routes) {
     const m = r.match
-    const conds = [m.host && `host=${m.host}`, m.pathPrefix && `path_prefix=${m.pathPrefix}`, m.methods && `methods=${[...m.methods].join(',')}`, m.headers && `headers=${m.headers.map(h => h.name).join(',')}`].filter(Boolean).join(' ')
+    const conds = [m.sni && `sni=${m.sni}`, m.host && `host=${m.host}`, m.pathPrefix && `path_prefix=${m.pathPrefix}`, m.methods && `methods=${[...m.methods].join(',')}`, m.headers && `headers=${m.headers.map(h => h.name).join(',')}`].filter(Boolean).join(' ')
     const to = r.action.kind === 'pool' ? `pool ${r.action.pool.name}` : r.action.kind === 'redirect' ? `redirect ${r.action.status} ${r.action.to}` : `respond ${r.action.status}`
     lines.push(`  route ${r.name}: ${conds === '' ? '(any)' : conds} -> ${to}`)
   }

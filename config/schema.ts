@@ -2,6 +2,7 @@
 import { z } from 'zod'
 import { address, duration } from './primitives.js'
 import { poolHealthKeys } from '../health/config.js'
+import { listenerTlsKeys, poolTlsSchema } from './tls.js'
 
 export { address, duration }
 
@@ -19,6 +20,7 @@ export const poolSchema = z.strictObject({
   unreachable_cooldown: duration.default(1000),
   tunnel: z.string().min(1).optional(),
   ...poolHealthKeys,
+  tls: poolTlsSchema.optional(),
 })
 
 const routeMatch = z.strictObject({
@@ -26,6 +28,7 @@ const routeMatch = z.strictObject({
   path_prefix: z.string().startsWith('/', { error: 'a path prefix starts with "/"' }).optional(),
   methods: z.array(z.string().min(1)).min(1).optional(),
   headers: z.record(z.string(), z.string()).optional(),
+  sni: z.string().min(1).optional(),
 })
 
 export const routeSchema = z.strictObject({
@@ -53,7 +56,8 @@ export const routeSchema = z.strictObject({
 export const listenerSchema = z.strictObject({
   name: z.string().min(1),
   listen: address,
-  protocol: z.enum(['http']).default('http'),
+  protocol: z.enum(['http', 'https', 'tls']).default('http'),
+  ...listenerTlsKeys,
 })
 
 export const configSchema = z.strictObject({

@@ -40,6 +40,20 @@ export interface PoolConfig {
   readonly outlier: OutlierConfig
   readonly retry: RetryConfig
   readonly limits: LimitsConfig
+  /** [pools.NAME.tls]: how https:// backends are verified. Absent = system CAs, the URL's host as the name. */
+  readonly tls?: BackendTlsConfig
+}
+
+export interface BackendTlsConfig {
+  /** PEM of the CA(s) backend certificates must chain to (read at load); undefined = Node's default CAs. */
+  readonly ca: string | undefined
+  /** Name sent as SNI and checked against the backend certificate; undefined = the URL's host. */
+  readonly servername: string | undefined
+  /** Skip certificate verification (tests, self-signed lab backends). */
+  readonly insecure: boolean
+  /** Client certificate and key (PEM) the edge presents to backends that ask for one. */
+  readonly cert: string | undefined
+  readonly key: string | undefined
 }
 
 export interface HeaderMatch { readonly name: string, readonly value: string | null }
@@ -50,6 +64,8 @@ export interface RouteMatch {
   readonly pathPrefix: string | undefined
   readonly methods: ReadonlySet<string> | undefined
   readonly headers: readonly HeaderMatch[] | undefined
+  /** TLS server name the client sent: lower-case exact or "*.example.com" (exactly one label). */
+  readonly sni?: string
 }
 
 export type RouteAction =
@@ -69,18 +85,33 @@ export type RouteAction =
 export interface RouteConfig {
   readonly name: string
   readonly index: number
-  /** Listener names the route applies to; undefined = every HTTP listener. */
+  /** Listener names the route applies to; undefined = every http and https listener (tls ones need naming). */
   readonly listeners: ReadonlySet<string> | undefined
   readonly match: RouteMatch
   readonly action: RouteAction
 }
 
-export type ListenerProtocol = 'http'
+/** http and https route requests; tls routes whole connections by the ClientHello's server name. */
+export type ListenerProtocol = 'http' | 'https' | 'tls'
+
+export interface ListenerTlsConfig {
+  /** Absolute cert/key paths in precedence order, or undefined when a directory is given. */
+  readonly certificates: readonly { readonly cert: string, readonly key: string }[] | undefined
+  readonly directory: string | undefined
+  /** An absolute certificate path or a server name; undefined = the first certificate. */
+  readonly defaultCertificate: string | undefined
+  readonly alpn: readonly ('h2' | 'http/1.1')[]
+  readonly minVersion: 'TLSv1.2' | 'TLSv1.3'
+  /** PEM of the CA client certificates must chain to (mTLS); undefined = no client certificates asked. */
+  readonly clientCa: string | undefined
+}
 
 export interface ListenerConfig {
   readonly name: string
   readonly address: Address
   readonly protocol: ListenerProtocol
+  /** Present for protocol = "https". */
+  readonly tls?: ListenerTlsConfig
 }
 
 export interface TunnelConfig {

@@ -1,12 +1,13 @@
 // A backend is one upstream origin with its keep-alive connection pool and its live numbers.
 // Backends live in a BackendStore that outlives config reloads, so connections and stats carry over.
 import type { Duplex } from 'node:stream'
-import { Pool, type Dispatcher } from 'undici'
+import type { Dispatcher } from 'undici'
 import { LatencyStats } from '../health/latency.js'
 import { Member } from './balancers/balancer.js'
 import { OutlierDetector, type OutlierEvent } from '../health/outlier.js'
 import { RetryBudget } from '../health/retry-budget.js'
-import type { PoolConfig } from '../config/types.js'
+import type { BackendTlsConfig, PoolConfig } from '../config/types.js'
+import { createDispatcher, transportKey } from './transport.js'
 
 export interface BackendOptions {
   readonly connectTimeout: number
@@ -39,21 +40,17 @@ export class Backend {
   /** For tunnel backends: opens a raw stream to the service (used for Upgrade requests). */
   openRaw: ((clientIp: string) => Duplex) | undefined
 
-  constructor (url: string, opts: BackendOptions, dispatcher?: Dispatcher, host?: string) {
+  /** The pool `tls` settings this backend's connections use (https only). */
+  readonly tls: BackendTlsConfig | undefined
+  readonly transport: string
+
+  constructor (url: string, opts: BackendOptions, tls?: BackendTlsConfig, dispatcher?: Dispatcher, host?: string) {
     this.url = url
     this.host = host ?? new URL(url).host
     this.seed = hash32(url)
-    this.dispatcher = dispatcher ?? new Pool(url, {
-      connections: null,
-      pipelining: 1,
-      connectTimeout: opts.connectTimeout,
-      keepAliveTimeout: opts.keepAliveTimeout,
-      keepAliveMaxTimeout: 10 * 60_000,
-      maxHeaderSize: opts.maxHeaderSize,
-      headersTimeout: 0,
-      bodyTimeout: 0,
-      strictContentLength: true,
-    })
+    this.tls = tls
+    this.transport = transportKey(tls)
+    this.dispatcher = dispatcher ?? createDispatcher(url, opts, tls)
   }
 
   reachable (now: number): boolean {
@@ -94,6 +91,7 @@ export class BackendStore {
   /** pool name -> url -> member */
   readonly #members = new Map<string, Map<string, Member>>()
   readonly #pools = new Map<string, PoolState>()
+  #tls: ReadonlyMap<string, BackendTlsConfig> = new Map()
   constructor (private readonly opts: BackendOptions, private readonly onOutlierEvent: (e: OutlierEvent) => void = () => {}) {}
 
   /** The pool's member for `url`, kept across reloads with its health, ejection and drain state. */
@@ -101,9 +99,12 @@ export class BackendStore {
     let byUrl = this.#members.get(pool)
     if (byUrl === undefined) { byUrl = new Map(); this.#members.set(pool, byUrl) }
     let m = byUrl.get(url)
+    const backend = this.get(url)
     if (m === undefined) {
-      m = new Member(this.get(url), weight)
+      m = new Member(backend, weight)
       byUrl.set(url, m)
+    } else if (m.backend !== backend) {
+      m.backend = backend // replaced (new tls settings); the member keeps its health and drain state
     }
     m.weight = weight
     return m
@@ -128,10 +129,18 @@ export class BackendStore {
     return st
   }
 
+  /** TLS settings by backend URL for the next table; get() replaces a backend whose settings changed. */
+  setTls (byUrl: ReadonlyMap<string, BackendTlsConfig>): void {
+    this.#tls = byUrl
+  }
+
   get (url: string): Backend {
     let b = this.#backends.get(url)
-    if (b === undefined) {
-      b = new Backend(url, this.opts)
+    const tls = this.#tls.get(url)
+    if (b === undefined || b.transport !== transportKey(tls)) {
+      // The old one finishes what it has in flight (requests of the previous table), then closes.
+      if (b !== undefined) void b.close().catch(() => {})
+      b = new Backend(url, this.opts, tls)
       this.#backends.set(url, b)
     }
     return b

@@ -1,10 +1,13 @@
 // The edge in one process: backend store, current table, HTTP listeners and logs. start() / reload() / close().
 import type { Logger } from 'pino'
-import type { Config } from '../config/types.js'
+import type { BackendTlsConfig, Config } from '../config/types.js'
 import { formatAddress } from '../config/address.js'
 import { BackendStore } from './backend.js'
 import { EdgeTable } from './table.js'
 import { HttpListener } from './http-listener.js'
+import { HttpsListener } from './https-listener.js'
+import { TlsListener } from './tls-listener.js'
+import { certificateRows, logCertEvent, type CertificateRow } from './edge-tls.js'
 import { createAccessLog, type AccessLog } from './log.js'
 import { EdgeMetrics } from './metrics.js'
 import { TunnelMembers } from './tunnels.js'
@@ -24,8 +27,13 @@ function backendOptions (config: Config): { connectTimeout: number, keepAliveTim
 }
 
 function listenerKey (l: Config['listeners'][number]): string {
-  return `${l.name}|${l.protocol}|${formatAddress(l.address)}`
+  // ALPN and whether client certificates are asked are server options, so changing them restarts the listener;
+  // certificates themselves are swapped in place (HttpsListener.reconfigure).
+  const tls = l.tls === undefined ? '' : `|${l.tls.alpn.join(',')}|${l.tls.clientCa === undefined ? '' : 'mtls'}`
+  return `${l.name}|${l.protocol}|${formatAddress(l.address)}${tls}`
 }
+
+export type EdgeListener = HttpListener | TlsListener
 
 export class Edge {
   readonly store: BackendStore
@@ -35,7 +43,7 @@ export class Edge {
   #accessLog: AccessLog | undefined
   #tunnels: TunnelMembers | undefined
   readonly #deps: EdgeDeps
-  readonly #listeners = new Map<string, HttpListener>()
+  readonly #listeners = new Map<string, EdgeListener>()
   #closed = false
 
   constructor (config: Config, deps: EdgeDeps) {
@@ -46,10 +54,12 @@ export class Edge {
       if (type === 'ejected') this.metrics.ejections.labels(e.pool, e.backend).inc()
       deps.onEvent?.(type, `${e.backend} in pool ${e.pool}: ${e.reason}`, { pool: e.pool, backend: e.backend })
     })
+    this.store.setTls(backendTls(config))
     this.#deps = deps
     this.#tunnels = this.makeTunnels(config)
     this.#table = new EdgeTable(config, this.store, this.#tunnels)
     this.metrics = new EdgeMetrics(() => this.#table)
+    this.metrics.watchCertificates(() => this.certificates())
     this.#accessLog = createAccessLog(config.log.access)
   }
 
@@ -60,9 +70,14 @@ export class Edge {
     return config.tunnel === undefined ? undefined : new TunnelMembers(config.tunnel, { log: this.log, store: this.store, ...(this.#deps.onEvent === undefined ? {} : { onEvent: this.#deps.onEvent }) })
   }
   table (): EdgeTable { return this.#table }
-  listeners (): HttpListener[] { return [...this.#listeners.values()] }
+  listeners (): EdgeListener[] { return [...this.#listeners.values()] }
 
-  listener (name: string): HttpListener | undefined {
+  /** Every https listener's certificates: names and expiry (status JSON, metrics). */
+  certificates (): CertificateRow[] {
+    return certificateRows(this.listeners())
+  }
+
+  listener (name: string): EdgeListener | undefined {
     for (const l of this.#listeners.values()) if (l.config.name === name) return l
     return undefined
   }
@@ -97,11 +112,27 @@ export class Edge {
       log: this.log,
       metrics: this.metrics,
     }
-    const started: HttpListener[] = []
+    const started: EdgeListener[] = []
+    const onCertEvent = logCertEvent(this.log)
+    // A listener replaced on the same address (protocol, ALPN or mTLS changed) must let go of the port first.
+    const addresses = new Set([...wanted].filter(([k]) => !this.#listeners.has(k)).map(([, l]) => formatAddress(l.address)))
+    for (const [key, l] of this.#listeners) {
+      if (!wanted.has(key) && addresses.has(formatAddress(l.config.address)) && l.config.address.port !== 0) {
+        this.#listeners.delete(key)
+        void l.close(config.server.shutdownTimeout)
+        await new Promise(resolve => setImmediate(resolve))
+      }
+    }
     try {
       for (const [key, l] of wanted) {
-        if (this.#listeners.has(key)) continue
-        const listener = new HttpListener(l, deps, config.server)
+        const running = this.#listeners.get(key)
+        if (running instanceof HttpsListener) await running.reconfigure(l, onCertEvent(l.name))
+        if (running !== undefined) continue
+        const listener = l.protocol === 'https'
+          ? new HttpsListener(l, deps, config.server, onCertEvent(l.name))
+          : l.protocol === 'tls'
+            ? new TlsListener(l, deps, { helloTimeout: config.server.headersTimeout, connectTimeout: backendOptions(config).connectTimeout })
+            : new HttpListener(l, deps, config.server)
         await listener.listen()
         started.push(listener)
         this.#listeners.set(key, listener)
@@ -135,6 +166,7 @@ export class Edge {
       await fresh?.start()
       this.#tunnels = fresh
     }
+    this.store.setTls(backendTls(config))
     const next = new EdgeTable(config, this.store, this.#tunnels)
     const oldLog = this.#accessLog
     if (config.log.access !== this.#table.config.log.access) {
@@ -155,4 +187,10 @@ export class Edge {
     await this.store.close()
     this.#accessLog?.flush()
   }
+}
+
+function backendTls (config: Config): Map<string, BackendTlsConfig> {
+  const m = new Map<string, BackendTlsConfig>()
+  for (const p of config.pools.values()) if (p.tls !== undefined) for (const b of p.backends) m.set(b.url, p.tls)
+  return m
 }

@@ -9,6 +9,7 @@ import type { Member } from './balancers/balancer.js'
 import type { PoolRuntime, Shard } from './pool.js'
 import { classifyUpstreamError, EdgeError, statusFor, type ErrorCode } from './errors.js'
 import { connectionNamed, isHopByHop } from './headers.js'
+import { trailerRecord } from './h2.js'
 
 export interface ExchangeObserver {
   /** Called once per request when the exchange is over (response finished, failed or abandoned). */
@@ -255,11 +256,9 @@ export class Exchange implements Dispatcher.DispatchHandler {
       this.noMember(now)
       return
     }
-    if (trailers !== null && trailers.length > 0 && this.res.chunkedEncoding) {
-      const t: Record<string, string> = {}
-      for (let i = 0; i < trailers.length; i += 2) t[String(trailers[i])] = String(trailers[i + 1])
-      this.res.addTrailers(t)
-    }
+    // An HTTP/1.1 client can take trailers only on a chunked response; an HTTP/2 one always (gRPC's grpc-status).
+    const t = trailers === null || !(this.res.chunkedEncoding || this.req.httpVersionMajor === 2) ? undefined : trailerRecord(trailers)
+    if (t !== undefined) this.res.addTrailers(t)
     this.res.end()
     this.finish()
   }

@@ -2,6 +2,7 @@
 // Exchange. Respond and redirect routes are answered here.
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
+import type { TLSSocket } from 'node:tls'
 import type { Logger } from 'pino'
 import type { ListenerConfig, RouteConfig } from '../config/types.js'
 import { formatAddress } from '../config/address.js'
@@ -14,6 +15,7 @@ import { proxyUpgrade } from './upgrade.js'
 import { errorKind, type EdgeMetrics } from './metrics.js'
 import type { TunnelMembers } from './tunnels.js'
 import type { PoolRuntime } from './pool.js'
+import { h2HasBody } from './h2.js'
 
 export interface ListenerDeps {
   /** The current table; read once per request. */
@@ -76,8 +78,11 @@ export function scanRequest (req: IncomingMessage, proto: string, clientIp: stri
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string
     const value = raw[i + 1] as string
+    // HTTP/2 pseudo-headers (:method, :path, :scheme, :authority) are not headers; :authority is the Host.
+    if (name.charCodeAt(0) === 58) { if (name === ':authority') authority = value; continue }
     switch (name.length) {
-      case 2: if (name.toLowerCase() === 'te') { if (keepUpgrade) out.push(name, value); continue } break
+      // "te: trailers" is the one TE HTTP/2 allows; gRPC servers expect it, so it goes on from HTTP/2 clients.
+      case 2: if (name.toLowerCase() === 'te') { if (keepUpgrade || (value === 'trailers' && req.httpVersionMajor === 2)) out.push(name, value); continue } break
       case 3: if (name.toLowerCase() === 'via') { via = via === undefined ? value : `${via}, ${value}`; continue } break
       case 4: if (name.toLowerCase() === 'host') { rawHost = value; continue } break
       // Expect: 100-continue is answered by this edge (node:http sends 100 Continue); undici refuses to send it.
@@ -113,6 +118,8 @@ export function scanRequest (req: IncomingMessage, proto: string, clientIp: stri
         if (l === 'x-forwarded-proto') continue
         break
       }
+      // Set by the edge from the TLS handshake only; a client's own copy would be a forgery.
+      case 23: if (name.toLowerCase() === 'x-forwarded-server-name') continue; break
       case 19: {
         const l = name.toLowerCase()
         if (l === 'proxy-authorization' || l === 'proxy-authenticate') continue
@@ -152,7 +159,9 @@ export function scanRequest (req: IncomingMessage, proto: string, clientIp: stri
     'via', via === undefined ? VIA : `${via}, ${VIA}`,
     'x-request-id', id,
   )
-  const hasBody = te !== undefined || (contentLength !== undefined && contentLength !== '0')
+  const serverName = (req.socket as TLSSocket).servername
+  if (typeof serverName === 'string' && serverName !== '') out.push('x-forwarded-server-name', serverName)
+  const hasBody = te !== undefined || (contentLength !== undefined && contentLength !== '0') || (req.httpVersionMajor === 2 && h2HasBody(req))
   return { host, rawHost, requestId: id, headers: out, hasBody, bad }
 }
 
@@ -228,7 +237,7 @@ export class HttpListener implements ExchangeObserver {
     this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
       this.#upgraded.add(socket)
       socket.once('close', () => { this.#upgraded.delete(socket) })
-      proxyUpgrade(req, socket, head, this.#deps.table(), this.config.name, 'http', this.#deps.log, this.#deps.tunnels())
+      proxyUpgrade(req, socket, head, this.#deps.table(), this.config.name, this.config.protocol, this.#deps.log, this.#deps.tunnels())
     })
   }
 
@@ -259,7 +268,7 @@ export class HttpListener implements ExchangeObserver {
     const start = performance.now()
     if (this.#closing) res.shouldKeepAlive = false
     const clientIp = clientIpOf(req.socket)
-    const scanned = scanRequest(req, 'http', clientIp, false)
+    const scanned = scanRequest(req, this.config.protocol, clientIp, false)
     const table = this.#deps.table()
     if (scanned.bad !== undefined) {
       res.shouldKeepAlive = false
@@ -338,7 +347,7 @@ export class HttpListener implements ExchangeObserver {
       requestId: x.requestId,
       clientIp: x.clientIp,
       method: x.req.method ?? '',
-      host: x.req.headers.host ?? '',
+      host: x.req.headers.host ?? String(x.req.headers[':authority'] ?? ''),
       path: x.req.url ?? '',
       status: x.status,
       bytesIn: sock.bytesRead - x.bytesInStart,

@@ -51,6 +51,20 @@ export class EdgeMetrics {
     })
   }
 
+  /** edge_certificate_expiry_seconds{listener,name}: seconds until each served name's certificate expires. */
+  watchCertificates (rows: () => Iterable<{ readonly listener: string, readonly names: readonly string[], readonly not_after: string }>): void {
+    new Gauge({
+      name: 'edge_certificate_expiry_seconds', help: 'Seconds until the certificate serving a name expires (negative: expired)', labelNames: ['listener', 'name'],
+      registers: [this.registry],
+      aggregator: 'min',
+      collect () {
+        this.reset()
+        const now = Date.now()
+        for (const r of rows()) for (const name of r.names) this.set({ listener: r.listener, name }, Math.round((Date.parse(r.not_after) - now) / 1000))
+      },
+    })
+  }
+
   countRequest (route: string, status: number): void {
     let arr = this.#byRoute.get(route)
     if (arr === undefined) { arr = []; this.#byRoute.set(route, arr) }

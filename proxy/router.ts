@@ -3,6 +3,7 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import { LRUCache } from 'lru-cache'
 import type { RouteConfig } from '../config/types.js'
+import { sniMatches, sniOf } from './tls/names.js'
 
 function wildcardMatches (pattern: string, host: string): boolean {
   // "*.example.com" matches one or more labels before ".example.com", never "example.com" itself.
@@ -40,7 +41,7 @@ export class Router {
     return list
   }
 
-  match (host: string, path: string, method: string, req: { readonly headers: IncomingHttpHeaders }): RouteConfig | undefined {
+  match (host: string, path: string, method: string, req: { readonly headers: IncomingHttpHeaders, readonly socket?: unknown }): RouteConfig | undefined {
     const list = this.candidates(host)
     for (let i = 0; i < list.length; i++) {
       const r = list[i] as RouteConfig
@@ -48,6 +49,7 @@ export class Router {
       if (m.pathPrefix !== undefined && !path.startsWith(m.pathPrefix)) continue
       if (m.methods !== undefined && !m.methods.has(method)) continue
       if (m.headers !== undefined && !headersMatch(m.headers, req.headers)) continue
+      if (m.sni !== undefined && !sniMatches(m.sni, sniOf(req.socket))) continue
       return r
     }
     return undefined

@@ -2,6 +2,7 @@
 import type { Edge } from './edge.js'
 import { formatAddress } from '../config/address.js'
 import { WINDOWS } from '../health/latency.js'
+import type { CertificateRow } from './edge-tls.js'
 
 export interface BackendStatus {
   url: string
@@ -32,6 +33,8 @@ export interface EdgeStatus {
   routes: { name: string, listeners: string[] | undefined, match: Record<string, unknown>, action: string }[]
   pools: PoolStatus[]
   tunnels?: unknown
+  /** Certificates of the https listeners (every worker serves the same files, so the first worker's view). */
+  certificates: CertificateRow[]
 }
 
 export function edgeStatus (edge: Edge): EdgeStatus {
@@ -51,6 +54,7 @@ export function edgeStatus (edge: Edge): EdgeStatus {
         ...(r.match.pathPrefix === undefined ? {} : { path_prefix: r.match.pathPrefix }),
         ...(r.match.methods === undefined ? {} : { methods: [...r.match.methods] }),
         ...(r.match.headers === undefined ? {} : { headers: Object.fromEntries(r.match.headers.map(h => [h.name, h.value ?? '*'])) }),
+        ...(r.match.sni === undefined ? {} : { sni: r.match.sni }),
       },
       action: r.action.kind === 'pool' ? `pool ${r.action.pool.name}` : r.action.kind === 'redirect' ? `redirect ${r.action.status} ${r.action.to}` : `respond ${r.action.status}`,
     })),
@@ -73,6 +77,7 @@ export function edgeStatus (edge: Edge): EdgeStatus {
         latency: latencyOf(m.backend.latency.snapshot(WINDOWS['1m'], now)),
       })),
     })),
+    certificates: edge.certificates(),
   }
 }
 

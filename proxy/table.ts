@@ -34,5 +34,6 @@ export class EdgeTable {
 }
 
 function routesFor (config: Config, l: ListenerConfig): Config['routes'] {
-  return config.routes.filter(r => r.listeners === undefined || r.listeners.has(l.name))
+  // A route without `listener` serves every http and https listener; tls (passthrough) ones take only routes naming them.
+  return config.routes.filter(r => r.listeners === undefined ? l.protocol !== 'tls' : r.listeners.has(l.name))
 }

@@ -119,7 +119,7 @@ export class TunnelMembers {
     if (byName === undefined) { byName = new Map(); this.#byName.set(name, byName) }
     if (byName.has(session)) return
     const url = `tunnel://${name}/${++sessionSeq}`
-    const backend: Backend = new Backend(url, this.#deps.store.options, new Pool(`http://${name}`, {
+    const backend: Backend = new Backend(url, this.#deps.store.options, undefined, new Pool(`http://${name}`, {
       connections: null,
       pipelining: 1,
       keepAliveTimeout: this.#deps.store.options.keepAliveTimeout,

@@ -9,6 +9,7 @@ import type { EdgeTable } from './table.js'
 import type { TunnelMembers } from './tunnels.js'
 import type { PoolRuntime } from './pool.js'
 import { clientIpOf, rewritePath, scanRequest } from './http-listener.js'
+import { tlsConnectOptions } from './transport.js'
 
 function refuse (socket: Socket, status: string, message: string, requestId: string): void {
   const body = `${status}\n${message}\nrequest-id: ${requestId}\n`
@@ -54,7 +55,7 @@ export function proxyUpgrade (req: IncomingMessage, socket: Socket, head: Buffer
   const upstream: Duplex = raw !== undefined
     ? raw(clientIp)
     : target.protocol === 'https:'
-      ? tls.connect({ host: target.hostname, port, servername: target.hostname })
+      ? tls.connect({ host: target.hostname, port, servername: target.hostname, ...tlsConnectOptions(backend.tls) })
       : net.connect({ host: target.hostname, port })
   if (upstream instanceof net.Socket) upstream.setNoDelay(true)
   socket.setNoDelay(true)

@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url'
 import type { TestContext } from 'node:test'
 import pino from 'pino'
 import { parseConfigText } from '../config/load.js'
+import { HttpListener } from '../proxy/http-listener.js'
 import { Edge } from '../proxy/edge.js'
 
 type T = Pick<TestContext, 'after'>
@@ -290,6 +291,7 @@ export async function startEdge (t: T, toml: string): Promise<RunningEdge> {
     port,
     origin: `http://127.0.0.1:${port}`,
     connections: () => new Promise((resolve, reject) => {
+      if (!(listener instanceof HttpListener)) { reject(new Error('not an HTTP listener')); return }
       listener.server.getConnections((err, n) => { if (err !== null) reject(err); else resolve(n) })
     }),
   }

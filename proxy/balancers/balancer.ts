@@ -21,7 +21,7 @@ export class Member {
   /** 0 = no limit on the shared backend's in-flight requests. */
   maxInflight = 0
 
-  constructor (readonly backend: Backend, public weight: number) {}
+  constructor (public backend: Backend, public weight: number) {}
 
   /** Can take a request now: healthy, not ejected or draining, reachable, under its in-flight limit. */
   available (now: number): boolean {

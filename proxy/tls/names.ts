@@ -27,6 +27,19 @@ export function wildcardOf (name: string): string | undefined {
   return `*${name.slice(dot)}`
 }
 
+/** A `match.sni` pattern (normalized: exact or one-label wildcard) against a normalized client name. */
+export function sniMatches (pattern: string, name: string | undefined): boolean {
+  if (name === undefined) return false
+  if (pattern === name) return true
+  return pattern.charCodeAt(0) === 42 && wildcardOf(name) === pattern
+}
+
+/** The normalized server name a TLS socket's client sent; undefined for plain sockets or no SNI. */
+export function sniOf (socket: unknown): string | undefined {
+  const s = (socket as { servername?: unknown } | null | undefined)?.servername
+  return typeof s === 'string' ? normalizeServerName(s) : undefined
+}
+
 /**
  * A name → value table with exact and one-label wildcard entries. The first value registered for a name wins, so
  * callers control precedence by insertion order. Lookups do no allocation beyond one string slice.

@@ -5,10 +5,15 @@ import net from 'node:net'
 import { ClientHelloParser, DEFAULT_MAX_HELLO_BYTES } from './client-hello.js'
 import { NameTable } from './names.js'
 
-export interface PassthroughTarget { readonly host: string, readonly port: number }
+export interface PassthroughTarget {
+  readonly host: string
+  readonly port: number
+  /** Called once when the upstream side is gone: `connected` false means the connection never opened. */
+  readonly done?: (connected: boolean, error: Error | undefined) => void
+}
 
 /** Chooses where a connection goes; undefined closes it. May be backed by a pool and a balancer. */
-export type PickTarget = (sni: string | undefined, alpn: readonly string[]) => PassthroughTarget | undefined
+export type PickTarget = (sni: string | undefined, alpn: readonly string[], client: net.Socket) => PassthroughTarget | undefined
 
 /** "tcp://host:port" (IPv6 in brackets) → target. Throws on anything else: config code calls it once at load. */
 export function parseTcpTarget (url: string): PassthroughTarget {
@@ -124,7 +129,7 @@ class PassthroughConnection {
       return
     }
     let target: PassthroughTarget | undefined
-    try { target = this.#opts.pick(r.sni, r.alpn) } catch { target = undefined }
+    try { target = this.#opts.pick(r.sni, r.alpn, this.#client) } catch { target = undefined }
     if (target === undefined) {
       this.#emit({ type: 'rejected', reason: 'no-route', detail: r.sni === undefined ? 'no SNI and no default' : `no route for "${r.sni}"`, sni: r.sni })
       // Drain what the client still sends so the close is a FIN, not a reset that could eat the alert.
@@ -150,12 +155,20 @@ class PassthroughConnection {
     this.#client.setNoDelay(true)
     up.setTimeout(this.#opts.connectTimeoutMs ?? 5000)
     up.once('timeout', () => { up.destroy(new Error('connect timeout')) })
+    let connected = false
+    let error: Error | undefined
     up.on('error', err => {
+      error = err
       this.#emit({ type: 'upstream-error', target, error: err.message })
       this.#client.destroy()
     })
-    up.on('close', () => { this.#all.delete(up); this.#client.destroy() })
+    up.on('close', () => {
+      this.#all.delete(up)
+      this.#client.destroy()
+      try { target.done?.(connected, error) } catch { /* the picker's bookkeeping stays its own */ }
+    })
     up.once('connect', () => {
+      connected = true
       up.removeAllListeners('timeout')
       up.setTimeout(0)
       this.#emit({ type: 'routed', sni, target })

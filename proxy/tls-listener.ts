@@ -1,0 +1,111 @@
+// A tls (passthrough) listener: reads the ClientHello's server name without terminating, picks the first route
+// of this listener whose match.sni fits (exact or "*.example.com"; a route without match.sni takes anything),
+// lets the route's pool balancer choose a tcp:// backend, and splices the raw stream to it. The backend's own
+// certificate is what the client verifies.
+import type { Socket } from 'node:net'
+import type { Logger } from 'pino'
+import type { ListenerConfig, RouteConfig } from '../config/types.js'
+import { formatAddress } from '../config/address.js'
+import type { Backend } from './backend.js'
+import type { EdgeTable } from './table.js'
+import { clientIpOf } from './http-listener.js'
+import { sniMatches } from './tls/names.js'
+import { TlsPassthroughListener, parseTcpTarget, type PassthroughEvent, type PassthroughTarget } from './tls/passthrough.js'
+
+export interface TlsListenerDeps {
+  table (): EdgeTable
+  readonly log: Logger
+}
+
+export interface TlsListenerOptions {
+  /** The whole ClientHello must arrive within this. */
+  readonly helloTimeout: number
+  readonly connectTimeout: number
+}
+
+const NO_HEADERS = { headers: {} }
+
+/** One spliced connection's hold on a backend: counted in flight until the upstream closes. */
+class BackendLease implements PassthroughTarget {
+  constructor (readonly host: string, readonly port: number, readonly backend: Backend, readonly cooldown: number) {
+    backend.inflight++
+    backend.requests++
+  }
+
+  done (connected: boolean): void {
+    this.backend.inflight--
+    if (!connected) {
+      this.backend.failures++
+      this.backend.markUnreachable(Date.now(), this.cooldown)
+    }
+  }
+}
+
+export class TlsListener {
+  readonly config: ListenerConfig
+  readonly #deps: TlsListenerDeps
+  readonly #inner: TlsPassthroughListener
+  /** This listener's routes for the table they came from, rebuilt when a reload swaps the table. */
+  #routes: { table: EdgeTable, list: readonly RouteConfig[] } | undefined
+
+  constructor (config: ListenerConfig, deps: TlsListenerDeps, options: TlsListenerOptions) {
+    this.config = config
+    this.#deps = deps
+    this.#inner = new TlsPassthroughListener({
+      pick: (sni, _alpn, client) => this.pick(sni, client),
+      helloTimeoutMs: options.helloTimeout,
+      connectTimeoutMs: options.connectTimeout,
+      onEvent: e => { this.onEvent(e) },
+    })
+  }
+
+  listen (): Promise<void> {
+    return this.#inner.listen(this.config.address.port, this.config.address.host)
+  }
+
+  address (): string {
+    const a = this.#inner.server.address()
+    return a !== null && typeof a === 'object' ? formatAddress({ host: a.address, port: a.port }) : ''
+  }
+
+  get port (): number {
+    const a = this.#inner.server.address()
+    return a !== null && typeof a === 'object' ? a.port : 0
+  }
+
+  get connections (): number { return this.#inner.connections }
+
+  /** The route a server name goes to: first match in file order. */
+  route (sni: string | undefined): RouteConfig | undefined {
+    const table = this.#deps.table()
+    if (this.#routes?.table !== table) {
+      this.#routes = { table, list: table.config.routes.filter(r => r.listeners?.has(this.config.name) === true) }
+    }
+    for (const r of this.#routes.list) {
+      if (r.match.sni === undefined || sniMatches(r.match.sni, sni)) return r
+    }
+    return undefined
+  }
+
+  private pick (sni: string | undefined, client: Socket): PassthroughTarget | undefined {
+    const route = this.route(sni)
+    if (route === undefined || route.action.kind !== 'pool') return undefined
+    const pool = this.#deps.table().pool(route.action.pool.name)
+    const member = pool?.select(NO_HEADERS, '/', clientIpOf(client), Date.now(), undefined).member
+    if (pool === undefined || member === undefined) return undefined
+    const t = parseTcpTarget(member.backend.url)
+    return new BackendLease(t.host, t.port, member.backend, pool.config.unreachableCooldown)
+  }
+
+  private onEvent (e: PassthroughEvent): void {
+    const log = this.#deps.log
+    if (!log.isLevelEnabled('debug')) return
+    if (e.type === 'routed') log.debug({ listener: this.config.name, sni: e.sni, target: `${e.target.host}:${e.target.port}` }, 'tls passthrough')
+    else if (e.type === 'rejected') log.debug({ listener: this.config.name, reason: e.reason, detail: e.detail }, 'tls passthrough refused')
+    else log.debug({ listener: this.config.name, target: `${e.target.host}:${e.target.port}`, error: e.error }, 'tls passthrough backend failed')
+  }
+
+  close (timeoutMs: number): Promise<void> {
+    return this.#inner.close(timeoutMs)
+  }
+}
