@@ -150,6 +150,7 @@ test('retries: a refused GET goes to another backend; a retryable 503 too; a POS
   const fine = await backend(t)
   const unavailable2 = await backend(t, (_q, s) => { s.statusCode = 503; s.end('busy') })
   const fine2 = await backend(t)
+  const lone503 = await backend(t, (_q, s) => { s.statusCode = 503; s.end('lone and busy') })
   const bodies: string[] = []
   const readsThen502 = await backend(t, (req, res) => {
     let body = ''
@@ -164,6 +165,12 @@ ${route('noretry')}
 ${route('r503')}
 ${route('no503')}
 ${route('post')}
+${route('lone')}
+[pools.lone]
+backends = ["${lone503.url}"]
+[pools.lone.retry]
+on = ["503"]
+
 [pools.refuse]
 backends = ["${dead1}", "${good.url}"]
 [pools.refuse.retry]
@@ -210,6 +217,11 @@ on = ["connect-failure", "502"]
   assert.equal(r.status, 503, '"503" not in retry.on: the backend\'s 503 is passed on')
   assert.equal(r.body, 'busy')
   assert.deepEqual([unavailable2.hits, fine2.hits], [1, 0])
+  // Regression: with no other backend to retry on, the backend's own 503 is the answer (not "no live backend").
+  r = await get(`${te.url}/lone/x`)
+  assert.equal(r.status, 503)
+  assert.equal(r.body, 'lone and busy')
+  assert.equal(lone503.hits, 1)
 
   r = await get(`${te.url}/post/x`, { method: 'POST', body: 'payload-1' })
   assert.equal(r.status, 502)
@@ -226,6 +238,7 @@ on = ["connect-failure", "502"]
   assert.equal(sum(metrics, 'edge_retries_total', { pool: 'r503' }), 1)
   assert.equal(sum(metrics, 'edge_retries_total', { pool: 'post' }), 1)
   assert.equal(sum(metrics, 'edge_retries_total', { pool: 'no503' }), 0)
+  assert.equal(sum(metrics, 'edge_retries_total', { pool: 'lone' }), 0)
 })
 
 test('per_try_timeout gives up on a slow backend and retries elsewhere', async t => {
