@@ -20,6 +20,8 @@ export interface TestBackend {
   hits: number
   /** Health check requests (GET /healthz). */
   checks: number
+  /** Client ports of the connections that carried requests other than health checks. */
+  readonly peers: Set<number>
   /** TCP connections accepted. */
   connections: number
   /** What /healthz answers; the handler's own status is separate. */
@@ -37,6 +39,7 @@ export async function backend (t: TestContext, handler: Handler = ok): Promise<T
   const server = http.createServer((req, res) => {
     if (req.url === '/healthz') { b.checks++; res.statusCode = b.healthStatus; res.end(); return }
     b.hits++
+    b.peers.add(req.socket.remotePort ?? 0)
     handler(req, res, b)
   })
   server.on('connection', () => { b.connections++ })
@@ -48,6 +51,7 @@ export async function backend (t: TestContext, handler: Handler = ok): Promise<T
     port,
     hits: 0,
     checks: 0,
+    peers: new Set(),
     connections: 0,
     healthStatus: 200,
     server,
