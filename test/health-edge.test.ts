@@ -146,6 +146,7 @@ test('retries: a refused GET goes to another backend; a retryable 503 too; a POS
   const good = await backend(t)
   const dead1 = `http://127.0.0.1:${await deadPort()}`
   const dead2 = `http://127.0.0.1:${await deadPort()}`
+  const dead3 = `http://127.0.0.1:${await deadPort()}`
   const unavailable = await backend(t, (_q, s) => { s.statusCode = 503; s.end('busy') })
   const fine = await backend(t)
   const unavailable2 = await backend(t, (_q, s) => { s.statusCode = 503; s.end('busy') })
@@ -162,6 +163,7 @@ test('retries: a refused GET goes to another backend; a retryable 503 too; a POS
   const te = await startEdge(t, `${head()}
 ${route('refuse')}
 ${route('noretry')}
+${route('prefused')}
 ${route('r503')}
 ${route('no503')}
 ${route('post')}
@@ -176,6 +178,9 @@ backends = ["${dead1}", "${good.url}"]
 [pools.refuse.retry]
 attempts = 2
 on = ["connect-failure"]
+
+[pools.prefused]
+backends = ["${dead3}", "${good.url}"]
 
 [pools.noretry]
 backends = ["${dead2}", "${good.url}"]
@@ -206,6 +211,16 @@ on = ["connect-failure", "502"]
   let r = await get(`${te.url}/refuse/x`)
   assert.equal(r.status, 200)
   assert.equal(r.body, `hello from ${good.port}`)
+  // A POST whose connection was refused sent nothing, so it may go elsewhere, body and all.
+  const posted: string[] = []
+  good.server.prependListener('request', (req: import('node:http').IncomingMessage) => {
+    let body = ''
+    req.on('data', (c: Buffer) => { body += c.toString() })
+    req.on('end', () => { if (req.method === 'POST') posted.push(body) })
+  })
+  r = await get(`${te.url}/prefused/x`, { method: 'POST', body: 'first-post-body' })
+  assert.equal(r.status, 200)
+  assert.deepEqual(posted, ['first-post-body'])
   r = await get(`${te.url}/noretry/x`)
   assert.equal(r.status, 502, 'attempts = 0: the refusal is the answer')
   assert.match(r.body, /code: EP_ERR_UPSTREAM_CONNECT/)
@@ -235,6 +250,7 @@ on = ["connect-failure", "502"]
 
   const metrics = parsePrometheus(await te.edge.metrics.text()).samples
   assert.equal(sum(metrics, 'edge_retries_total', { pool: 'refuse' }), 1)
+  assert.equal(sum(metrics, 'edge_retries_total', { pool: 'prefused' }), 1)
   assert.equal(sum(metrics, 'edge_retries_total', { pool: 'r503' }), 1)
   assert.equal(sum(metrics, 'edge_retries_total', { pool: 'post' }), 1)
   assert.equal(sum(metrics, 'edge_retries_total', { pool: 'no503' }), 0)
