@@ -59,6 +59,19 @@ test('the admin token: without it 401, with it 200; off loopback without a token
   assert.equal(post.status, 401)
   assert.equal(te.edge.store.findMember('api', b.url)?.draining, false, 'a refused request changes nothing')
 
+  // A browser cannot send the header: /?token=T once trades the token for a SameSite=Strict cookie.
+  assert.equal((await get(`${te.adminUrl}/?token=wrong`)).status, 401)
+  const login = await get(`${te.adminUrl}/?token=s3cret-admin`)
+  assert.equal(login.status, 303)
+  assert.equal(login.headers.location, './')
+  const setCookie = String(login.headers['set-cookie'])
+  assert.match(setCookie, /^edge_admin=s3cret-admin; Path=\/; HttpOnly; SameSite=Strict$/)
+  const cookie = setCookie.split(';')[0] as string
+  assert.equal((await get(`${te.adminUrl}/api/status`, { headers: { cookie } })).status, 200)
+  assert.equal((await get(`${te.adminUrl}/`, { headers: { cookie: `other=1; ${cookie}` } })).status, 200)
+  assert.equal((await get(`${te.adminUrl}/api/status`, { headers: { cookie: 'edge_admin=s3cret-admiN' } })).status, 401)
+  assert.equal((await get(`${te.adminUrl}/api/status`, { headers: { cookie: 'edge_admin=%E0%A4%A' } })).status, 401)
+
   const dir = await tmp(t)
   const open = join(dir, 'open.toml')
   await writeFile(open, `[admin]\nlisten = "0.0.0.0:0"\n\n[[listeners]]\nname = "web"\nlisten = "127.0.0.1:0"\n`)

@@ -13,7 +13,7 @@ import { backend, client, head, startEdge, until } from './edge-util.js'
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 const OUT = fileURLToPath(new URL('../../test-output/', import.meta.url))
 
-test('the status page lists every backend and shows one going down', async t => {
+test('the status page (behind the admin token) lists every backend and shows one going down', async t => {
   if (!existsSync(CHROMIUM)) {
     t.skip(`no Chromium at ${CHROMIUM} (CI installs it with apt; set CHROMIUM_PATH to use another)`)
     return
@@ -32,7 +32,7 @@ test('the status page lists every backend and shows one going down', async t => 
   const b = await backend(t, slow(8))
   const c = await backend(t)
   const d = await backend(t, slow(20))
-  const te = await startEdge(t, `${head()}
+  const te = await startEdge(t, `${head('token = "page-token"')}
 [[routes]]
 match = { path_prefix = "/static" }
 pool = "static"
@@ -78,7 +78,9 @@ backends = [{ url = "${d.url}", weight = 3 }]
   page.on('requestfailed', r => { errors.push(`${r.url()} failed: ${r.failure()?.errorText ?? '?'}`) })
   page.on('response', r => { if (r.status() >= 400) errors.push(`${r.url()}: HTTP ${r.status()}`) })
 
-  await page.goto(te.adminUrl)
+  // With an admin token, the page is opened once with ?token= (it becomes a cookie the page's requests carry).
+  await page.goto(`${te.adminUrl}/?token=page-token`)
+  assert.equal(page.url(), `${te.adminUrl}/`)
   for (const x of [a, b, c, d]) await page.waitForSelector(`tr[data-backend="${x.url}"][data-state="up"]`, { timeout: 5000 })
   assert.equal(await page.locator('tr[data-backend]').count(), 4)
   assert.deepEqual(await page.locator('[data-pool]').evaluateAll(els => els.map(e => e.getAttribute('data-pool'))), ['api', 'static'])
