@@ -1,4 +1,5 @@
-// The admin listener: /healthz and POST /api/reload for now. Loopback by default; a token guards it elsewhere.
+// The admin listener: status page, /healthz, /api/status, /api/events (SSE), /metrics, drain and reload. Loopback by
+// default; off loopback a token (Bearer, or a cookie the status page gets from /?token=) guards every endpoint.
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import { timingSafeEqual } from 'node:crypto'
 import type { Logger } from 'pino'
@@ -32,12 +33,37 @@ function json (res: ServerResponse, status: number, body: unknown): void {
   res.end(text)
 }
 
+function same (given: string, token: string): boolean {
+  const a = Buffer.from(given)
+  const b = Buffer.from(token)
+  return a.length === b.length && timingSafeEqual(a, b)
+}
+
+const COOKIE = 'edge_admin'
+const COOKIE_VALUE = /(?:^|;\s*)edge_admin=([^;]*)/
+
+/** The Bearer header, or (for the status page, whose fetch and EventSource cannot set headers) the admin cookie. */
 function tokenOk (req: IncomingMessage, token: string | undefined): boolean {
   if (token === undefined) return true
   const auth = req.headers.authorization ?? ''
-  const given = Buffer.from(auth.startsWith('Bearer ') ? auth.slice(7) : '')
-  const want = Buffer.from(token)
-  return given.length === want.length && timingSafeEqual(given, want)
+  if (auth.startsWith('Bearer ')) return same(auth.slice(7), token)
+  const cookie = COOKIE_VALUE.exec(req.headers.cookie ?? '')
+  if (cookie === null) return false
+  try { return same(decodeURIComponent(cookie[1] as string), token) } catch { return false }
+}
+
+/**
+ * A browser opens the page once as /?token=T: a right token becomes a SameSite=Strict, HttpOnly cookie (so the
+ * token leaves the address bar and other sites cannot ride on it) and the browser is sent back to /.
+ */
+function pageLogin (req: IncomingMessage, res: ServerResponse, token: string | undefined): boolean {
+  if (token === undefined || req.method !== 'GET') return false
+  const q = (req.url ?? '').indexOf('?')
+  const given = q === -1 ? null : new URLSearchParams((req.url ?? '').slice(q + 1)).get('token')
+  if (given === null || !same(given, token)) return false
+  res.writeHead(303, { location: './', 'set-cookie': `${COOKIE}=${encodeURIComponent(token)}; Path=/; HttpOnly; SameSite=Strict`, 'cache-control': 'no-store' })
+  res.end()
+  return true
 }
 
 export class AdminServer {
@@ -63,12 +89,13 @@ export class AdminServer {
   }
 
   private handle (req: IncomingMessage, res: ServerResponse): void {
+    const path = (req.url ?? '/').split('?')[0]
+    if (path === '/' && pageLogin(req, res, this.opts.token)) return
     if (!tokenOk(req, this.opts.token)) {
       res.writeHead(401, { 'www-authenticate': 'Bearer', 'content-type': 'text/plain' })
-      res.end('401 unauthorized: send Authorization: Bearer <admin token>\n')
+      res.end('401 unauthorized: send Authorization: Bearer <admin token> (in a browser, open /?token=<admin token> once)\n')
       return
     }
-    const path = (req.url ?? '/').split('?')[0]
     if (path === '/' && (req.method === 'GET' || req.method === 'HEAD')) {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(STATUS_PAGE), 'cache-control': 'no-store' })
       res.end(req.method === 'HEAD' ? undefined : STATUS_PAGE)

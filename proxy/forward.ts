@@ -164,6 +164,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
     } else if (this.hasBody || !IDEMPOTENT.has(this.req.method ?? '')) {
       return false
     }
+    // With nowhere else to go, the backend's own answer stands (and no budget is spent).
+    if (!this.pool.hasOther(now, this.shard, this.member)) return false
     return this.pool.state.budget.tryRetry(now)
   }
 

@@ -3,7 +3,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import type { HashKey, PoolConfig } from '../config/types.js'
 import { hash32, type Backend, type BackendStore, type PoolState } from './backend.js'
 import { balancers, type Balancer } from './balancers/index.js'
-import type { Member } from './balancers/balancer.js'
+import { usable, type Member } from './balancers/balancer.js'
 import { ConsistentHash, pickShard } from './balancers/hash.js'
 
 export class Shard {
@@ -80,6 +80,13 @@ export class PoolRuntime {
       return { member: shard.balancer.pick(shard.members, now, k, exclude), shard, key: k }
     }
     return { member: this.balancer.pick(this.members, now, k, exclude), shard: undefined, key: k }
+  }
+
+  /** Whether a member other than `exclude` could take a retry now; no side effects on the balancer. */
+  hasOther (now: number, shard: Shard | undefined, exclude: Member | undefined): boolean {
+    const list = shard === undefined ? this.members : shard.members
+    for (const m of list) if (usable(m, now, exclude)) return true
+    return false
   }
 
   /** After a failed pick: true when members are up but all at their in-flight limit (503 overloaded). */

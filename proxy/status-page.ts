@@ -7,6 +7,7 @@ export const STATUS_PAGE = `<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>edge-proxy status</title>
+<link rel="icon" href="data:,">
 <style>
   :root { --ok: #1a7f37; --bad: #cf222e; --warn: #9a6700; --mute: #57606a; --line: #d0d7de; }
   body { font: 14px/1.4 system-ui, sans-serif; margin: 0; color: #1f2328; background: #f6f8fa; }
@@ -23,7 +24,7 @@ export const STATUS_PAGE = `<!doctype html>
   .up { background: var(--ok); } .down { background: var(--bad); } .drain { background: var(--warn); }
   .state-up { color: var(--ok); } .state-down { color: var(--bad); font-weight: 600; } .state-drain { color: var(--warn); }
   .pools { display: grid; gap: 16px; }
-  .chart { width: 100%; height: 120px; }
+  .chart { display: block; width: 100%; height: auto; margin-top: 8px; }
   .muted { color: var(--mute); }
   #events { max-height: 240px; overflow: auto; font-family: ui-monospace, monospace; font-size: 12px; }
   #events div { padding: 2px 0; border-bottom: 1px dotted var(--line); }
@@ -70,26 +71,53 @@ function rate(key, requests, now) {
   return Math.max(0, (requests - prev.requests) / ((now - prev.t) / 1000));
 }
 
+// Rounds a chart's top up to 1, 2 or 5 x 10^k so the grid labels are readable.
+function niceMax(v) {
+  const k = Math.pow(10, Math.floor(Math.log10(v)));
+  for (const m of [1, 2, 5, 10]) if (v <= m * k) return m * k;
+  return 10 * k;
+}
+
+function ago(ms) {
+  const s = Math.round(ms / 1000);
+  return s < 60 ? s + "s" : Math.floor(s / 60) + "m" + (s % 60 ? " " + (s % 60) + "s" : "");
+}
+
+const SERIES = [["p50", "#0969da", ""], ["p95", "#bc4c00", ""], ["p99", "#8250df", "4 3"]];
+
 function chart(points) {
-  const w = 600, h = 120, pad = 24;
-  if (points.length < 2) return '<svg class="chart" viewBox="0 0 ' + w + ' ' + h + '"><text x="10" y="20" fill="#57606a">collecting…</text></svg>';
-  const t1 = points[points.length - 1].t, t0 = t1 - HISTORY_S * 1000;
-  const max = Math.max(1, ...points.map(p => Math.max(p.p95 || 0, p.p50 || 0))) * 1.1;
-  const x = t => pad + (w - pad - 4) * (t - t0) / (t1 - t0);
-  const y = v => h - pad + 4 - (h - pad) * (v / max);
-  const line = (k, color) => '<polyline fill="none" stroke="' + color + '" stroke-width="1.5" points="' +
-    points.filter(p => p[k] !== undefined).map(p => x(p.t).toFixed(1) + "," + y(p[k]).toFixed(1)).join(" ") + '"/>';
-  return '<svg class="chart" viewBox="0 0 ' + w + ' ' + h + '" role="img" aria-label="latency chart">' +
-    '<line x1="' + pad + '" y1="' + (h - pad + 4) + '" x2="' + w + '" y2="' + (h - pad + 4) + '" stroke="#d0d7de"/>' +
-    '<text x="2" y="12" font-size="10" fill="#57606a">' + fmt(max, 0) + ' ms</text>' +
-    '<text x="2" y="' + (h - 8) + '" font-size="10" fill="#57606a">-5m</text>' +
-    line("p50", "#0969da") + line("p95", "#bc4c00") +
-    '<text x="' + (w - 110) + '" y="12" font-size="10" fill="#0969da">p50</text><text x="' + (w - 80) + '" y="12" font-size="10" fill="#bc4c00">p95 (upstream ms)</text></svg>';
+  const w = 1000, h = 150, left = 48, right = 10, top = 18, bottom = 22;
+  const open = '<svg class="chart" viewBox="0 0 ' + w + ' ' + h + '" role="img" aria-label="upstream latency chart">';
+  if (points.length < 2) return open + '<text x="' + left + '" y="' + (top + 24) + '" font-size="13" fill="#57606a">collecting latency samples…</text></svg>';
+  // The x axis spans what has been collected, up to the last five minutes, so a fresh page is not one sliver.
+  const t1 = points[points.length - 1].t, t0 = Math.max(points[0].t, t1 - HISTORY_S * 1000);
+  const max = niceMax(Math.max(1, ...points.map(p => Math.max(p.p99 || 0, p.p95 || 0, p.p50 || 0))));
+  const x = t => left + (w - left - right) * (t - t0) / Math.max(1, t1 - t0);
+  const y = v => top + (h - top - bottom) * (1 - Math.min(v, max) / max);
+  let svg = open;
+  for (const f of [0, 0.5, 1]) {
+    const yy = y(max * f).toFixed(1);
+    svg += '<line x1="' + left + '" y1="' + yy + '" x2="' + (w - right) + '" y2="' + yy + '" stroke="#d0d7de"' + (f === 0 ? '' : ' stroke-dasharray="2 4"') + '/>' +
+      '<text x="' + (left - 6) + '" y="' + (Number(yy) + 4) + '" font-size="11" text-anchor="end" fill="#57606a">' + fmt(max * f, max < 10 ? 1 : 0) + ' ms</text>';
+  }
+  svg += '<text x="' + left + '" y="' + (h - 4) + '" font-size="11" fill="#57606a">−' + ago(t1 - t0) + '</text>' +
+    '<text x="' + (w - right) + '" y="' + (h - 4) + '" font-size="11" text-anchor="end" fill="#57606a">now</text>';
+  for (const [k, color, dash] of SERIES) {
+    const pts = points.filter(p => p.t >= t0 && p[k] !== undefined).map(p => x(p.t).toFixed(1) + "," + y(p[k]).toFixed(1)).join(" ");
+    if (pts) svg += '<polyline fill="none" stroke="' + color + '" stroke-width="1.8"' + (dash ? ' stroke-dasharray="' + dash + '"' : '') + ' points="' + pts + '"/>';
+  }
+  let lx = w - right - 260;
+  svg += '<text x="' + (lx - 8) + '" y="11" font-size="11" text-anchor="end" fill="#57606a">upstream time to first byte</text>';
+  for (const [k, color] of SERIES) {
+    svg += '<rect x="' + lx + '" y="4" width="10" height="3" fill="' + color + '"/><text x="' + (lx + 14) + '" y="11" font-size="11" fill="' + color + '">' + k + '</text>';
+    lx += 50;
+  }
+  return svg + '</svg>';
 }
 
 function renderPools(st, now) {
   const html = st.pools.map(p => {
-    let poolRps = 0, p50s = [], p95s = [];
+    let poolRps = 0, up = 0, p50s = [], p95s = [], p99s = [];
     const rows = p.backends.map(b => {
       const [cls, label] = backendState(b);
       const r = b.rps !== undefined ? b.rps : rate(p.name + " " + b.url, b.requests, now);
@@ -97,6 +125,8 @@ function renderPools(st, now) {
       const lat = b.latency || {};
       if (lat.p50 !== undefined) p50s.push(lat.p50);
       if (lat.p95 !== undefined) p95s.push(lat.p95);
+      if (lat.p99 !== undefined) p99s.push(lat.p99);
+      if (cls === "up") up++;
       return '<tr data-backend="' + esc(b.url) + '" data-state="' + cls + '"><td><span class="dot ' + cls + '"></span>' + esc(b.url) + '</td>' +
         '<td class="state-' + cls + '">' + label + '</td><td>' + b.weight + '</td><td>' + fmt(r) + '</td><td>' + b.inflight + '</td>' +
         '<td>' + fmt(lat.p50 !== undefined ? lat.p50 : b.ewma_ms, 2) + '</td><td>' + fmt(lat.p95, 2) + '</td><td>' + fmt(lat.p99, 2) + '</td>' +
@@ -105,11 +135,11 @@ function renderPools(st, now) {
     const h = history.get(p.name) || [];
     const avg = a => a.length ? a.reduce((x, y) => x + y, 0) / a.length : undefined;
     const ew = avg(p.backends.filter(b => b.ewma_ms > 0).map(b => b.ewma_ms));
-    h.push({ t: now, p50: avg(p50s) !== undefined ? avg(p50s) : ew, p95: avg(p95s), rps: poolRps });
+    h.push({ t: now, p50: avg(p50s) !== undefined ? avg(p50s) : ew, p95: avg(p95s), p99: p99s.length ? Math.max(...p99s) : undefined, rps: poolRps });
     while (h.length && h[0].t < now - HISTORY_S * 1000) h.shift();
     history.set(p.name, h);
     const shards = p.shards ? '<div class="muted">shards: ' + p.shards.map(s => esc(s.name) + " (" + s.backends.length + ")").join(", ") + '</div>' : "";
-    return '<div class="pool" data-pool="' + esc(p.name) + '"><h3>' + esc(p.name) + ' <span class="muted">' + esc(p.balance) + ' · ' + fmt(poolRps) + ' req/s</span></h3>' + shards +
+    return '<div class="pool" data-pool="' + esc(p.name) + '"><h3>' + esc(p.name) + ' <span class="' + (up === p.backends.length ? "state-up" : up === 0 ? "state-down" : "state-drain") + '">' + up + '/' + p.backends.length + ' up</span> <span class="muted">' + esc(p.balance) + ' · ' + fmt(poolRps) + ' req/s</span></h3>' + shards +
       '<table><tr><th>backend</th><th>state</th><th>weight</th><th>req/s</th><th>in flight</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>requests</th><th>failures</th></tr>' + rows + '</table>' +
       chart(h) + '</div>';
   }).join("");
@@ -128,10 +158,14 @@ function renderTables(st) {
   }
 }
 
+const EVENT_TONE = { unhealthy: "state-down", ejected: "state-down", "reload-failed": "state-down", "worker-exit": "state-down",
+  healthy: "state-up", restored: "state-up", drain: "state-drain", "ejection-held": "state-drain" };
+
 function addEvent(e) {
   const box = document.getElementById("events");
   const div = document.createElement("div");
   div.textContent = e.time.replace("T", " ").slice(0, 19) + "  " + e.type + "  " + e.message;
+  div.className = EVENT_TONE[e.type] || "";
   box.prepend(div);
   while (box.childElementCount > 200) box.lastElementChild.remove();
 }
@@ -145,6 +179,9 @@ async function poll() {
     document.getElementById("meta").textContent = "config " + st.config + " · generation " + st.generation + " · workers " + st.workers + " · updated " + new Date(now).toLocaleTimeString();
     document.getElementById("error").textContent = "";
     renderPools(st, now);
+    // The tab's title says when something is down, for an operator who keeps the page open in the background.
+    const down = st.pools.reduce((n, p) => n + p.backends.filter(b => backendState(b)[0] === "down").length, 0);
+    document.title = (down ? "(" + down + " down) " : "") + "edge-proxy status";
     renderTables(st);
   } catch (err) {
     document.getElementById("error").textContent = "cannot reach the admin API: " + err.message;
