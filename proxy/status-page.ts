@@ -151,10 +151,24 @@ function renderTables(st) {
     st.listeners.map(l => '<tr><td>' + esc(l.name) + '</td><td>' + esc(l.protocol) + '</td><td>' + esc(l.address) + '</td></tr>').join("");
   document.getElementById("routes").innerHTML = '<tr><th>route</th><th>match</th><th>action</th></tr>' +
     st.routes.map(r => '<tr><td>' + esc(r.name) + '</td><td>' + esc(Object.entries(r.match).map(([k, v]) => k + "=" + (typeof v === "object" ? JSON.stringify(v) : v)).join(" ") || "(any)") + '</td><td>' + esc(r.action) + '</td></tr>').join("");
-  for (const key of ["tunnels", "certificates", "shadow", "ha", "scale"]) {
+  const section = (key, html) => {
     const sec = document.getElementById("sec-" + key);
-    if (st[key] === undefined) continue;
-    sec.innerHTML = '<h2>' + sec.querySelector("h2").textContent + '</h2><pre>' + esc(JSON.stringify(st[key], null, 2)) + '</pre>';
+    sec.innerHTML = '<h2>' + sec.querySelector("h2").textContent + '</h2>' + html;
+  };
+  if (Array.isArray(st.certificates) && st.certificates.length > 0) {
+    section("certificates", '<table><tr><th>listener</th><th>names</th><th>expires</th><th>days left</th></tr>' + st.certificates.map(c =>
+      '<tr><td>' + esc(c.listener || "") + '</td><td>' + esc((c.names || []).join(", ")) + '</td><td>' + esc(String(c.not_after || c.notAfter || "").slice(0, 10)) + '</td>' +
+      '<td class="' + ((c.days_left ?? c.daysLeft) < 14 ? "state-down" : "state-up") + '">' + esc(String(c.days_left ?? c.daysLeft ?? "")) + '</td></tr>').join("") + '</table>');
+  }
+  if (st.tunnels !== undefined) {
+    const ss = st.tunnels.sessions || [];
+    section("tunnels", '<div class="muted">endpoint ' + esc(st.tunnels.listen) + ' · ' + ss.length + ' session(s)</div>' + (ss.length === 0 ? "" :
+      '<table><tr><th>client</th><th>names</th><th>streams</th><th>in / out</th><th>stalls</th></tr>' + ss.map(x =>
+        '<tr><td>' + esc(x.sub) + '</td><td>' + esc((x.names || []).map(n => n.name || n).join(", ")) + '</td><td>' + x.streams_open + ' / ' + x.streams_total + '</td>' +
+        '<td>' + fmt(x.bytes_in / 1048576) + ' / ' + fmt(x.bytes_out / 1048576) + ' MB</td><td>' + x.window_stalls + '</td></tr>').join("") + '</table>'));
+  }
+  for (const key of ["shadow", "ha", "scale"]) {
+    if (st[key] !== undefined) section(key, '<pre>' + esc(JSON.stringify(st[key], null, 2)) + '</pre>');
   }
 }
 
