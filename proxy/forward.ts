@@ -8,7 +8,7 @@ import type { RetryOn } from '../health/config.js'
 import type { Member } from './balancers/balancer.js'
 import type { PoolRuntime, Shard } from './pool.js'
 import { classifyUpstreamError, EdgeError, statusFor, type ErrorCode } from './errors.js'
-import { connectionNamed, isHopByHop } from './headers.js'
+import { connectionNamed, isHopByHop, stripNamed } from './headers.js'
 import { trailerRecord } from './h2.js'
 
 export interface ExchangeObserver {
@@ -355,16 +355,6 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.durationMs = performance.now() - this.start
     this.observer.onExchangeEnd(this)
   }
-}
-
-function stripNamed (out: string[], named: Set<string>): void {
-  let w = 0
-  for (let r = 0; r < out.length; r += 2) {
-    if (named.has((out[r] as string).toLowerCase())) continue
-    out[w++] = out[r] as string
-    out[w++] = out[r + 1] as string
-  }
-  out.length = w
 }
 
 function round2 (ms: number): number {

@@ -22,6 +22,17 @@ export function connectionNamed (value: string | undefined): Set<string> | undef
   return out
 }
 
+/** Removes, in place, the [name, value] pairs of a flat header list whose (lower-cased) name is in `named`. */
+export function stripNamed (out: string[], named: ReadonlySet<string>): void {
+  let w = 0
+  for (let r = 0; r < out.length; r += 2) {
+    if (named.has((out[r] as string).toLowerCase())) continue
+    out[w++] = out[r] as string
+    out[w++] = out[r + 1] as string
+  }
+  out.length = w
+}
+
 /** `Forwarded` node syntax: IPv6 addresses are quoted and bracketed. */
 export function forwardedFor (ip: string): string {
   return ip.includes(':') ? `"[${ip}]"` : ip

@@ -7,7 +7,7 @@ import type { Logger } from 'pino'
 import type { ListenerConfig, RouteConfig } from '../config/types.js'
 import { formatAddress } from '../config/address.js'
 import { Exchange, sendError, type ExchangeObserver, type PoolAction } from './forward.js'
-import { forwardedFor, newRequestId } from './headers.js'
+import { connectionNamed, forwardedFor, newRequestId, stripNamed } from './headers.js'
 import { normalizeHost } from './router.js'
 import type { EdgeTable } from './table.js'
 import type { AccessLog } from './log.js'
@@ -132,21 +132,9 @@ export function scanRequest (req: IncomingMessage, proto: string, clientIp: stri
   // Node's parser already refuses CL+TE, repeated CL, bad chunk sizes and obs-fold; it accepts a TE list ending
   // in chunked ("gzip, chunked"), which a backend could read differently once we re-frame the body: refuse it.
   if (te !== undefined && te.trim().toLowerCase() !== 'chunked') bad = `unsupported Transfer-Encoding "${te}": only "chunked" is accepted`
-  if (connection !== undefined) {
-    const lower = connection.toLowerCase()
-    if (lower.includes(',') || (lower.trim() !== 'close' && lower.trim() !== 'keep-alive' && lower.trim() !== 'upgrade')) {
-      const named = new Set(lower.split(',').map(s => s.trim()).filter(s => s !== '' && s !== 'close' && s !== 'keep-alive' && s !== 'upgrade'))
-      if (named.size > 0) {
-        let w = 0
-        for (let r = 0; r < out.length; r += 2) {
-          if (named.has((out[r] as string).toLowerCase())) continue
-          out[w++] = out[r] as string
-          out[w++] = out[r + 1] as string
-        }
-        out.length = w
-      }
-    }
-  }
+  // Headers the client's Connection header names are hop-by-hop too.
+  const named = connectionNamed(connection)
+  if (named !== undefined) stripNamed(out, named)
   if (keepUpgrade && upgrade !== undefined) out.push('connection', 'upgrade', 'upgrade', upgrade)
   const id = requestId ?? newRequestId()
   const host = normalizeHost(rawHost)
