@@ -174,7 +174,7 @@ export async function startRegisteredTunnel (t: TestContext, edge: EdgeProc, nam
   const from = edge.log.mark
   const tun = startTunnel(t, edge.ports.tunnel, mintToken([name]), name, to, extra)
   await tun.log.wait(/granted http:/)
-  await edge.log.wait(new RegExp(`"name":"${name.replace(/\./g, '\\.')}".*"msg":"tunnel registered"`), 10_000, from)
+  await edge.log.wait(new RegExp(`"name":"${name.replace(/[.*]/g, '\\$&')}".*"msg":"tunnel registered"`), 10_000, from)
   return tun
 }
 

@@ -98,3 +98,19 @@ test('WebSocket echo through a tunnel (explicit pool and auto_route)', async t =
   }
   assert.deepEqual(seen, ['127.0.0.4', '127.0.0.4'])
 })
+
+test('auto_route with a wildcard claim: every host under it shares one auto pool (no per-host state)', async t => {
+  const edge = await startEdge(t)
+  const backend = await httpServer(t, echo('wild'))
+  await startRegisteredTunnel(t, edge, '*.dyn.tunnel.test', backend.url)
+  // Hosts are the client's to choose: 100 distinct ones must not make 100 routes, pools and metric series.
+  for (let i = 0; i < 100; i++) {
+    const r = await request(edge.ports.http, `h${i}.dyn.tunnel.test`, '/')
+    assert.equal(r.status, 200, r.body)
+    assert.equal(JSON.parse(r.body).host, `h${i}.dyn.tunnel.test`)
+  }
+  assert.equal((await request(edge.ports.http, 'dyn.tunnel.test')).status, 404) // the apex is not claimed
+  const metrics = (await request(edge.admin, '127.0.0.1', '/metrics')).body
+  const routes = new Set([...metrics.matchAll(/edge_requests_total\{route="([^"]*)"/g)].map(m => m[1]))
+  assert.deepEqual([...routes].filter(r => r?.startsWith('tunnel:')), ['tunnel:*.dyn.tunnel.test'])
+})
