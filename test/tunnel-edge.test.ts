@@ -114,3 +114,28 @@ test('auto_route with a wildcard claim: every host under it shares one auto pool
   const routes = new Set([...metrics.matchAll(/edge_requests_total\{route="([^"]*)"/g)].map(m => m[1]))
   assert.deepEqual([...routes].filter(r => r?.startsWith('tunnel:')), ['tunnel:*.dyn.tunnel.test'])
 })
+
+test('a tunnel whose local target is down answers 502 at once; a config reload keeps tunnel members', async t => {
+  const edge = await startEdge(t)
+  const dead = await httpServer(t, echo('gone'))
+  dead.server.close() // the port is free now: the tunnel client's connect is refused
+  await startRegisteredTunnel(t, edge, 'down.tunnel.test', dead.url)
+  const started = performance.now()
+  const r = await request(edge.ports.http, 'down.tunnel.test')
+  assert.equal(r.status, 502, r.body)
+  assert.ok(performance.now() - started < 3000)
+
+  const app = await httpServer(t, echo('app'))
+  await startRegisteredTunnel(t, edge, 'app.tunnel.test', app.url)
+  assert.equal((await request(edge.ports.http, 'app.tunnel.test')).status, 200)
+  const from = edge.log.mark
+  edge.child.kill('SIGHUP')
+  await edge.log.wait(/"msg":"config reloaded"/, 5000, from)
+  for (let i = 0; i < 3; i++) {
+    const after = await request(edge.ports.http, 'app.tunnel.test')
+    assert.equal(after.status, 200, after.body)
+    assert.equal(JSON.parse(after.body).id, 'app')
+  }
+  assert.equal((await request(edge.ports.http, 'down.tunnel.test')).status, 502) // auto_route still there too
+  assert.equal(edge.log.count(/tunnel unregistered/), 0)
+})
