@@ -130,5 +130,5 @@ test('edge RSS stays bounded while a client refuses to read a 1 GB response thro
   assert.ok(after - before < 64 * MB, `edge RSS grew ${((after - before) / MB).toFixed(1)} MB`)
   // Backpressure reached the backend: it stopped sending, nothing kept reading the gigabyte into memory.
   assert.ok(sentLater < 128 * MB, `backend sent ${sentLater} bytes to a client that reads nothing`)
-  assert.equal(sentLater, stalledAt)
+  assert.ok(sentLater - stalledAt < 8 * MB, `backend kept sending: ${stalledAt} -> ${sentLater} bytes`)
 })
