@@ -8,7 +8,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { WebSocket } from 'ws'
 import { FrameType, encodeFrame } from '../packer/frame.js'
 import { encodeHello } from '../packer/payload.js'
-import { APP_POOL, edgeStatus, httpServer, mintToken, request, sleep, startEdge, startRegisteredTunnel, type Reply } from './tunnel-edge-util.js'
+import { APP_POOL, deadline, edgeStatus, httpServer, mintToken, request, sleep, startEdge, startRegisteredTunnel, type Reply } from './tunnel-edge-util.js'
 
 function whoami (id: string) {
   return (req: IncomingMessage, res: ServerResponse): void => {
@@ -109,7 +109,7 @@ respond = { status = 200, body = "plain\\n" }
     t.after(() => ws.terminate())
     const closed = once(ws, 'close')
     a.send(ws)
-    const [code] = await Promise.race([closed, sleep(5000).then(() => [-1])]) as [number]
+    const [code] = await Promise.race([closed, deadline(5000, [-1])]) as [number]
     assert.ok(a.codes.includes(code), `${a.what}: closed with ${code}`)
     // Everything else still works at once.
     assert.equal((await request(edge.ports.http, 'app.tunnel.test')).body, 'good', a.what)

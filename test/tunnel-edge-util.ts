@@ -18,6 +18,9 @@ const ENV = { ...process.env, EDGE_TUNNEL_SECRET: SECRET }
 
 export function sleep (ms: number): Promise<void> { return new Promise(resolve => setTimeout(resolve, ms)) }
 
+/** Resolves with `value` after ms, without keeping the process alive (for Promise.race deadlines). */
+export function deadline<T> (ms: number, value: T): Promise<T> { return new Promise(resolve => setTimeout(resolve, ms, value).unref()) }
+
 /** A free loopback port: bind 0, read it, close. */
 export async function freePort (): Promise<number> {
   const s = createServer()
