@@ -1,5 +1,5 @@
 // Tunnels end to end: bulk data and flow control through real edge and tunnel processes. A 100 MB download
-// arrives intact; a reader that stops does not slow another stream on the same tunnel; and a client that refuses
+// and upload arrive intact; a reader that stops does not slow another stream on the same tunnel; and a client that refuses
 // to read a 1 GB response costs the edge bounded memory (the stall reaches back to the backend).
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
@@ -95,6 +95,42 @@ test('a 100 MB download through a tunnel arrives intact (SHA-256)', async t => {
   assert.equal(backend.sent.get('big')?.done, true)
   assert.equal(r.hash, backend.sent.get('big')?.hash)
   t.diagnostic(`100 MB through the tunnel in ${r.seconds.toFixed(2)} s: ${(100 / r.seconds).toFixed(1)} MB/s`)
+})
+
+test('a 100 MB upload through a tunnel arrives intact (SHA-256)', async t => {
+  const edge = await startEdge(t)
+  const { url } = await httpServer(t, (req, res) => {
+    const h = createHash('sha256')
+    let n = 0
+    req.on('data', (c: Buffer) => { h.update(c); n += c.length })
+    req.on('end', () => { res.end(`${n} ${h.digest('hex')}`) })
+  })
+  await startRegisteredTunnel(t, edge, 'app.tunnel.test', url)
+  const h = createHash('sha256')
+  const start = performance.now()
+  const answer = await new Promise<string>((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port: edge.ports.http, method: 'PUT', path: '/up', agent: false, headers: { host: 'app.tunnel.test', 'content-length': 100 * MB } }, res => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (c: string) => { body += c })
+      res.on('end', () => { resolve(body) })
+    })
+    req.on('error', reject)
+    let sent = 0
+    const pump = (): void => {
+      while (sent < 100 * MB) {
+        const chunk = randomBytes(CHUNK)
+        h.update(chunk)
+        sent += chunk.length
+        if (!req.write(chunk)) { req.once('drain', pump); return }
+      }
+      req.end()
+    }
+    pump()
+  })
+  const seconds = (performance.now() - start) / 1000
+  assert.equal(answer, `${100 * MB} ${h.digest('hex')}`)
+  t.diagnostic(`100 MB upload through the tunnel in ${seconds.toFixed(2)} s: ${(100 / seconds).toFixed(1)} MB/s`)
 })
 
 test('a stalled reader does not slow another stream on the same tunnel (50 MB moves meanwhile)', async t => {
