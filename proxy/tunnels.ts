@@ -166,8 +166,10 @@ export class TunnelMembers {
     if (byName.size === 0) { this.#byName.delete(name); this.#auto.delete(name) }
     this.#deps.store.drop(backend.url)
     this.version++
-    // The session is gone: its streams already failed; new requests go to the other members, or 503.
-    void backend.dispatcher.destroy().catch(() => {})
+    // New requests go to the other members, or 503. A session that closed already failed its streams; one that is
+    // draining (the client sent GOAWAY) finishes them, so close gracefully: in-flight requests complete, idle
+    // keep-alive streams close, and the client's drain can end.
+    void (session.closed ? backend.dispatcher.destroy() : backend.dispatcher.close()).catch(() => {})
     this.#deps.log.info({ name, url: backend.url }, 'tunnel unregistered')
     this.#deps.onEvent?.('tunnel-down', `tunnel for ${name} went away (${backend.url})`, { name, backend: backend.url })
   }

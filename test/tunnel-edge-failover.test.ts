@@ -53,6 +53,24 @@ test('two tunnel clients on one name share load; SIGKILL one and new requests go
   assert.equal(st.tunnels?.sessions.length, 1)
 })
 
+test('a client that drains (SIGTERM) finishes its in-flight requests; new ones go to the other client', async t => {
+  const edge = await startEdge(t)
+  const a = await httpServer(t, whoami('a'))
+  const b = await httpServer(t, whoami('b'))
+  const ta = await startRegisteredTunnel(t, edge, 'app.tunnel.test', a.url)
+  await startRegisteredTunnel(t, edge, 'app.tunnel.test', b.url)
+  const inflight = Array.from({ length: 4 }, () => request(edge.ports.http, 'app.tunnel.test', '/slow').then((r): Reply | Error => r, (e: Error) => e))
+  await sleep(300)
+  const from = edge.log.mark
+  ta.child.kill('SIGTERM')
+  await edge.log.wait(/"msg":"tunnel unregistered"/, 5000, from)
+  for (let i = 0; i < 10; i++) assert.equal((await request(edge.ports.http, 'app.tunnel.test')).body, 'b')
+  const outcomes = (await Promise.all(inflight)).map(r => r instanceof Error ? r.message : `${r.status} ${r.body}`)
+  assert.deepEqual(outcomes.sort(), ['200 a', '200 a', '200 b', '200 b'])
+  const [code] = await once(ta.child, 'exit')
+  assert.equal(code, 0)
+})
+
 test('restarting the edge on the same ports: the client is back within its backoff', async t => {
   const first = await startEdge(t)
   const backend = await httpServer(t, whoami('back'))
