@@ -23,7 +23,7 @@ test('two tunnel clients on one name share load; SIGKILL one and new requests go
   const a = await httpServer(t, whoami('a'))
   const b = await httpServer(t, whoami('b'))
   const ta = await startRegisteredTunnel(t, edge, 'app.tunnel.test', a.url)
-  await startRegisteredTunnel(t, edge, 'app.tunnel.test', b.url)
+  const tb = await startRegisteredTunnel(t, edge, 'app.tunnel.test', b.url)
   const counts: Record<string, number> = {}
   for (let i = 0; i < 20; i++) {
     const r = await request(edge.ports.http, 'app.tunnel.test')
@@ -51,6 +51,12 @@ test('two tunnel clients on one name share load; SIGKILL one and new requests go
   assert.ok(outcomes.every(o => o === 'b' || o === '502' || o === 'error'), outcomes.join(','))
   const st = await edgeStatus(edge)
   assert.equal(st.tunnels?.sessions.length, 1)
+  // The last one goes too: 503 at once, not a hang.
+  const last = edge.log.mark
+  tb.child.kill('SIGKILL')
+  await edge.log.wait(/"msg":"tunnel unregistered"/, 5000, last)
+  const gone = await request(edge.ports.http, 'app.tunnel.test')
+  assert.equal(gone.status, 503, gone.body)
 })
 
 test('a client that drains (SIGTERM) finishes its in-flight requests; new ones go to the other client', async t => {
