@@ -124,6 +124,12 @@ test('a tunnel whose local target is down answers 502 at once; a config reload k
   const r = await request(edge.ports.http, 'down.tunnel.test')
   assert.equal(r.status, 502, r.body)
   assert.ok(performance.now() - started < 3000)
+  // The same for a WebSocket upgrade: a 502 answer, not a dropped connection.
+  const ws = new WebSocket(`ws://127.0.0.1:${edge.ports.http}/`, { headers: { host: 'down.tunnel.test' } })
+  ws.on('error', () => {}) // terminate() below, on a refused handshake, reports one
+  const [, res] = await once(ws, 'unexpected-response') as [unknown, import('node:http').IncomingMessage]
+  assert.equal(res.statusCode, 502)
+  ws.terminate()
 
   const app = await httpServer(t, echo('app'))
   await startRegisteredTunnel(t, edge, 'app.tunnel.test', app.url)
