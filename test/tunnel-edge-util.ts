@@ -80,6 +80,8 @@ export interface EdgeProc {
 export interface EdgeOptions {
   ports?: EdgePorts
   autoRoute?: boolean
+  /** [tunnel] heartbeat, e.g. "1s" (default 15s). */
+  heartbeat?: string
   /** Extra TOML appended to the file (routes, pools). */
   extra?: string
 }
@@ -118,6 +120,7 @@ listen = "127.0.0.1:${ports.tunnel}"
 secret = "env:EDGE_TUNNEL_SECRET"
 allow = ["*.tunnel.test"]
 auto_route = ${opts.autoRoute ?? true}
+heartbeat = "${opts.heartbeat ?? '15s'}"
 ${opts.extra ?? APP_POOL}`
 }
 
