@@ -201,10 +201,12 @@ export function request (port: number, host: string, path = '/', opts: { method?
   })
 }
 
+export interface TunnelStatus { tunnels?: { sessions: { sub: string, names: { name: string }[], streams_open: number, streams_total: number }[] } }
+
 /** The edge's /api/status (tunnels section included). */
-export async function edgeStatus (edge: EdgeProc): Promise<{ tunnels?: { sessions: { sub: string, names: { name: string }[] }[] } }> {
+export async function edgeStatus (edge: EdgeProc): Promise<TunnelStatus> {
   const r = await request(edge.admin, '127.0.0.1', '/api/status')
-  return JSON.parse(r.body) as { tunnels?: { sessions: { sub: string, names: { name: string }[] }[] } }
+  return JSON.parse(r.body) as TunnelStatus
 }
 
 /** Resident set size of a process in bytes, from /proc/PID/status. */

@@ -4,12 +4,13 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
+import http from 'node:http'
 import { WebSocket, WebSocketServer } from 'ws'
 import { edgeStatus, httpServer, mintToken, request, sleep, startEdge, startRegisteredTunnel, startTunnel } from './tunnel-edge-util.js'
 
 /** A backend that answers with who it is and what it saw. */
 function echo (id: string) {
-  return (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse): void => {
+  return (req: http.IncomingMessage, res: http.ServerResponse): void => {
     res.setHeader('content-type', 'application/json')
     res.end(JSON.stringify({ id, host: req.headers.host, path: req.url, xff: req.headers['x-forwarded-for'], xfh: req.headers['x-forwarded-host'] }))
   }
@@ -127,7 +128,7 @@ test('a tunnel whose local target is down answers 502 at once; a config reload k
   // The same for a WebSocket upgrade: a 502 answer, not a dropped connection.
   const ws = new WebSocket(`ws://127.0.0.1:${edge.ports.http}/`, { headers: { host: 'down.tunnel.test' } })
   ws.on('error', () => {}) // terminate() below, on a refused handshake, reports one
-  const [, res] = await once(ws, 'unexpected-response') as [unknown, import('node:http').IncomingMessage]
+  const [, res] = await once(ws, 'unexpected-response') as [unknown, http.IncomingMessage]
   assert.equal(res.statusCode, 502)
   ws.terminate()
 
@@ -144,4 +145,27 @@ test('a tunnel whose local target is down answers 502 at once; a config reload k
   }
   assert.equal((await request(edge.ports.http, 'down.tunnel.test')).status, 502) // auto_route still there too
   assert.equal(edge.log.count(/tunnel unregistered/), 0)
+})
+
+test('concurrent requests through one tunnel: all answered, keep-alive streams reused', async t => {
+  const edge = await startEdge(t)
+  const backend = await httpServer(t, (req, res) => { setTimeout(() => { res.end(req.url) }, 5) })
+  await startRegisteredTunnel(t, edge, 'app.tunnel.test', backend.url)
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 64 })
+  t.after(() => agent.destroy())
+  const get = (path: string): Promise<string> => new Promise((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port: edge.ports.http, path, agent, headers: { host: 'app.tunnel.test' } }, res => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (c: string) => { body += c })
+      res.on('end', () => { resolve(`${res.statusCode ?? 0} ${body}`) })
+    }).on('error', reject)
+  })
+  for (let round = 0; round < 5; round++) {
+    const paths = Array.from({ length: 200 }, (_, i) => `/r/${round * 200 + i}`)
+    assert.deepEqual(await Promise.all(paths.map(get)), paths.map(p => `200 ${p}`))
+  }
+  const s = (await edgeStatus(edge)).tunnels?.sessions[0]
+  t.diagnostic(`1000 requests at concurrency 200 (64 client connections) over ${s?.streams_total} tunnel streams`)
+  assert.ok((s?.streams_total ?? 1000) < 1000, 'pooled streams are reused across requests')
 })
