@@ -65,13 +65,15 @@ export async function runTunnelCommand (argv: string[], err: NodeJS.WritableStre
     const refused = grant.refused.length > 0 ? `; refused ${grant.refused.map(c => `${c.service}:${c.name}`).join(', ')}` : ''
     err.write(`tunnel: connected to ${url}: granted ${granted}${refused}\n`)
   })
-  client.on('disconnect', (url: string) => { err.write(`tunnel: lost ${url}, reconnecting\n`) })
+  let draining = false
+  client.on('disconnect', (url: string) => { err.write(`tunnel: lost ${url}${draining ? '' : ', reconnecting'}\n`) })
   client.on('dial-error', (url: string, e: Error) => { err.write(`tunnel: ${url}: ${e.message}\n`) })
   client.start()
   await new Promise<void>(resolve => {
     process.once('SIGINT', resolve)
     process.once('SIGTERM', resolve)
   })
+  draining = true
   err.write('tunnel: draining\n')
   await client.drain()
   return 0

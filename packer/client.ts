@@ -1,9 +1,10 @@
 // Backend side: holds a session to each edge, claims names, and on OPEN connects the stream to the
 // local target mapped to that name. A lost or refused session is redialled with full-jitter backoff.
 import { EventEmitter } from 'node:events'
+import type { ClientRequest, IncomingMessage } from 'node:http'
 import { connect } from 'node:net'
 import { WebSocket } from 'ws'
-import { TunnelError, ResetCode } from './errors.js'
+import { TunnelError, ResetCode, tunnelErrorCodes, type TunnelErrorCode } from './errors.js'
 import { FrameType, MAX_MESSAGE } from './frame.js'
 import { decodeGrant, encodeHello, type Grant, type NameClaim, type Service } from './payload.js'
 import { Session, type SessionOptions } from './session.js'
@@ -113,7 +114,20 @@ export class TunnelClient extends EventEmitter {
     })
     link.ws = ws
     link.grant = undefined
-    ws.on('error', (err: Error) => { if (link.session === undefined) this.emit('dial-error', link.url, err) })
+    let refusal: TunnelError | undefined
+    ws.on('error', (err: Error) => { if (link.session === undefined) this.emit('dial-error', link.url, refusal ?? err) })
+    // A refused upgrade says why in X-Tunnel-Error and a one-line body: report that, not just "401".
+    ws.once('unexpected-response', (_req: ClientRequest, res: IncomingMessage) => {
+      const header = res.headers['x-tunnel-error']
+      const code = typeof header === 'string' && (tunnelErrorCodes as readonly string[]).includes(header) ? header as TunnelErrorCode : 'EP_ERR_TUNNEL_AUTH'
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (c: string) => { if (body.length < 1024) body += c })
+      res.once('close', () => {
+        refusal = new TunnelError(code, `edge refused the tunnel: ${res.statusCode ?? 0} ${code}${body.trim() === '' ? '' : `: ${body.trim().slice(0, 1024)}`}`)
+        ws.terminate()
+      })
+    })
     ws.once('open', () => { this.onOpen(link, ws) })
     ws.once('close', () => {
       const had = link.grant !== undefined

@@ -60,14 +60,19 @@ export class NameTable<V> {
 
   /** The values for a host: an exact entry wins, else "*.rest" walking labels off the left, else "*". */
   lookup (host: string): ReadonlySet<V> | undefined {
+    const k = this.key(host)
+    return k === undefined ? undefined : this.map.get(k)
+  }
+
+  /** The name (exact or wildcard) whose entry serves a host, as lookup() picks it. */
+  key (host: string): string | undefined {
     const h = normalizeName(host)
-    const exact = this.map.get(h)
-    if (exact !== undefined) return exact
+    if (this.map.has(h)) return h
     for (let i = h.indexOf('.'); i >= 0; i = h.indexOf('.', i + 1)) {
-      const w = this.map.get(`*${h.slice(i)}`)
-      if (w !== undefined) return w
+      const w = `*${h.slice(i)}`
+      if (this.map.has(w)) return w
     }
-    return this.map.get('*')
+    return this.map.has('*') ? '*' : undefined
   }
 
   names (): string[] { return [...this.map.keys()] }

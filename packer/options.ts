@@ -11,7 +11,7 @@ export interface SessionOptions {
   role: 'edge' | 'client'
   /** Our receive window per stream (default 256 KiB, 64 KiB..16 MiB). */
   streamWindow?: number
-  /** Our receive window for the whole session (default 32 x the stream window, capped at 1 GiB). */
+  /** Our receive window for the whole session (default maxStreams x the stream window, capped at 1 GiB). */
   sessionWindow?: number
   pingIntervalMs?: number
   pingTimeoutMs?: number

@@ -72,6 +72,11 @@ export class TunnelServer extends EventEmitter {
     return out
   }
 
+  /** The claimed name (exact, or the wildcard) that serves a host for a service, if any session claims it. */
+  claimOf (host: string, service: Service = 'http'): string | undefined {
+    return this.tables[service].key(host)
+  }
+
   openStream (session: Session, info: OpenInfo): TunnelStream {
     return session.openStream(info)
   }

@@ -43,10 +43,12 @@ export class Session extends EventEmitter {
     this.ws = ws
     this.role = opts.role
     const streamWindow = clamp(opts.streamWindow ?? DEFAULT_STREAM_WINDOW, MIN_WINDOW, MAX_WINDOW)
-    const sessionWindow = clamp(opts.sessionWindow ?? streamWindow * 32, streamWindow, 1 << 30)
+    this.maxStreams = opts.maxStreams ?? 1024
+    // By default the session window covers every stream's window: then streams whose readers stopped (each pins
+    // its own window here) cannot use up the session window and freeze the others; the stream limit binds first.
+    const sessionWindow = clamp(opts.sessionWindow ?? streamWindow * this.maxStreams, streamWindow, 1 << 30)
     this.localSettings = { streamWindow, sessionWindow }
     this.recvSession = sessionWindow
-    this.maxStreams = opts.maxStreams ?? 1024
     this.nextId = opts.role === 'edge' ? 1 : 2
     this.expect = opts.role === 'edge' ? 'hello' : 'grant'
     this.out = new Outbound(ws, this.stats, opts.maxBufferedBytes ?? 512 * 1024)

@@ -78,19 +78,23 @@ export class TunnelMembers {
     return out
   }
 
-  /** A route and pool for a host claimed by a tunnel (auto_route), or undefined. */
+  /**
+   * A route and pool for a host claimed by a tunnel (auto_route), or undefined. Keyed by the claimed name, not the
+   * host: under a wildcard claim the client picks the host, and per-host pools and metric series would be unbounded.
+   */
   autoRoute (host: string): { route: RouteConfig, pool: PoolRuntime } | undefined {
     if (!this.config.autoRoute || host === '' || this.server.lookup(host, 'http').length === 0) return undefined
-    let a = this.#auto.get(host)
+    const name = this.server.claimOf(host, 'http') as string
+    let a = this.#auto.get(name)
     if (a === undefined) {
-      const poolConfig = defaultPoolConfig(`tunnel:${host}`, { balance: 'least_conn', tunnel: host })
+      const poolConfig = defaultPoolConfig(`tunnel:${name}`, { balance: 'least_conn', tunnel: name })
       a = {
         pool: new PoolRuntime(poolConfig, this.#deps.store, this),
         route: Object.freeze({
-          name: `tunnel:${host}`,
+          name: `tunnel:${name}`,
           index: -1,
           listeners: undefined,
-          match: Object.freeze({ host, pathPrefix: undefined, methods: undefined, headers: undefined }),
+          match: Object.freeze({ host: name, pathPrefix: undefined, methods: undefined, headers: undefined }),
           action: Object.freeze({ kind: 'pool', pool: poolConfig, stripPrefix: false, hostHeader: 'client', timeout: 30_000, connectTimeout: 5_000, idleTimeout: 60_000 }),
         }) as RouteConfig,
       }
@@ -158,11 +162,14 @@ export class TunnelMembers {
     const backend = byName?.get(session)
     if (byName === undefined || backend === undefined) return
     byName.delete(session)
-    if (byName.size === 0) this.#byName.delete(name)
+    // Names come and go with sessions: forget the auto route of one nobody serves any more.
+    if (byName.size === 0) { this.#byName.delete(name); this.#auto.delete(name) }
     this.#deps.store.drop(backend.url)
     this.version++
-    // The session is gone: its streams already failed; new requests go to the other members, or 503.
-    void backend.dispatcher.destroy().catch(() => {})
+    // New requests go to the other members, or 503. A session that closed already failed its streams; one that is
+    // draining (the client sent GOAWAY) finishes them, so close gracefully: in-flight requests complete, idle
+    // keep-alive streams close, and the client's drain can end.
+    void (session.closed ? backend.dispatcher.destroy() : backend.dispatcher.close()).catch(() => {})
     this.#deps.log.info({ name, url: backend.url }, 'tunnel unregistered')
     this.#deps.onEvent?.('tunnel-down', `tunnel for ${name} went away (${backend.url})`, { name, backend: backend.url })
   }

@@ -77,7 +77,9 @@ export function proxyUpgrade (req: IncomingMessage, socket: Socket, head: Buffer
   upstream.on('error', (err) => {
     clearTimeout(timer)
     release()
-    if (!connected) {
+    // A tunnel stream counts as connected at once, but its backend may still fail to reach the target (RESET
+    // CONNECT_FAILED) before any answer: while nothing went back to the client, it can still get a 502.
+    if (!connected || (raw !== undefined && socket.bytesWritten === 0)) {
       backend.failures++
       log.debug({ err, backend: backend.url }, 'upgrade connect failed')
       refuse(socket, err.message === 'connect timeout' ? '504 Gateway Timeout' : '502 Bad Gateway', 'could not connect to the backend', scanned.requestId)
