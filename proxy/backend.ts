@@ -37,8 +37,8 @@ export class Backend {
   tunnel: string | undefined
   /** For tunnel backends: the client whose request opens the next stream (it travels in the stream's OPEN). */
   lastClient = ''
-  /** For tunnel backends: opens a raw stream to the service (used for Upgrade requests). */
-  openRaw: ((clientIp: string) => Duplex) | undefined
+  /** For tunnel backends: opens a raw stream to the service (Upgrade requests, tls passthrough). */
+  openRaw: ((clientIp: string, servername?: string) => Duplex) | undefined
 
   /** The pool `tls` settings this backend's connections use (https only). */
   readonly tls: BackendTlsConfig | undefined

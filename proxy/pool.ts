@@ -21,7 +21,7 @@ export type Selection =
 /** Where tunnel members come from (proxy/tunnels.ts); `version` moves whenever a session comes or goes. */
 export interface TunnelSource {
   readonly version: number
-  backendsFor (name: string): Backend[]
+  backendsFor (name: string, service?: 'http' | 'tls'): Backend[]
 }
 
 export class PoolRuntime {
@@ -39,7 +39,11 @@ export class PoolRuntime {
   /** Outlier detection and retry budget, shared with the pool's next generations. */
   readonly state: PoolState
 
-  constructor (config: PoolConfig, store: BackendStore, tunnels?: TunnelSource) {
+  /** Which tunnel claims feed this pool: "http" names, or "tls" names for pools behind tls passthrough routes. */
+  readonly tunnelService: 'http' | 'tls'
+
+  constructor (config: PoolConfig, store: BackendStore, tunnels?: TunnelSource, tunnelService: 'http' | 'tls' = 'http') {
+    this.tunnelService = tunnelService
     this.name = config.name
     this.#store = store
     this.#tunnels = config.tunnel === undefined ? undefined : tunnels
@@ -66,7 +70,7 @@ export class PoolRuntime {
     if (t === undefined || t.version === this.#seen) return
     this.#seen = t.version
     const list = [...this.#static]
-    for (const b of t.backendsFor(this.config.tunnel as string)) list.push(this.#store.member(this.name, b.url, 1))
+    for (const b of t.backendsFor(this.config.tunnel as string, this.tunnelService)) list.push(this.#store.member(this.name, b.url, 1))
     this.members = list
     this.state.outlier.update(list.map(m => m.backend.url))
   }

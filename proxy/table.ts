@@ -12,8 +12,13 @@ export class EdgeTable {
 
   constructor (config: Config, store: BackendStore, tunnels?: TunnelSource) {
     this.config = config
+    const tlsListeners = new Set(config.listeners.filter(l => l.protocol === 'tls').map(l => l.name))
+    const tlsPools = new Set<string>()
+    for (const r of config.routes) {
+      if (r.action.kind === 'pool' && r.listeners !== undefined && [...r.listeners].some(n => tlsListeners.has(n))) tlsPools.add(r.action.pool.name)
+    }
     const pools = new Map<string, PoolRuntime>()
-    for (const p of config.pools.values()) pools.set(p.name, new PoolRuntime(p, store, tunnels))
+    for (const p of config.pools.values()) pools.set(p.name, new PoolRuntime(p, store, tunnels, tlsPools.has(p.name) ? 'tls' : 'http'))
     this.pools = pools
     const routers = new Map<string, Router>()
     for (const l of config.listeners) routers.set(l.name, new Router(routesFor(config, l)))

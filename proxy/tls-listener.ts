@@ -3,17 +3,22 @@
 // lets the route's pool balancer choose a tcp:// backend, and splices the raw stream to it. The backend's own
 // certificate is what the client verifies.
 import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import type { ListenerConfig, RouteConfig } from '../config/types.js'
 import { formatAddress } from '../config/address.js'
 import type { Backend } from './backend.js'
 import type { EdgeTable } from './table.js'
+import type { PoolRuntime } from './pool.js'
+import type { TunnelMembers } from './tunnels.js'
 import { clientIpOf } from './http-listener.js'
 import { sniMatches } from './tls/names.js'
 import { TlsPassthroughListener, parseTcpTarget, type PassthroughEvent, type PassthroughTarget } from './tls/passthrough.js'
 
 export interface TlsListenerDeps {
   table (): EdgeTable
+  /** Tunnel sessions that claimed `tls:` names: pool members, and auto routes by SNI. */
+  tunnels? (): TunnelMembers | undefined
   readonly log: Logger
 }
 
@@ -27,7 +32,11 @@ const NO_HEADERS = { headers: {} }
 
 /** One spliced connection's hold on a backend: counted in flight until the upstream closes. */
 class BackendLease implements PassthroughTarget {
-  constructor (readonly host: string, readonly port: number, readonly backend: Backend, readonly cooldown: number) {
+  readonly open: (() => Duplex) | undefined
+  constructor (readonly host: string, readonly port: number, readonly backend: Backend, readonly cooldown: number, client: string, sni: string | undefined) {
+    const raw = backend.openRaw
+    // A tunnel member: the connection travels as a stream over the client's session.
+    this.open = raw === undefined ? undefined : () => raw(client, sni)
     backend.inflight++
     backend.requests++
   }
@@ -89,12 +98,19 @@ export class TlsListener {
 
   private pick (sni: string | undefined, client: Socket): PassthroughTarget | undefined {
     const route = this.route(sni)
-    if (route === undefined || route.action.kind !== 'pool') return undefined
-    const pool = this.#deps.table().pool(route.action.pool.name)
-    const member = pool?.select(NO_HEADERS, '/', clientIpOf(client), Date.now(), undefined).member
+    let pool: PoolRuntime | undefined
+    // A name claimed by a tunnel (tls:NAME) beats a route without match.sni, as auto_route does for Host.
+    if (route === undefined || route.match.sni === undefined) pool = this.#deps.tunnels?.()?.autoTlsPool(sni)
+    if (pool === undefined) {
+      if (route === undefined || route.action.kind !== 'pool') return undefined
+      pool = this.#deps.table().pool(route.action.pool.name)
+    }
+    const ip = clientIpOf(client)
+    const member = pool?.select(NO_HEADERS, '/', ip, Date.now(), undefined).member
     if (pool === undefined || member === undefined) return undefined
+    if (member.backend.openRaw !== undefined) return new BackendLease('tunnel', 0, member.backend, pool.config.unreachableCooldown, ip, sni)
     const t = parseTcpTarget(member.backend.url)
-    return new BackendLease(t.host, t.port, member.backend, pool.config.unreachableCooldown)
+    return new BackendLease(t.host, t.port, member.backend, pool.config.unreachableCooldown, ip, sni)
   }
 
   private onEvent (e: PassthroughEvent): void {

@@ -26,7 +26,7 @@ export function transportKey (tls: BackendTlsConfig | undefined): string {
   return tls === undefined ? '' : JSON.stringify(tls)
 }
 
-class RefusingDispatcher extends Dispatcher {
+export class RefusingDispatcher extends Dispatcher {
   override dispatch (_opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
     handler.onError?.(new Error('a tcp:// backend takes tls passthrough connections, not HTTP requests'))
     return false

@@ -13,6 +13,7 @@ import type { Session } from '../packer/session.js'
 import type { Service } from '../packer/payload.js'
 import { Backend, type BackendStore } from './backend.js'
 import { PoolRuntime } from './pool.js'
+import { RefusingDispatcher } from './transport.js'
 
 export interface TunnelMembersDeps {
   readonly log: Logger
@@ -31,6 +32,7 @@ export class TunnelMembers {
   /** name -> session -> backend */
   readonly #byName = new Map<string, Map<Session, Backend>>()
   readonly #auto = new Map<string, { route: RouteConfig, pool: PoolRuntime }>()
+  readonly #autoTls = new Map<string, PoolRuntime>()
   readonly #https: https.Server | undefined
 
   constructor (config: TunnelConfig, deps: TunnelMembersDeps) {
@@ -43,8 +45,15 @@ export class TunnelMembers {
       allow: config.allow,
       session: { pingIntervalMs: config.heartbeat },
     })
-    this.server.on('register', (name: string, session: Session, service: Service) => { if (service === 'http') this.add(name, session) })
-    this.server.on('unregister', (name: string, session: Session, service: Service) => { if (service === 'http') this.remove(name, session) })
+    // http claims serve requests by Host; tls claims serve passthrough connections by SNI. (tcp claims are granted
+    // but nothing routes raw TCP to them yet.)
+    this.server.on('register', (name: string, session: Session, service: Service) => {
+      if (service === 'http') this.add(name, session)
+      else if (service === 'tls') this.addTls(name, session)
+    })
+    this.server.on('unregister', (name: string, session: Session, service: Service) => {
+      if (service === 'http' || service === 'tls') this.remove(service === 'tls' ? `tls:${name}` : name, session)
+    })
     this.server.on('refused', (err: Error, ip: string | undefined) => { deps.log.warn({ reason: err.message, ip }, 'tunnel refused') })
   }
 
@@ -66,16 +75,29 @@ export class TunnelMembers {
     return typeof a === 'object' && a !== null ? a.port : 0
   }
 
-  /** The backends currently serving `name` (exact claims and wildcard claims). */
-  backendsFor (name: string): Backend[] {
+  /** The backends currently serving `name` for a service (exact claims and wildcard claims). */
+  backendsFor (name: string, service: 'http' | 'tls' = 'http'): Backend[] {
     const out: Backend[] = []
-    for (const s of this.server.lookup(name, 'http')) {
-      for (const byName of this.#byName.values()) {
+    for (const s of this.server.lookup(name, service)) {
+      for (const [key, byName] of this.#byName) {
+        if (key.startsWith('tls:') !== (service === 'tls')) continue
         const b = byName.get(s)
         if (b !== undefined && !out.includes(b)) { out.push(b); break }
       }
     }
     return out
+  }
+
+  /** A pool for a server name claimed with tls: (passthrough auto_route), or undefined. */
+  autoTlsPool (sni: string | undefined): PoolRuntime | undefined {
+    if (!this.config.autoRoute || sni === undefined || sni === '' || this.server.lookup(sni, 'tls').length === 0) return undefined
+    const name = this.server.claimOf(sni, 'tls') as string
+    let pool = this.#autoTls.get(name)
+    if (pool === undefined) {
+      pool = new PoolRuntime(defaultPoolConfig(`tunnel:tls:${name}`, { balance: 'least_conn', tunnel: name }), this.#deps.store, this, 'tls')
+      this.#autoTls.set(name, pool)
+    }
+    return pool
   }
 
   /**
@@ -98,7 +120,7 @@ export class TunnelMembers {
           action: Object.freeze({ kind: 'pool', pool: poolConfig, stripPrefix: false, hostHeader: 'client', timeout: 30_000, connectTimeout: 5_000, idleTimeout: 60_000 }),
         }) as RouteConfig,
       }
-      this.#auto.set(host, a)
+      this.#auto.set(name, a)
     }
     return a
   }
@@ -157,13 +179,38 @@ export class TunnelMembers {
     this.#deps.onEvent?.('tunnel-up', `tunnel for ${name} registered (${url})`, { name, backend: url })
   }
 
+  /** A tls: claim: a backend with no HTTP side whose streams carry raw (still encrypted) client connections. */
+  private addTls (name: string, session: Session): void {
+    const key = `tls:${name}`
+    let byName = this.#byName.get(key)
+    if (byName === undefined) { byName = new Map(); this.#byName.set(key, byName) }
+    if (byName.has(session)) return
+    const url = `tunnel+tls://${name}/${++sessionSeq}`
+    const backend = new Backend(url, this.#deps.store.options, undefined, new RefusingDispatcher(), name)
+    backend.tunnel = name
+    backend.openRaw = (ip, servername) => {
+      const stream = this.server.openStream(session, { family: isIP(ip) === 6 ? 6 : 4, address: ip === '' ? '0.0.0.0' : ip, port: 0, service: 'tls', servername: servername ?? name })
+      stream.on('error', () => {})
+      return stream
+    }
+    byName.set(session, backend)
+    this.#deps.store.adopt(backend)
+    this.version++
+    this.#deps.log.info({ name: key, url, sub: session.meta.sub }, 'tunnel registered')
+    this.#deps.onEvent?.('tunnel-up', `tunnel for ${key} registered (${url})`, { name: key, backend: url })
+  }
+
   private remove (name: string, session: Session): void {
     const byName = this.#byName.get(name)
     const backend = byName?.get(session)
     if (byName === undefined || backend === undefined) return
     byName.delete(session)
     // Names come and go with sessions: forget the auto route of one nobody serves any more.
-    if (byName.size === 0) { this.#byName.delete(name); this.#auto.delete(name) }
+    if (byName.size === 0) {
+      this.#byName.delete(name)
+      if (name.startsWith('tls:')) this.#autoTls.delete(name.slice(4))
+      else this.#auto.delete(name)
+    }
     this.#deps.store.drop(backend.url)
     this.version++
     // New requests go to the other members, or 503. A session that closed already failed its streams; one that is

@@ -2,12 +2,15 @@
 // SNI, connect, replay the bytes read, and splice both ways. The edge never holds the keys; the backend's own
 // certificate is what the client sees. No SNI or an unknown name with no default gets an unrecognized_name alert.
 import net from 'node:net'
+import type { Duplex } from 'node:stream'
 import { ClientHelloParser, DEFAULT_MAX_HELLO_BYTES } from './client-hello.js'
 import { NameTable } from './names.js'
 
 export interface PassthroughTarget {
   readonly host: string
   readonly port: number
+  /** Opens the upstream itself (a tunnel stream) instead of a TCP connection to host:port; open at once. */
+  readonly open?: (() => Duplex) | undefined
   /** Called once when the upstream side is gone: `connected` false means the connection never opened. */
   readonly done?: (connected: boolean, error: Error | undefined) => void
 }
@@ -55,7 +58,7 @@ const ALERT_UNRECOGNIZED_NAME = Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02,
 export class TlsPassthroughListener {
   readonly server: net.Server
   readonly #opts: PassthroughOptions
-  readonly #sockets = new Set<net.Socket>()
+  readonly #sockets = new Set<Duplex>()
 
   constructor (options: PassthroughOptions) {
     this.#opts = options
@@ -96,12 +99,12 @@ export class TlsPassthroughListener {
 class PassthroughConnection {
   readonly #opts: PassthroughOptions
   readonly #client: net.Socket
-  readonly #all: Set<net.Socket>
+  readonly #all: Set<Duplex>
   readonly #parser: ClientHelloParser
-  #upstream: net.Socket | undefined
+  #upstream: Duplex | undefined
   #timer: NodeJS.Timeout | undefined
 
-  constructor (opts: PassthroughOptions, client: net.Socket, all: Set<net.Socket>) {
+  constructor (opts: PassthroughOptions, client: net.Socket, all: Set<Duplex>) {
     this.#opts = opts
     this.#client = client
     this.#all = all
@@ -148,6 +151,7 @@ class PassthroughConnection {
   }
 
   #connect (target: PassthroughTarget, sni: string | undefined): void {
+    if (target.open !== undefined) { this.#splice(target, sni); return }
     const up = net.connect({ host: target.host, port: target.port, allowHalfOpen: true })
     this.#upstream = up
     this.#all.add(up)
@@ -181,6 +185,37 @@ class PassthroughConnection {
       this.#client.pipe(up)
       up.pipe(this.#client)
     })
+  }
+
+  /** A target that brings its own upstream (a tunnel stream): it is open at once, so splice right away. */
+  #splice (target: PassthroughTarget, sni: string | undefined): void {
+    let up: Duplex
+    try {
+      up = (target.open as () => Duplex)()
+    } catch (err) {
+      this.#emit({ type: 'upstream-error', target, error: (err as Error).message })
+      try { target.done?.(false, err as Error) } catch { /* bookkeeping */ }
+      this.#client.destroy()
+      return
+    }
+    this.#upstream = up
+    this.#all.add(up)
+    this.#client.setNoDelay(true)
+    let error: Error | undefined
+    up.on('error', err => {
+      error = err
+      this.#emit({ type: 'upstream-error', target, error: err.message })
+      this.#client.destroy()
+    })
+    up.on('close', () => {
+      this.#all.delete(up)
+      this.#client.destroy()
+      try { target.done?.(true, error) } catch { /* the picker's bookkeeping stays its own */ }
+    })
+    this.#emit({ type: 'routed', sni, target })
+    up.write(this.#parser.buffered)
+    this.#client.pipe(up)
+    up.pipe(this.#client)
   }
 
   readonly #onClientGone = (): void => {
