@@ -60,6 +60,7 @@ export class Edge {
     this.#table = new EdgeTable(config, this.store, this.#tunnels)
     this.metrics = new EdgeMetrics(() => this.#table)
     this.metrics.watchCertificates(() => this.certificates())
+    this.metrics.watchTunnels(() => this.#tunnels?.sessionStats() ?? [])
     this.#accessLog = createAccessLog(config.log.access)
   }
 

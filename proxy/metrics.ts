@@ -4,6 +4,15 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { EdgeTable } from './table.js'
 import type { Member } from './balancers/balancer.js'
 
+export interface TunnelSessionStats {
+  readonly sub: string
+  readonly streams_open: number
+  readonly streams_total: number
+  readonly bytes_in: number
+  readonly bytes_out: number
+  readonly window_stalls: number
+}
+
 type CounterChild = ReturnType<Counter<string>['labels']>
 type HistogramChild = ReturnType<Histogram<string>['labels']>
 
@@ -63,6 +72,26 @@ export class EdgeMetrics {
         for (const r of rows()) for (const name of r.names) this.set({ listener: r.listener, name }, Math.round((Date.parse(r.not_after) - now) / 1000))
       },
     })
+  }
+
+  /** Tunnel sessions, streams, bytes and window stalls, read from the live sessions at scrape time. */
+  watchTunnels (sessions: () => Iterable<TunnelSessionStats>): void {
+    const registers = [this.registry]
+    const gauge = (name: string, help: string, pick: (s: TunnelSessionStats) => number): void => {
+      new Gauge({
+        name, help, labelNames: ['client'], registers,
+        collect () {
+          this.reset()
+          for (const s of sessions()) this.inc({ client: s.sub }, pick(s))
+        },
+      })
+    }
+    gauge('edge_tunnel_sessions', 'Live tunnel sessions by client (token subject)', () => 1)
+    gauge('edge_tunnel_streams_open', 'Streams open over tunnel sessions', s => s.streams_open)
+    gauge('edge_tunnel_streams_opened', 'Streams opened over the live sessions since they connected', s => s.streams_total)
+    gauge('edge_tunnel_received_bytes', 'Bytes received over the live sessions (from tunnel clients)', s => s.bytes_in)
+    gauge('edge_tunnel_sent_bytes', 'Bytes sent over the live sessions (to tunnel clients)', s => s.bytes_out)
+    gauge('edge_tunnel_window_stalls', 'Times a stream had data but no flow-control window, over the live sessions', s => s.window_stalls)
   }
 
   countRequest (route: string, status: number): void {

@@ -14,6 +14,7 @@ import type { Service } from '../packer/payload.js'
 import { Backend, type BackendStore } from './backend.js'
 import { PoolRuntime } from './pool.js'
 import { RefusingDispatcher } from './transport.js'
+import type { TunnelSessionStats } from './metrics.js'
 
 export interface TunnelMembersDeps {
   readonly log: Logger
@@ -125,18 +126,23 @@ export class TunnelMembers {
     return a
   }
 
+  /** Per-session numbers for status and metrics. */
+  sessionStats (): Array<TunnelSessionStats & { names: unknown }> {
+    return [...this.server.sessions].map(s => ({
+      sub: String(s.meta.sub ?? ''),
+      names: s.meta.granted,
+      streams_open: s.stats.streamsOpen,
+      streams_total: s.stats.streamsTotal,
+      bytes_in: s.stats.bytesIn,
+      bytes_out: s.stats.bytesOut,
+      window_stalls: s.stats.windowStalls,
+    }))
+  }
+
   status (): unknown {
     return {
       listen: `${this.config.address.host}:${this.port}`,
-      sessions: [...this.server.sessions].map(s => ({
-        sub: s.meta.sub,
-        names: s.meta.granted,
-        streams_open: s.stats.streamsOpen,
-        streams_total: s.stats.streamsTotal,
-        bytes_in: s.stats.bytesIn,
-        bytes_out: s.stats.bytesOut,
-        window_stalls: s.stats.windowStalls,
-      })),
+      sessions: this.sessionStats(),
     }
   }
 
