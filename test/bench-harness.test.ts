@@ -39,7 +39,7 @@ test('parseWrk reads requests, rate, percentiles in ms whatever the unit, errors
 })
 
 function round (rps: number, proxyCpuMs: number | undefined): RoundResult {
-  return { tool: 't', requests: rps * 2, durationS: 2, rps, p50: 1, p99: 2, errors: 0, non2xx: 0, cpuMs: 1000, round: 1, proxyCpuMs, proxyPeakRssKb: proxyCpuMs === undefined ? undefined : 2048, backendCpuMs: 500 }
+  return { tool: 't', requests: rps * 2, durationS: 2, rps, p50: 1, p99: 2, errors: 0, non2xx: 0, bytes: rps * 2 * 1000, cpuMs: 1000, round: 1, proxyCpuMs, proxyPeakRssKb: proxyCpuMs === undefined ? undefined : 2048, backendCpuMs: 500 }
 }
 
 test('summaries take medians over rounds and ratios to direct and nginx of the same scenario', () => {
