@@ -8,16 +8,20 @@ import type { Running } from './targets.js'
 import type { IdleResult, RoundResult } from './report.js'
 
 export async function runRound (ctx: LoadContext, backendPid: number, target: Running, scenario: Scenario, durationS: number, round: number): Promise<RoundResult> {
-  const proxy = target.pid === undefined ? undefined : new TreeSampler(target.pid)
+  const https = scenario.scheme === 'https'
+  if (https && (target.httpsPort === undefined || ctx.tls === undefined)) throw new Error('this target serves no https')
+  const proxy = target.pid === undefined ? undefined : new TreeSampler([target.pid, ...target.alsoMeasure ?? []])
   const backend = new TreeSampler(backendPid)
   let load
   try {
     load = await runLoad(ctx, scenario.tool, {
-      url: `http://127.0.0.1:${target.port}${scenario.path}`,
+      url: https ? `https://127.0.0.1:${target.httpsPort}${scenario.path}` : `http://127.0.0.1:${target.port}${scenario.path}`,
       method: scenario.method,
       bodyBytes: scenario.bodyBytes ?? 0,
       connections: scenario.connections,
       durationS,
+      ...(scenario.host === undefined ? {} : { host: scenario.host }),
+      ...(https && ctx.tls !== undefined ? { tls: { servername: ctx.tls.servername, ca: ctx.tls.ca } } : {}),
     })
   } catch (err) {
     proxy?.stop()
@@ -29,9 +33,11 @@ export async function runRound (ctx: LoadContext, backendPid: number, target: Ru
   return { ...load, round, proxyCpuMs: p?.cpuMs, proxyPeakRssKb: p?.peakRssKb, backendCpuMs: b.cpuMs }
 }
 
-/** A short untimed load so that JITs, pools and caches are warm before the first measured round. */
+/** A short untimed load so that JITs, pools and caches are warm before the first measured round (https too). */
 export async function warmUp (ctx: LoadContext, target: Running): Promise<void> {
   await runLoad(ctx, 'autocannon', { url: `http://127.0.0.1:${target.port}/100b`, method: 'GET', bodyBytes: 0, connections: 20, durationS: 1 })
+  if (target.httpsPort === undefined || ctx.tls === undefined) return
+  await runLoad(ctx, 'autocannon', { url: `https://127.0.0.1:${target.httpsPort}/100b`, method: 'GET', bodyBytes: 0, connections: 20, durationS: 1, tls: ctx.tls })
 }
 
 const IDLE_WARM_UP = 300

@@ -21,8 +21,9 @@ export const USAGE = `npm run bench [-- --quick]
 Environment:
   BENCH_DURATION=5        seconds per round (default 5; 2 with --quick)
   BENCH_ROUNDS=3          rounds per scenario and target, run round-robin over targets (default 3; 1 with --quick)
-  BENCH_TARGETS=a,b       only these targets (direct, edge-proxy, edge-proxy-auto, http-proxy-3, undici-min,
-                          nginx, haproxy, caddy); "direct" and "nginx" are worth keeping for the ratios
+  BENCH_TARGETS=a,b       only these targets (direct, edge-proxy, edge-proxy-tunnel, edge-proxy-auto, http-proxy-3,
+                          undici-min, nginx, haproxy, caddy); "direct" and "nginx" are worth keeping for the ratios.
+                          edge-proxy-tunnel runs only in the tunnel-* scenarios
   BENCH_SCENARIOS=a,b     only these scenarios (names as in the report; "idle" is the idle-connection memory test)
   BENCH_IDLE_CONNS=3000   connections for the idle-connection memory test (0 skips it)
 `

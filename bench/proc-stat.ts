@@ -88,20 +88,21 @@ export function treeRssKb (pids: readonly number[]): number {
 }
 
 /**
- * Samples a process tree while a load runs: peak RSS every `everyMs`, and CPU at start and stop. The tree is
- * re-read every fifth sample and at stop, so workers that appear late are counted.
+ * Samples a process tree (or several: a proxy and the tunnel client that is part of its path) while a load runs:
+ * peak RSS every `everyMs`, and CPU at start and stop. The trees are re-read every fifth sample and at stop, so
+ * workers that appear late are counted.
  */
 export class TreeSampler {
-  readonly #root: number
+  readonly #roots: readonly number[]
   #pids: number[]
   #cpuStart: number
   #peakKb = 0
   #samples = 0
   #timer: NodeJS.Timeout | undefined
 
-  constructor (root: number, everyMs = 200) {
-    this.#root = root
-    this.#pids = processTree(root)
+  constructor (root: number | readonly number[], everyMs = 200) {
+    this.#roots = typeof root === 'number' ? [root] : root
+    this.#pids = this.#list()
     this.#cpuStart = cpuMs(this.#pids)
     this.#sample()
     this.#timer = setInterval(() => { this.#sample() }, everyMs)
@@ -109,9 +110,13 @@ export class TreeSampler {
 
   // Listing the tree reads every /proc/N/stat; once a second is enough to catch new workers.
   #sample (rescan = this.#samples++ % 5 === 0): void {
-    if (rescan) this.#pids = processTree(this.#root)
+    if (rescan) this.#pids = this.#list()
     const kb = treeRssKb(this.#pids)
     if (kb > this.#peakKb) this.#peakKb = kb
+  }
+
+  #list (): number[] {
+    return this.#roots.length === 1 ? processTree(this.#roots[0] as number) : this.#roots.flatMap(r => processTree(r))
   }
 
   /** Stops sampling; returns the CPU used by the tree since the start (ms) and the peak RSS (KiB). */

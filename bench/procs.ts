@@ -4,7 +4,8 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { createServer } from 'node:net'
 import { request } from 'node:http'
-import { createWriteStream } from 'node:fs'
+import { request as httpsRequest } from 'node:https'
+import { createWriteStream, readFileSync } from 'node:fs'
 
 export interface Child {
   readonly name: string
@@ -97,25 +98,46 @@ export async function freePorts (n: number): Promise<number[]> {
   return ports
 }
 
-/** Waits until GET http://127.0.0.1:port/path answers 200 (or the child dies, or `timeoutMs` passes). */
-export async function waitForHttp (port: number, path: string, child: Child | undefined, timeoutMs = 15_000): Promise<void> {
+/** What an https readiness check trusts and asks for. */
+export interface TlsCheck { readonly ca: string, readonly servername: string }
+
+/**
+ * Waits until GET http://127.0.0.1:port/path (https with `tls`, verifying the certificate) answers 200, or the
+ * child dies, or `timeoutMs` passes.
+ */
+export async function waitForHttp (port: number, path: string, child: Child | undefined, timeoutMs = 15_000, tls?: TlsCheck): Promise<void> {
   const deadline = Date.now() + timeoutMs
   let last = 'no answer'
   let dead = false
   void child?.exited.then(() => { dead = true })
   while (Date.now() < deadline) {
     if (dead) throw new Error(`${child?.name ?? 'process'} exited before it answered on port ${port}: ${child?.tail().trim() ?? ''}`)
-    const status = await getStatus(port, path).catch((err: Error) => { last = err.message; return 0 })
+    const status = await getStatus(port, path, tls).catch((err: Error) => { last = err.message; return 0 })
     if (status === 200) return
     if (status !== 0) last = `status ${status}`
     await new Promise(resolve => setTimeout(resolve, 100))
   }
-  throw new Error(`nothing answered 200 on 127.0.0.1:${port}${path} within ${timeoutMs} ms (${last}); ${child?.tail().trim() ?? ''}`)
+  throw new Error(`nothing answered 200 on ${tls === undefined ? 'http' : 'https'}://127.0.0.1:${port}${path} within ${timeoutMs} ms (${last}); ${child?.tail().trim() ?? ''}`)
 }
 
-function getStatus (port: number, path: string): Promise<number> {
+/** Waits until `text` appears in what the child wrote (its last 8 KiB), or it or `also` dies, or `timeoutMs` passes. */
+export async function waitForLog (child: Child, text: string, timeoutMs: number, also?: Child): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  let dead: Child | undefined
+  void child.exited.then(() => { dead = child })
+  void also?.exited.then(() => { dead = also })
+  while (!child.tail().includes(text)) {
+    if (dead !== undefined) throw new Error(`${dead.name} exited before "${text}": ${dead.tail().trim()}`)
+    if (Date.now() > deadline) throw new Error(`no "${text}" from ${child.name} within ${timeoutMs} ms: ${child.tail().trim()} ${also === undefined ? '' : `/ ${also.name}: ${also.tail().trim()}`}`)
+    await new Promise(resolve => setTimeout(resolve, 100))
+  }
+}
+
+function getStatus (port: number, path: string, tls?: TlsCheck): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, agent: false, timeout: 2000 }, res => {
+    const opts = { host: '127.0.0.1', port, path, agent: false, timeout: 2000 }
+    const send = tls === undefined ? request : httpsRequest
+    const req = send(tls === undefined ? opts : { ...opts, servername: tls.servername, ca: readFileSync(tls.ca) }, res => {
       res.resume()
       res.on('end', () => { resolve(res.statusCode ?? 0) })
     })

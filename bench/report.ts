@@ -13,6 +13,8 @@ export interface RoundResult extends LoadResult {
 
 export interface Summary {
   readonly rps: number
+  /** Median over rounds of response bytes read per second, in MB/s (10^6 bytes). */
+  readonly mbps: number
   readonly p50: number
   readonly p99: number
   readonly requests: number
@@ -72,6 +74,7 @@ export function summarize (cells: readonly Cell[]): void {
     const requests = sum(r.map(x => x.requests))
     c.summary = {
       rps: median(r.map(x => x.rps)),
+      mbps: median(r.map(x => x.durationS > 0 ? x.bytes / x.durationS / 1e6 : Number.NaN)),
       p50: median(r.map(x => x.p50)),
       p99: median(r.map(x => x.p99)),
       requests,
@@ -114,12 +117,12 @@ export function markdown (scenarios: readonly ScenarioInfo[], cells: readonly Ce
     if (rows.length === 0) continue
     const tool = rows.find(c => c.rounds.length > 0)?.rounds[0]?.tool ?? s.tool
     out.push(`### ${s.name}: ${s.title} [${tool}]`, '')
-    out.push('| target | req/s | ×direct | ×nginx | p50 ms | p99 ms | errors | peak RSS MB | proxy CPU µs/req | proxy CPU % | backend CPU % | loadgen CPU % |')
-    out.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
+    out.push('| target | req/s | MB/s | ×direct | ×nginx | p50 ms | p99 ms | errors | peak RSS MB | proxy CPU µs/req | proxy CPU % | backend CPU % | loadgen CPU % |')
+    out.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
     for (const c of rows) {
       const m = c.summary
-      if (m === undefined) { out.push(`| ${c.target} | failed: ${(c.error ?? 'no result').replace(/\|/g, '/').slice(0, 120)} |||||||||||`); continue }
-      out.push(`| ${c.target} | ${fmt(m.rps)} | ${fmt(m.vsDirect, 2)} | ${fmt(m.vsNginx, 2)} | ${fmt(m.p50, 2)} | ${fmt(m.p99, 2)} | ${fmt(m.errors + m.non2xx)} | ${fmt(m.proxyPeakRssMb, 1)} | ${fmt(m.proxyCpuUsPerReq, 1)} | ${fmt(m.proxyCpuPct)} | ${fmt(m.backendCpuPct)} | ${fmt(m.loadgenCpuPct)} |`)
+      if (m === undefined) { out.push(`| ${c.target} | failed: ${(c.error ?? 'no result').replace(/\|/g, '/').slice(0, 120)} ||||||||||||`); continue }
+      out.push(`| ${c.target} | ${fmt(m.rps, m.rps < 100 ? 1 : 0)} | ${fmt(m.mbps, 1)} | ${fmt(m.vsDirect, 2)} | ${fmt(m.vsNginx, 2)} | ${fmt(m.p50, 2)} | ${fmt(m.p99, 2)} | ${fmt(m.errors + m.non2xx)} | ${fmt(m.proxyPeakRssMb, 1)} | ${fmt(m.proxyCpuUsPerReq, 1)} | ${fmt(m.proxyCpuPct)} | ${fmt(m.backendCpuPct)} | ${fmt(m.loadgenCpuPct)} |`)
     }
     out.push('')
   }

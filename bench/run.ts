@@ -8,28 +8,37 @@ import { Children, freePorts, waitForHttp } from './procs.js'
 import { findExecutable, machine, packageVersion, versionOf } from './machine.js'
 import { parseOptions, USAGE, type BenchOptions } from './options.js'
 import { SCENARIOS, type Scenario } from './scenarios.js'
-import { allTargets, type Running, type Target } from './targets.js'
+import { allTargets, type Running, type Target, type TlsFiles } from './targets.js'
 import { measureIdle, runRound, warmUp } from './measure.js'
 import { markdown, summarize, type Cell, type IdleResult } from './report.js'
 import type { LoadContext } from './load/index.js'
+import { createLocalPki } from '../proxy/tls/demo-certs.js'
 
 function say (line: string): void { process.stderr.write(`${line}\n`) }
 const message = (err: unknown): string => err instanceof Error ? err.message : String(err)
 
+/** A throwaway CA and a certificate for localhost / 127.0.0.1, in the run's temp dir. */
+async function makeTls (dir: string): Promise<TlsFiles> {
+  const pki = await createLocalPki(['localhost', '127.0.0.1'], { days: 2, caName: 'edge-proxy bench CA' })
+  const tdir = join(dir, 'tls')
+  await mkdir(tdir, { recursive: true })
+  const files = { ca: join(tdir, 'ca.pem'), cert: join(tdir, 'cert.pem'), key: join(tdir, 'key.pem'), pem: join(tdir, 'cert-and-key.pem'), servername: 'localhost' }
+  await writeFile(files.ca, pki.ca.cert)
+  await writeFile(files.cert, pki.leaf.cert)
+  await writeFile(files.key, pki.leaf.key, { mode: 0o600 })
+  await writeFile(files.pem, pki.leaf.cert + pki.leaf.key, { mode: 0o600 })
+  return files
+}
+
+/** Whether a target runs a scenario: the scenario's own list, else every target that is not dedicated. */
+const runs = (s: Scenario, t: Target): boolean => s.targets === undefined ? t.dedicated !== true : s.targets.includes(t.name)
+
 async function bench (opts: BenchOptions, children: Children, dir: string): Promise<void> {
   const m = machine()
   const wrk = findExecutable('wrk')
-  const ctx: LoadContext = { children, dir, wrk }
   const skipped: string[] = []
   say(`bench: ${m.nproc} CPUs (${m.cpuModel}), node ${m.node}; ${opts.rounds} round(s) of ${opts.durationS} s${opts.quick ? ' (quick)' : ''}`)
 
-  const targets: Target[] = []
-  for (const t of allTargets()) {
-    if (opts.targets !== undefined && !opts.targets.has(t.name)) continue
-    const why = t.unavailable()
-    if (why !== undefined) { skipped.push(`target ${t.name}: ${why} (see bench/README.md to install it)`); continue }
-    targets.push(t)
-  }
   const scenarios: Scenario[] = []
   for (const s of SCENARIOS) {
     if (opts.scenarios !== undefined && !opts.scenarios.has(s.name)) continue
@@ -37,21 +46,35 @@ async function bench (opts: BenchOptions, children: Children, dir: string): Prom
     if (s.tool === 'wrk' && wrk === undefined) { skipped.push(`scenario ${s.name}: wrk is not installed`); continue }
     scenarios.push(s)
   }
-  if (wrk === undefined && scenarios.some(s => s.tool === 'close')) skipped.push('wrk is not installed: the new-connection-per-request scenario uses bench/load/close-client.ts (Node) instead')
+  if (wrk === undefined && scenarios.some(s => s.tool === 'close')) skipped.push('wrk is not installed: the new-connection-per-request scenarios use bench/load/close-client.ts (Node) instead')
+  const targets: Target[] = []
+  for (const t of allTargets()) {
+    if (opts.targets !== undefined && !opts.targets.has(t.name)) continue
+    if (t.dedicated === true && !scenarios.some(s => runs(s, t))) continue // nothing to run it for
+    const why = t.unavailable()
+    if (why !== undefined) { skipped.push(`target ${t.name}: ${why} (see bench/README.md to install it)`); continue }
+    targets.push(t)
+  }
+
+  // TLS files only when an https scenario runs; then every target that can also serves https.
+  const tls = scenarios.some(s => s.scheme === 'https') ? await makeTls(dir) : undefined
+  const ctx: LoadContext = { children, dir, wrk, ...(tls === undefined ? {} : { tls: { ca: tls.ca, servername: tls.servername } }) }
 
   // One backend for everything, its own process.
-  const [backendPort] = await freePorts(1) as [number]
-  const backend = children.spawn('backend', process.execPath, [new URL('./backend.js', import.meta.url).pathname, String(backendPort)], { logFile: join(dir, 'backend.log') })
+  const [backendPort, backendHttpsPort] = await freePorts(tls === undefined ? 1 : 2) as [number, number | undefined]
+  const tlsArgs = tls === undefined || backendHttpsPort === undefined ? [] : [String(backendHttpsPort), tls.cert, tls.key]
+  const backend = children.spawn('backend', process.execPath, [new URL('./backend.js', import.meta.url).pathname, String(backendPort), ...tlsArgs], { logFile: join(dir, 'backend.log') })
   await waitForHttp(backendPort, '/100b', backend)
+  if (tls !== undefined && backendHttpsPort !== undefined) await waitForHttp(backendHttpsPort, '/100b', backend, 15_000, tls)
 
   const running = new Map<string, Running>()
   for (const t of targets) {
     const tdir = join(dir, t.name)
     await mkdir(tdir, { recursive: true })
     try {
-      const r = await t.start({ children, backendPort, dir: tdir, nproc: m.nproc })
+      const r = await t.start({ children, backendPort, backendHttpsPort, tls, dir: tdir, nproc: m.nproc })
       running.set(t.name, r)
-      say(`  started ${t.name} on port ${r.port}${r.pid === undefined ? '' : ` (pid ${r.pid})`}`)
+      say(`  started ${t.name} on port ${r.port}${r.httpsPort === undefined ? '' : `, https ${r.httpsPort}`}${r.pid === undefined ? '' : ` (pid ${[r.pid, ...r.alsoMeasure ?? []].join(', ')})`}`)
     } catch (err) {
       skipped.push(`target ${t.name}: failed to start: ${message(err)}`)
       say(`  ${t.name} failed to start: ${message(err)}`)
@@ -62,7 +85,8 @@ async function bench (opts: BenchOptions, children: Children, dir: string): Prom
   const idle: IdleResult[] = []
   const wantIdle = opts.idleConnections > 0 && (opts.scenarios === undefined || opts.scenarios.has('idle'))
   if (wantIdle) {
-    for (const t of live) {
+    // Dedicated targets (the tunnel) hold client connections exactly as their plain twin does: not measured again.
+    for (const t of live.filter(x => x.dedicated !== true)) {
       const r = running.get(t.name) as Running
       say(`  idle: ${opts.idleConnections} connections to ${t.name}`)
       try {
@@ -79,19 +103,28 @@ async function bench (opts: BenchOptions, children: Children, dir: string): Prom
   for (const t of live) await warmUp(ctx, running.get(t.name) as Running)
 
   const cells: Cell[] = []
-  const total = scenarios.length * opts.rounds * live.length
+  const lineup = new Map<Scenario, Target[]>()
+  for (const s of scenarios) {
+    const here = live.filter(t => runs(s, t))
+    if (s.scheme === 'https') {
+      for (const t of here.filter(x => running.get(x.name)?.httpsPort === undefined)) skipped.push(`scenario ${s.name}: ${t.name} serves plain http only`)
+    }
+    lineup.set(s, s.scheme === 'https' ? here.filter(t => running.get(t.name)?.httpsPort !== undefined) : here)
+  }
+  const total = scenarios.reduce((a, s) => a + opts.rounds * (lineup.get(s)?.length ?? 0), 0)
   let n = 0
   for (const s of scenarios) {
-    const row = live.map(t => { const c: Cell = { scenario: s.name, target: t.name, rounds: [] }; cells.push(c); return c })
+    const targetsHere = lineup.get(s) ?? []
+    const row = targetsHere.map(t => { const c: Cell = { scenario: s.name, target: t.name, rounds: [] }; cells.push(c); return c })
     for (let round = 1; round <= opts.rounds; round++) {
-      for (const [i, t] of live.entries()) {
+      for (const [i, t] of targetsHere.entries()) {
         const cell = row[i] as Cell
         n++
         if (cell.error !== undefined) continue // failed once: do not keep hammering a broken target
         try {
           const r = await runRound(ctx, backend.pid, running.get(t.name) as Running, s, opts.durationS, round)
           cell.rounds.push(r)
-          say(`  [${n}/${total}] ${s.name} r${round} ${t.name}: ${Math.round(r.rps)} req/s, p99 ${r.p99.toFixed(2)} ms${r.errors + r.non2xx > 0 ? `, ${r.errors} errors, ${r.non2xx} non-2xx` : ''}`)
+          say(`  [${n}/${total}] ${s.name} r${round} ${t.name}: ${r.rps < 100 ? r.rps.toFixed(1) : Math.round(r.rps)} req/s, ${(r.bytes / r.durationS / 1e6).toFixed(1)} MB/s, p99 ${r.p99.toFixed(2)} ms${r.errors + r.non2xx > 0 ? `, ${r.errors} errors, ${r.non2xx} non-2xx` : ''}`)
         } catch (err) {
           cell.error = message(err)
           say(`  [${n}/${total}] ${s.name} r${round} ${t.name}: FAILED ${cell.error}`)

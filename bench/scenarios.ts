@@ -1,6 +1,6 @@
 // What the bench measures: the scenario list. Each load scenario runs against every target, round-robin.
-// To add one (https, tunnel, shadowing...), append an entry; an entry with `pending` is listed in the report as
-// not measured yet, so the list doubles as the to-do.
+// To add one, append an entry; an entry with `pending` is listed in the report as not measured yet, so the list
+// doubles as the to-do.
 
 /** Which load generator drives a scenario. "close" = a new TCP connection per request (see load/index.ts). */
 export type Tool = 'autocannon' | 'wrk' | 'close'
@@ -14,9 +14,22 @@ export interface Scenario {
   readonly bodyBytes?: number
   readonly connections: number
   readonly tool: Tool
+  /** "https": sent to each target's TLS port (targets without one are skipped with a note). Default "http". */
+  readonly scheme?: 'http' | 'https'
+  /** The Host header to send (default: the URL's, 127.0.0.1:PORT). */
+  readonly host?: string
+  /**
+   * Only these targets run it (default: every target that is not `dedicated`). A dedicated target, such as the
+   * tunnel one, runs only in the scenarios that name it.
+   */
+  readonly targets?: readonly string[]
   /** Set while the capability it needs is not built: the scenario is reported as skipped with this reason. */
   readonly pending?: string
 }
+
+/** The name tunnel clients claim in the tunnel scenarios (bench/targets.ts, edge-proxy-tunnel). */
+export const TUNNEL_NAME = 'bench.tunnel.test'
+const TUNNEL_TARGETS = ['direct', 'edge-proxy', 'edge-proxy-tunnel']
 
 export const SCENARIOS: readonly Scenario[] = [
   { name: '100b-c50', title: 'GET 100 B, 50 connections, keep-alive', method: 'GET', path: '/100b', connections: 50, tool: 'autocannon' },
@@ -26,8 +39,10 @@ export const SCENARIOS: readonly Scenario[] = [
   { name: 'wrk-16k-c50', title: 'GET 16 KiB, 50 connections, keep-alive (wrk)', method: 'GET', path: '/16k', connections: 50, tool: 'wrk' },
   { name: 'close-100b-c50', title: 'GET 100 B, new connection per request, 50 concurrent', method: 'GET', path: '/100b', connections: 50, tool: 'close' },
   { name: 'upload-1mb-c10', title: 'POST 1 MB upload, 10 connections, keep-alive', method: 'POST', path: '/upload', bodyBytes: 1024 * 1024, connections: 10, tool: 'autocannon' },
+  { name: 'https-100b-c50', title: 'GET 100 B over TLS, 50 connections, keep-alive', method: 'GET', path: '/100b', connections: 50, tool: 'autocannon', scheme: 'https' },
+  { name: 'https-close-100b-c50', title: 'GET 100 B over TLS, new connection (full handshake) per request, 50 concurrent', method: 'GET', path: '/100b', connections: 50, tool: 'close', scheme: 'https' },
+  { name: 'tunnel-100b-c50', title: 'GET 100 B through a tunnel, 50 connections, keep-alive', method: 'GET', path: '/100b', connections: 50, tool: 'autocannon', host: TUNNEL_NAME, targets: TUNNEL_TARGETS },
+  { name: 'tunnel-64m-c1', title: 'GET 64 MiB through a tunnel, 1 connection, keep-alive (read MB/s)', method: 'GET', path: '/64m', connections: 1, tool: 'autocannon', host: TUNNEL_NAME, targets: TUNNEL_TARGETS },
   // Hooks for capabilities that are not built yet.
-  { name: 'https-100b-c50', title: 'GET 100 B over TLS, 50 connections', method: 'GET', path: '/100b', connections: 50, tool: 'autocannon', pending: 'needs the https listener' },
-  { name: 'tunnel-100b-c50', title: 'GET 100 B through a packer tunnel, 50 connections', method: 'GET', path: '/100b', connections: 50, tool: 'autocannon', pending: 'needs packer/ (tunnels)' },
   { name: 'shadow-100b-c50', title: 'GET 100 B with 100% shadowing to a second backend, 50 connections', method: 'GET', path: '/100b', connections: 50, tool: 'autocannon', pending: 'needs request mirroring' },
 ]

@@ -1,16 +1,36 @@
 // The things the bench measures, all in front of the same backend: the backend itself, edge-proxy (1 worker and
-// "auto"), two Node peers and, when installed, nginx, HAProxy and Caddy. Each target starts as its own process
-// group so its CPU and memory can be read from /proc apart from everything else.
+// "auto"), edge-proxy reaching the backend through a tunnel, two Node peers and, when installed, nginx, HAProxy
+// and Caddy. Each target starts as its own process group so its CPU and memory can be read from /proc apart from
+// everything else. When an https scenario runs, every target that can also serves https on a second port.
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
 import { join } from 'node:path'
 import type { Child, Children } from './procs.js'
-import { freePorts, waitForHttp } from './procs.js'
+import { freePorts, waitForHttp, waitForLog } from './procs.js'
 import { processTree } from './proc-stat.js'
 import { findExecutable, gitCommit, packageVersion, versionOf } from './machine.js'
+import { TUNNEL_NAME } from './scenarios.js'
+
+/** The bench's TLS files (one CA, one certificate for localhost and 127.0.0.1), made per run in its temp dir. */
+export interface TlsFiles {
+  readonly ca: string
+  readonly cert: string
+  readonly key: string
+  /** cert and key in one file, for HAProxy's `crt`. */
+  readonly pem: string
+  /** The SNI name clients send. */
+  readonly servername: string
+}
 
 export interface TargetContext {
   readonly children: Children
   readonly backendPort: number
+  /** The backend's https port, when an https scenario runs. */
+  readonly backendHttpsPort: number | undefined
+  /** Set when an https scenario runs: targets then also serve https. */
+  readonly tls: TlsFiles | undefined
   /** A private temp directory for this target's config and logs. */
   readonly dir: string
   readonly nproc: number
@@ -18,14 +38,20 @@ export interface TargetContext {
 
 export interface Running {
   readonly port: number
+  /** The port serving the same over TLS; undefined when the target does not do https (or no https scenario runs). */
+  readonly httpsPort?: number | undefined
   /** Root of the process tree to measure; undefined for the direct target (nothing in between). */
   readonly pid: number | undefined
+  /** Other process trees on the request path, measured as part of the proxy (the tunnel client). */
+  readonly alsoMeasure?: readonly number[]
   stop (): Promise<void>
 }
 
 export interface Target {
   readonly name: string
   readonly description: string
+  /** Runs only in scenarios that name it in `targets` (and is started only for them). */
+  readonly dedicated?: boolean
   /** Why it cannot run here (not installed), or undefined when it can. */
   unavailable (): string | undefined
   version (): string
@@ -35,7 +61,7 @@ export interface Target {
 const NODE_DIST = new URL('./', import.meta.url) // dist/bench/
 const PEERS_SRC = new URL('../../bench/peers/', import.meta.url) // the templates stay in the source tree
 
-/** Fills {{PORT}}, {{BACKEND_PORT}}, {{DIR}} in a template from bench/peers/. */
+/** Fills {{PORT}}, {{BACKEND_PORT}}, {{DIR}}, ... in a template from bench/peers/. */
 async function render (template: string, vars: Record<string, string | number>): Promise<string> {
   const text = await readFile(new URL(template, PEERS_SRC), 'utf8')
   return text.replace(/\{\{(\w+)\}\}/g, (_m, k: string) => {
@@ -45,15 +71,33 @@ async function render (template: string, vars: Record<string, string | number>):
   })
 }
 
-async function started (ctx: TargetContext, child: Child, port: number, minProcs = 1): Promise<Running> {
+async function started (ctx: TargetContext, child: Child, port: number, minProcs = 1, httpsPort?: number): Promise<Running> {
   await waitForHttp(port, '/100b', child)
+  if (httpsPort !== undefined && ctx.tls !== undefined) await waitForHttp(httpsPort, '/100b', child, 15_000, ctx.tls)
   // With several workers the port answers as soon as the first one listens; wait for the rest.
   const deadline = Date.now() + 15_000
   while (processTree(child.pid).length < minProcs && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 100))
-  return { port, pid: child.pid, stop: async () => { await ctx.children.stop(child) } }
+  return { port, httpsPort, pid: child.pid, stop: async () => { await ctx.children.stop(child) } }
 }
 
-export function edgeConfig (port: number, backendPort: number, workers: number | 'auto'): string {
+/** A free port for the https side when TLS is on, else undefined. */
+async function httpsPortFor (ctx: TargetContext): Promise<number | undefined> {
+  return ctx.tls === undefined ? undefined : (await freePorts(1))[0]
+}
+
+export interface EdgeHttps { readonly port: number, readonly cert: string, readonly key: string }
+
+export function edgeConfig (port: number, backendPort: number, workers: number | 'auto', https?: EdgeHttps): string {
+  const tls = https === undefined
+    ? ''
+    : `
+# The same routes over TLS. ALPN offers h2 and http/1.1 as by default; the bench's clients speak HTTP/1.1.
+[[listeners]]
+name = "websecure"
+listen = "127.0.0.1:${https.port}"
+protocol = "https"
+certificates = [{ cert = ${JSON.stringify(https.cert)}, key = ${JSON.stringify(https.key)} }]
+`
   return `# generated by bench/targets.ts
 [server]
 workers = ${typeof workers === 'number' ? workers : '"auto"'}
@@ -69,7 +113,7 @@ level = "warn"
 [[listeners]]
 name = "web"
 listen = "127.0.0.1:${port}"
-
+${tls}
 # A decoy route first, so requests go through the route table rather than a single catch-all.
 [[routes]]
 name = "decoy"
@@ -86,6 +130,51 @@ backends = ["http://127.0.0.1:${backendPort}"]
 `
 }
 
+/**
+ * edge-proxy with a [tunnel] endpoint, whose only pool is the tunnel sessions claiming TUNNEL_NAME: the same route
+ * table as edgeConfig, but the backend is reached through a tunnel client process. Log level info, because the
+ * harness waits for "tunnel registered" (nothing is logged per request: the access log is off).
+ */
+export function tunnelEdgeConfig (port: number, tunnelPort: number): string {
+  return `# generated by bench/targets.ts
+[server]
+workers = 1                  # tunnels need one worker
+keepalive_timeout = "120s"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[log]
+access = "off"
+level = "info"
+
+[[listeners]]
+name = "web"
+listen = "127.0.0.1:${port}"
+
+[tunnel]
+listen = "127.0.0.1:${tunnelPort}"
+secret = "env:EDGE_TUNNEL_SECRET"
+allow = ["${TUNNEL_NAME}"]
+auto_route = false           # the route below sends every request to the tunnel pool, whatever the Host
+
+[[routes]]
+name = "decoy"
+match.host = "other.example"
+respond = { status = 404, body = "not here\\n" }
+
+[[routes]]
+name = "bench"
+match.path_prefix = "/"
+pool = "tunnel"
+
+[pools.tunnel]
+tunnel = "${TUNNEL_NAME}"
+`
+}
+
+const CLI_MAIN = new URL('../cli/main.js', NODE_DIST).pathname
+
 function edge (workers: 1 | 'auto'): Target {
   return {
     name: workers === 1 ? 'edge-proxy' : 'edge-proxy-auto',
@@ -94,13 +183,49 @@ function edge (workers: 1 | 'auto'): Target {
     version: () => `edge-proxy ${gitCommit()}`,
     async start (ctx) {
       const [port] = await freePorts(1) as [number]
+      const httpsPort = await httpsPortFor(ctx)
       const file = join(ctx.dir, 'edge.toml')
-      await writeFile(file, edgeConfig(port, ctx.backendPort, workers))
-      const main = new URL('../cli/main.js', NODE_DIST).pathname
-      const child = ctx.children.spawn(this.name, process.execPath, [main, '--config', file], { logFile: join(ctx.dir, 'edge.log') })
-      return await started(ctx, child, port, workers === 1 ? 1 : ctx.nproc + 1)
+      const https = httpsPort === undefined || ctx.tls === undefined ? undefined : { port: httpsPort, cert: ctx.tls.cert, key: ctx.tls.key }
+      await writeFile(file, edgeConfig(port, ctx.backendPort, workers, https))
+      const child = ctx.children.spawn(this.name, process.execPath, [CLI_MAIN, '--config', file], { logFile: join(ctx.dir, 'edge.log') })
+      return await started(ctx, child, port, workers === 1 ? 1 : ctx.nproc + 1, httpsPort)
     },
   }
+}
+
+const run = promisify(execFile)
+
+/**
+ * edge-proxy (workers = 1) and a tunnel client (`edge-proxy tunnel`, its own process) in front of the backend:
+ * client -> edge -> WebSocket tunnel -> tunnel client -> backend. Both processes count as the proxy.
+ */
+const edgeTunnel: Target = {
+  name: 'edge-proxy-tunnel',
+  description: `edge-proxy, workers = 1, reaching the backend through a tunnel: a tunnel client process (edge-proxy tunnel --name ${TUNNEL_NAME}) holds one WebSocket to the edge; CPU and memory are the edge's plus the client's`,
+  dedicated: true,
+  unavailable: () => undefined,
+  version: () => `edge-proxy ${gitCommit()}`,
+  async start (ctx) {
+    const [port, tunnelPort] = await freePorts(2) as [number, number]
+    const file = join(ctx.dir, 'edge.toml')
+    await writeFile(file, tunnelEdgeConfig(port, tunnelPort))
+    // The secret and the token go through the environment, not argv.
+    const env = { ...process.env, EDGE_TUNNEL_SECRET: randomBytes(32).toString('hex') }
+    const edge = ctx.children.spawn('edge-proxy-tunnel', process.execPath, [CLI_MAIN, '--config', file], { env, logFile: join(ctx.dir, 'edge.log') })
+    const { stdout } = await run(process.execPath, [CLI_MAIN, 'token', '--secret', 'env:EDGE_TUNNEL_SECRET', '--name', TUNNEL_NAME, '--ttl', '1d'], { env })
+    const clientEnv = { ...process.env, BENCH_TUNNEL_TOKEN: stdout.trim() }
+    const args = [CLI_MAIN, 'tunnel', '--edge', `ws://127.0.0.1:${tunnelPort}`, '--token', 'env:BENCH_TUNNEL_TOKEN', '--name', TUNNEL_NAME, '--to', `http://127.0.0.1:${ctx.backendPort}`]
+    const client = ctx.children.spawn('tunnel-client', process.execPath, args, { env: clientEnv, logFile: join(ctx.dir, 'tunnel-client.log') })
+    const stop = async (): Promise<void> => { await ctx.children.stop(client); await ctx.children.stop(edge) }
+    try {
+      await waitForLog(edge, 'tunnel registered', 15_000, client)
+      await waitForHttp(port, '/100b', edge)
+    } catch (err) {
+      await stop()
+      throw err
+    }
+    return { port, pid: edge.pid, alsoMeasure: [client.pid], stop }
+  },
 }
 
 function nodePeer (name: string, description: string, script: string, pkg: string): Target {
@@ -111,9 +236,11 @@ function nodePeer (name: string, description: string, script: string, pkg: strin
     version: () => `${pkg} ${packageVersion(pkg)}, node ${process.version}`,
     async start (ctx) {
       const [port] = await freePorts(1) as [number]
+      const httpsPort = await httpsPortFor(ctx)
       const file = new URL(script, NODE_DIST).pathname
-      const child = ctx.children.spawn(name, process.execPath, [file, String(port), String(ctx.backendPort)], { logFile: join(ctx.dir, `${name}.log`) })
-      return await started(ctx, child, port)
+      const tls = httpsPort === undefined || ctx.tls === undefined ? [] : [String(httpsPort), ctx.tls.cert, ctx.tls.key]
+      const child = ctx.children.spawn(name, process.execPath, [file, String(port), String(ctx.backendPort), ...tls], { logFile: join(ctx.dir, `${name}.log`) })
+      return await started(ctx, child, port, 1, httpsPort)
     },
   }
 }
@@ -127,11 +254,16 @@ function nginx (): Target {
     version: () => bin === undefined ? '' : versionOf(bin, ['-v']),
     async start (ctx) {
       const [port] = await freePorts(1) as [number]
-      // Running as root, nginx's workers drop to "nobody": they must be able to enter the temp dir.
+      const httpsPort = await httpsPortFor(ctx)
+      // Running as root, nginx's workers drop to "nobody": they must be able to enter the temp dir. (The master
+      // reads the certificate and key, so the workers need no access to them.)
       await chmod(ctx.dir, 0o755)
       await writeFile(join(ctx.dir, 'nginx.conf'), await render('nginx.conf', { PORT: port, BACKEND_PORT: ctx.backendPort, DIR: ctx.dir }))
+      // nginx.conf includes https.conf: the TLS server, or nothing.
+      const https = httpsPort === undefined || ctx.tls === undefined ? '' : await render('nginx-https.conf', { HTTPS_PORT: httpsPort, CERT: ctx.tls.cert, KEY: ctx.tls.key })
+      await writeFile(join(ctx.dir, 'https.conf'), https)
       const child = ctx.children.spawn('nginx', bin as string, ['-p', ctx.dir, '-e', join(ctx.dir, 'error.log'), '-c', join(ctx.dir, 'nginx.conf')], { logFile: join(ctx.dir, 'nginx.out') })
-      return await started(ctx, child, port, ctx.nproc + 1)
+      return await started(ctx, child, port, ctx.nproc + 1, httpsPort)
     },
   }
 }
@@ -145,10 +277,18 @@ function haproxy (): Target {
     version: () => bin === undefined ? '' : versionOf(bin, ['-v']),
     async start (ctx) {
       const [port] = await freePorts(1) as [number]
+      const httpsPort = await httpsPortFor(ctx)
       const file = join(ctx.dir, 'haproxy.cfg')
       await writeFile(file, await render('haproxy.cfg', { PORT: port, BACKEND_PORT: ctx.backendPort }))
-      const child = ctx.children.spawn('haproxy', bin as string, ['-db', '-f', file], { logFile: join(ctx.dir, 'haproxy.out') })
-      return await started(ctx, child, port)
+      const args = ['-db', '-f', file]
+      if (httpsPort !== undefined && ctx.tls !== undefined) {
+        // A second config file adds the TLS frontend (HAProxy reads every -f in order).
+        const tlsFile = join(ctx.dir, 'haproxy-https.cfg')
+        await writeFile(tlsFile, await render('haproxy-https.cfg', { HTTPS_PORT: httpsPort, PEM: ctx.tls.pem }))
+        args.push('-f', tlsFile)
+      }
+      const child = ctx.children.spawn('haproxy', bin as string, args, { logFile: join(ctx.dir, 'haproxy.out') })
+      return await started(ctx, child, port, 1, httpsPort)
     },
   }
 }
@@ -162,13 +302,16 @@ function caddy (): Target {
     version: () => bin === undefined ? '' : versionOf(bin, ['version']),
     async start (ctx) {
       const [port] = await freePorts(1) as [number]
+      const httpsPort = await httpsPortFor(ctx)
       const file = join(ctx.dir, 'Caddyfile')
-      await writeFile(file, await render('Caddyfile', { PORT: port, BACKEND_PORT: ctx.backendPort }))
+      // The TLS site is a second site block, appended.
+      const https = httpsPort === undefined || ctx.tls === undefined ? '' : await render('Caddyfile-https', { HTTPS_PORT: httpsPort, BACKEND_PORT: ctx.backendPort, CERT: ctx.tls.cert, KEY: ctx.tls.key })
+      await writeFile(file, await render('Caddyfile', { PORT: port, BACKEND_PORT: ctx.backendPort }) + https)
       // Caddy wants a home for its data and config even with nothing to persist.
       await mkdir(join(ctx.dir, 'home'), { recursive: true })
       const env = { ...process.env, HOME: join(ctx.dir, 'home'), XDG_DATA_HOME: join(ctx.dir, 'home'), XDG_CONFIG_HOME: join(ctx.dir, 'home') }
       const child = ctx.children.spawn('caddy', bin as string, ['run', '--adapter', 'caddyfile', '--config', file], { env, logFile: join(ctx.dir, 'caddy.out') })
-      return await started(ctx, child, port)
+      return await started(ctx, child, port, 1, httpsPort)
     },
   }
 }
@@ -178,7 +321,7 @@ const direct: Target = {
   description: 'the backend itself, no proxy: the ceiling',
   unavailable: () => undefined,
   version: () => process.version,
-  start: async ctx => await Promise.resolve({ port: ctx.backendPort, pid: undefined, stop: async () => {} }),
+  start: async ctx => await Promise.resolve({ port: ctx.backendPort, httpsPort: ctx.backendHttpsPort, pid: undefined, stop: async () => {} }),
 }
 
 /** Every target, in the order they are run within a round. */
@@ -186,6 +329,7 @@ export function allTargets (): Target[] {
   return [
     direct,
     edge(1),
+    edgeTunnel,
     edge('auto'),
     nodePeer('http-proxy-3', 'http-proxy-3 with a keep-alive http.Agent, xfwd on (bench/peers/http-proxy-3.ts)', './peers/http-proxy-3.js', 'http-proxy-3'),
     nodePeer('undici-min', 'node:http + undici Pool.stream, hop-by-hop headers dropped, nothing else (bench/peers/undici-min.ts)', './peers/undici-min.js', 'undici'),

@@ -1,13 +1,21 @@
-// The bench harness's own logic: parsing wrk, medians and ratios, the generated edge-proxy config, and the
-// /proc sampling that attributes CPU to a process tree. (The bench itself is run by hand: `npm run bench`.)
-import { test } from 'node:test'
+// The bench harness's own logic: parsing wrk, medians and ratios, the generated edge-proxy configs (plain, https,
+// tunnel), the scenario list, the /proc sampling that attributes CPU to a process tree, and that the https and
+// tunnel targets start and answer. (The bench itself is run by hand: `npm run bench`.)
+import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { request } from 'node:http'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { parseWrk } from '../bench/load/wrk.js'
 import { median, summarize, type Cell, type RoundResult } from '../bench/report.js'
-import { edgeConfig } from '../bench/targets.js'
+import { allTargets, edgeConfig, tunnelEdgeConfig, type TargetContext, type TlsFiles } from '../bench/targets.js'
+import { SCENARIOS, TUNNEL_NAME } from '../bench/scenarios.js'
 import { TreeSampler, processTree } from '../bench/proc-stat.js'
+import { Children, freePorts, waitForHttp } from '../bench/procs.js'
 import { parseConfigText } from '../config/load.js'
+import { createLocalPki } from '../proxy/tls/demo-certs.js'
 
 const WRK_OUTPUT = `Running 1s test @ http://127.0.0.1:40915/100b
   1 threads and 10 connections
@@ -35,11 +43,12 @@ test('parseWrk reads requests, rate, percentiles in ms whatever the unit, errors
   assert.equal(r.p99, 8.53)
   assert.equal(r.errors, 5)
   assert.equal(r.non2xx, 7)
+  assert.equal(r.bytes, Math.round(1.75 * 2 ** 20)) // wrk's "MB" is binary
   assert.throws(() => parseWrk('unable to connect to 127.0.0.1:1 Connection refused'), /cannot parse wrk output/)
 })
 
 function round (rps: number, proxyCpuMs: number | undefined): RoundResult {
-  return { tool: 't', requests: rps * 2, durationS: 2, rps, p50: 1, p99: 2, errors: 0, non2xx: 0, cpuMs: 1000, round: 1, proxyCpuMs, proxyPeakRssKb: proxyCpuMs === undefined ? undefined : 2048, backendCpuMs: 500 }
+  return { tool: 't', requests: rps * 2, durationS: 2, rps, p50: 1, p99: 2, errors: 0, non2xx: 0, bytes: rps * 2 * 1000, cpuMs: 1000, round: 1, proxyCpuMs, proxyPeakRssKb: proxyCpuMs === undefined ? undefined : 2048, backendCpuMs: 500 }
 }
 
 test('summaries take medians over rounds and ratios to direct and nginx of the same scenario', () => {
@@ -54,6 +63,7 @@ test('summaries take medians over rounds and ratios to direct and nginx of the s
   summarize(cells)
   const [direct, nginx, edge] = cells.map(c => c.summary)
   assert.equal(direct?.rps, 200)
+  assert.equal(direct?.mbps, 0.2) // 1000 bytes per request
   assert.equal(direct?.proxyCpuUsPerReq, undefined)
   assert.equal(direct?.loadgenCpuPct, 50)
   assert.equal(nginx?.vsDirect, 0.5)
@@ -83,3 +93,97 @@ test('TreeSampler attributes a child process\'s CPU to the tree of its parent', 
   assert.ok(cpuMs >= 200, `tree CPU ${cpuMs} ms should include the child's busy loop`)
   assert.ok(peakRssKb > 10_000, `peak RSS ${peakRssKb} KiB should include both processes`)
 })
+
+async function tlsFiles (t: TestContext): Promise<TlsFiles> {
+  const dir = await mkdtemp(join(tmpdir(), 'bench-harness-'))
+  t.after(async () => { await rm(dir, { recursive: true, force: true }) })
+  const pki = await createLocalPki(['localhost', '127.0.0.1'])
+  const files = { ca: join(dir, 'ca.pem'), cert: join(dir, 'cert.pem'), key: join(dir, 'key.pem'), pem: join(dir, 'both.pem'), servername: 'localhost' }
+  await writeFile(files.ca, pki.ca.cert)
+  await writeFile(files.cert, pki.leaf.cert)
+  await writeFile(files.key, pki.leaf.key)
+  await writeFile(files.pem, pki.leaf.cert + pki.leaf.key)
+  return files
+}
+
+test('the https and tunnel edge-proxy configs are valid', async t => {
+  const tls = await tlsFiles(t)
+  const https = parseConfigText(edgeConfig(18080, 19090, 1, { port: 18443, cert: tls.cert, key: tls.key }))
+  assert.deepEqual(https.listeners.map(l => l.protocol), ['http', 'https'])
+  const old = process.env.EDGE_TUNNEL_SECRET
+  process.env.EDGE_TUNNEL_SECRET = 'bench-test-secret'
+  t.after(() => { if (old === undefined) delete process.env.EDGE_TUNNEL_SECRET; else process.env.EDGE_TUNNEL_SECRET = old })
+  const tunnel = parseConfigText(tunnelEdgeConfig(18080, 17000))
+  assert.equal(tunnel.server.workers, 1)
+  assert.equal(tunnel.log.access, 'off')
+  assert.equal(tunnel.tunnel?.address.port, 17000)
+  assert.equal(tunnel.pools.get('tunnel')?.tunnel, TUNNEL_NAME)
+})
+
+test('scenarios name only known targets; the tunnel target runs only in the tunnel scenarios', () => {
+  const names = new Set(allTargets().map(x => x.name))
+  const dedicated = allTargets().filter(x => x.dedicated === true).map(x => x.name)
+  assert.deepEqual(dedicated, ['edge-proxy-tunnel'])
+  for (const s of SCENARIOS) for (const name of s.targets ?? []) assert.ok(names.has(name), `${s.name} names unknown target ${name}`)
+  const tunnel = SCENARIOS.filter(s => s.targets?.includes('edge-proxy-tunnel') === true && s.pending === undefined).map(s => s.name)
+  assert.deepEqual(tunnel, ['tunnel-100b-c50', 'tunnel-64m-c1'])
+  assert.deepEqual(SCENARIOS.filter(s => s.scheme === 'https' && s.pending === undefined).map(s => s.tool), ['autocannon', 'close'])
+  assert.ok(SCENARIOS.some(s => s.name.startsWith('shadow-') && s.pending !== undefined))
+})
+
+/** Starts the bench backend (with its https side) and returns the context targets start with. */
+async function benchBackend (t: TestContext): Promise<TargetContext> {
+  const tls = await tlsFiles(t)
+  const children = new Children()
+  t.after(async () => { await children.stopAll() })
+  const [backendPort, backendHttpsPort] = await freePorts(2) as [number, number]
+  const script = new URL('../bench/backend.js', import.meta.url).pathname
+  const backend = children.spawn('backend', process.execPath, [script, String(backendPort), String(backendHttpsPort), tls.cert, tls.key])
+  await waitForHttp(backendPort, '/100b', backend)
+  await waitForHttp(backendHttpsPort, '/100b', backend, 10_000, tls)
+  return { children, backendPort, backendHttpsPort, tls, dir: tls.ca.slice(0, tls.ca.lastIndexOf('/')), nproc: 1 }
+}
+
+function get (port: number, path: string, host: string): Promise<{ status: number, bytes: number }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, headers: { host }, agent: false }, res => {
+      let bytes = 0
+      res.on('data', (b: Buffer) => { bytes += b.length })
+      res.on('end', () => { resolve({ status: res.statusCode ?? 0, bytes }) })
+    })
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+test('the edge-proxy target serves https too when the bench has TLS files', async t => {
+  const ctx = await benchBackend(t)
+  const edge = allTargets().find(x => x.name === 'edge-proxy')
+  const r = await edge?.start(ctx)
+  assert.ok(r?.httpsPort !== undefined)
+  // start() already waited for a verified https 200 (see started()); one more, to be explicit.
+  await waitForHttp(r.httpsPort, '/100b', undefined, 5000, ctx.tls)
+  await r.stop()
+})
+
+test('the tunnel target reaches the backend through a tunnel client, measured with the edge', async t => {
+  const ctx = await benchBackend(t)
+  const target = allTargets().find(x => x.name === 'edge-proxy-tunnel')
+  const r = await target?.start(ctx)
+  assert.ok(r !== undefined)
+  t.after(async () => { await r.stop() })
+  assert.equal(r.alsoMeasure?.length, 1)
+  assert.ok(processTree(r.alsoMeasure[0] as number).length >= 1, 'the tunnel client is alive')
+  assert.deepEqual(await get(r.port, '/100b', TUNNEL_NAME), { status: 200, bytes: 100 })
+  assert.deepEqual(await get(r.port, '/64m', TUNNEL_NAME), { status: 200, bytes: 64 * 2 ** 20 })
+  // Without the tunnel client the edge has no backend left: proof that the requests went through it.
+  const client = r.alsoMeasure[0] as number
+  process.kill(client, 'SIGTERM')
+  const deadline = Date.now() + 5000
+  while (alive(client) && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 50))
+  assert.ok((await get(r.port, '/100b', TUNNEL_NAME)).status >= 500)
+})
+
+function alive (pid: number): boolean {
+  try { process.kill(pid, 0); return true } catch { return false }
+}

@@ -8,6 +8,9 @@ import type { LoadResult, LoadSpec } from './result.js'
 const spec = JSON.parse(process.argv[2] ?? '{}') as LoadSpec
 const out = process.argv[3] as string
 const body = spec.bodyBytes > 0 ? Buffer.alloc(spec.bodyBytes, 'u') : undefined
+const headers: Record<string, string> = {}
+if (body !== undefined) headers['content-type'] = 'application/octet-stream'
+if (spec.host !== undefined) headers.host = spec.host
 
 const cpu0 = process.cpuUsage()
 const r = await autocannon({
@@ -17,7 +20,10 @@ const r = await autocannon({
   duration: spec.durationS,
   pipelining: 1,
   timeout: 10,
-  ...(body === undefined ? {} : { body, headers: { 'content-type': 'application/octet-stream' } }),
+  headers,
+  ...(body === undefined ? {} : { body }),
+  // autocannon never verifies certificates (it sets rejectUnauthorized: false itself); SNI is still sent.
+  ...(spec.tls === undefined ? {} : { servername: spec.tls.servername }),
 })
 const cpu = process.cpuUsage(cpu0)
 const requests = r['1xx'] + r['2xx'] + r['3xx'] + r['4xx'] + r['5xx']
@@ -30,6 +36,7 @@ const result: LoadResult = {
   p99: r.latency.p99,
   errors: r.errors,
   non2xx: r.non2xx,
+  bytes: r.throughput.total,
   cpuMs: (cpu.user + cpu.system) / 1000,
 }
 writeFileSync(out, JSON.stringify(result))

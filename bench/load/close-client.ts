@@ -1,33 +1,47 @@
-// A new TCP connection per request, used for the "close" scenarios when wrk is not installed (autocannon always
-// keeps connections alive). `connections` loops each open a connection, send one request with
-// "Connection: close", read the whole response, and start over, until the duration is up.
+// A new connection per request, used for the "close" scenarios when wrk is not installed (autocannon always
+// keeps connections alive). `connections` loops each open a connection (TCP, or TLS with a full handshake for
+// https URLs: no session is reused), send one request with "Connection: close", read the whole response, and
+// start over, until the duration is up. TLS certificates are verified against the bench's CA.
 //   node dist/bench/load/close-client.js '<LoadSpec JSON>' OUT_FILE
-import { connect } from 'node:net'
-import { writeFileSync } from 'node:fs'
+import { connect as connectTcp, type Socket } from 'node:net'
+import { connect as connectTls } from 'node:tls'
+import { readFileSync, writeFileSync } from 'node:fs'
 import type { LoadResult, LoadSpec } from './result.js'
 
 const spec = JSON.parse(process.argv[2] ?? '{}') as LoadSpec
 const out = process.argv[3] as string
 const url = new URL(spec.url)
 const port = Number(url.port)
-const head = Buffer.from(`${spec.method} ${url.pathname} HTTP/1.1\r\nhost: ${url.host}\r\nconnection: close\r\n\r\n`)
+const head = Buffer.from(`${spec.method} ${url.pathname} HTTP/1.1\r\nhost: ${spec.host ?? url.host}\r\nconnection: close\r\n\r\n`)
+const tlsOptions = spec.tls === undefined ? undefined : { host: url.hostname, port, servername: spec.tls.servername, ca: readFileSync(spec.tls.ca) }
 
 const latencies: number[] = []
 let errors = 0
 let non2xx = 0
+let bytes = 0
 const cpu0 = process.cpuUsage()
 const start = performance.now()
 const end = start + spec.durationS * 1000
+
+function open (): Socket {
+  if (tlsOptions === undefined) {
+    const s = connectTcp(port, url.hostname)
+    s.once('connect', () => { s.end(head) })
+    return s
+  }
+  const s = connectTls(tlsOptions)
+  s.once('secureConnect', () => { s.end(head) })
+  return s
+}
 
 /** One request on a fresh connection; resolves when the server has closed it (the response is complete). */
 function once (): Promise<void> {
   return new Promise(resolve => {
     const t0 = performance.now()
     let first: Buffer | undefined
-    const s = connect(port, url.hostname)
+    const s = open()
     s.setTimeout(10_000, () => { s.destroy(new Error('timeout')) })
-    s.once('connect', () => { s.end(head) })
-    s.on('data', (b: Buffer) => { if (first === undefined) first = b })
+    s.on('data', (b: Buffer) => { bytes += b.length; if (first === undefined) first = b })
     s.once('error', () => { errors++ })
     s.once('close', hadError => {
       if (!hadError && first !== undefined) {
@@ -50,7 +64,7 @@ const cpu = process.cpuUsage(cpu0)
 latencies.sort((a, b) => a - b)
 const pct = (p: number): number => latencies.length === 0 ? 0 : latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] as number
 const result: LoadResult = {
-  tool: 'node-close-client',
+  tool: tlsOptions === undefined ? 'node-close-client' : 'node-close-client (TLS)',
   requests: latencies.length,
   durationS,
   rps: latencies.length / durationS,
@@ -58,6 +72,7 @@ const result: LoadResult = {
   p99: pct(0.99),
   errors,
   non2xx,
+  bytes,
   cpuMs: (cpu.user + cpu.system) / 1000,
 }
 writeFileSync(out, JSON.stringify(result))

@@ -15,6 +15,8 @@ export interface LoadContext {
   readonly dir: string
   /** Path of the wrk binary, or undefined when it is not installed. */
   readonly wrk: string | undefined
+  /** The bench's CA file and the name its certificate is for, when an https scenario runs. */
+  readonly tls?: { readonly ca: string, readonly servername: string }
 }
 
 let seq = 0
@@ -33,14 +35,15 @@ async function runNodeChild (ctx: LoadContext, script: string, spec: LoadSpec): 
 async function runWrk (ctx: LoadContext, wrk: string, spec: LoadSpec, close: boolean): Promise<LoadResult> {
   const log = join(ctx.dir, `wrk-${process.pid}-${++seq}.txt`)
   const cpu0 = reapedChildrenCpuMs()
-  const child = ctx.children.spawn('wrk', wrk, wrkArgs(spec.url, spec.connections, spec.durationS, close), { logFile: log })
+  const child = ctx.children.spawn('wrk', wrk, wrkArgs(spec.url, spec.connections, spec.durationS, close, spec.host), { logFile: log })
   const { code, signal } = await child.exited
   // wrk's CPU shows up in this process's cutime/cstime once it has been reaped; nothing else exits meanwhile.
   const cpuMs = reapedChildrenCpuMs() - cpu0
   const text = await readFile(log, 'utf8')
   await rm(log, { force: true })
   if (code !== 0) throw new Error(`wrk failed (${code ?? signal}): ${text.trim()}`)
-  return { ...parseWrk(text), tool: close ? 'wrk (Connection: close)' : 'wrk', cpuMs }
+  const tls = spec.url.startsWith('https:') ? ', TLS' : ''
+  return { ...parseWrk(text), tool: close ? `wrk (Connection: close${tls})` : `wrk${tls === '' ? '' : ' (TLS)'}`, cpuMs }
 }
 
 export async function runLoad (ctx: LoadContext, tool: Tool, spec: LoadSpec): Promise<LoadResult> {

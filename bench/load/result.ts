@@ -13,6 +13,8 @@ export interface LoadResult {
   readonly errors: number
   /** Responses with a status outside 2xx/3xx. */
   readonly non2xx: number
+  /** Response bytes read (headers and bodies). autocannon counts whole 2xx responses only; wrk and the close client count every byte. */
+  readonly bytes: number
   /** CPU time the load generator used for this run, in ms (user + system). */
   readonly cpuMs: number
 }
@@ -24,4 +26,8 @@ export interface LoadSpec {
   readonly bodyBytes: number
   readonly connections: number
   readonly durationS: number
+  /** Host header, when not the URL's. */
+  readonly host?: string
+  /** For https URLs: the SNI name to send, and the CA file that signed the targets' certificate. */
+  readonly tls?: { readonly servername: string, readonly ca: string }
 }

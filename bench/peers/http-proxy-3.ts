@@ -1,7 +1,9 @@
 // Peer: a plain http-proxy-3 reverse proxy with a keep-alive agent and nothing else (X-Forwarded-* on, as a
-// typical deployment would). node dist/bench/peers/http-proxy-3.js PORT BACKEND_PORT
-import { createServer, Agent } from 'node:http'
+// typical deployment would).
+//   node dist/bench/peers/http-proxy-3.js PORT BACKEND_PORT [HTTPS_PORT CERT_FILE KEY_FILE]  (bench/serve.ts)
+import { Agent } from 'node:http'
 import { createProxyServer } from 'http-proxy-3'
+import { closeAll, serve } from '../serve.js'
 
 const port = Number(process.argv[2])
 const backendPort = Number(process.argv[3])
@@ -11,6 +13,5 @@ proxy.on('error', (_err, _req, res) => {
   if ('writeHead' in res && !res.headersSent) res.writeHead(502, { 'content-length': '0' })
   res.end()
 })
-const server = createServer({ keepAliveTimeout: 120_000, requestTimeout: 0 }, (req, res) => { proxy.web(req, res) })
-server.listen(port, '127.0.0.1')
-process.on('SIGTERM', () => { server.closeAllConnections(); server.close(() => { process.exit(0) }) })
+const servers = serve((req, res) => { proxy.web(req, res) }, port, process.argv.slice(4), { keepAliveTimeout: 120_000, requestTimeout: 0 })
+process.on('SIGTERM', () => { closeAll(servers) })

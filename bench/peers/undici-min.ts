@@ -1,8 +1,10 @@
 // Peer: the smallest undici proxy worth measuring: node:http in front, undici Pool.stream behind, hop-by-hop
 // headers dropped and nothing else (no routing, no forwarded headers, no timing, no logging). It is the floor
-// edge-proxy's own overhead is measured against. node dist/bench/peers/undici-min.js PORT BACKEND_PORT
-import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http'
+// edge-proxy's own overhead is measured against.
+//   node dist/bench/peers/undici-min.js PORT BACKEND_PORT [HTTPS_PORT CERT_FILE KEY_FILE]  (bench/serve.ts)
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
 import { Pool, type Dispatcher } from 'undici'
+import { closeAll, serve } from '../serve.js'
 
 const port = Number(process.argv[2])
 const backendPort = Number(process.argv[3])
@@ -42,6 +44,5 @@ function handle (req: IncomingMessage, res: ServerResponse): void {
   }, factory, done.bind(res))
 }
 
-const server = createServer({ keepAliveTimeout: 120_000, requestTimeout: 0 }, handle)
-server.listen(port, '127.0.0.1')
-process.on('SIGTERM', () => { server.closeAllConnections(); server.close(() => { void pool.close().finally(() => { process.exit(0) }) }) })
+const servers = serve(handle, port, process.argv.slice(4), { keepAliveTimeout: 120_000, requestTimeout: 0 })
+process.on('SIGTERM', () => { closeAll(servers, async () => { await pool.close() }) })
