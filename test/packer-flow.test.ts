@@ -115,7 +115,7 @@ test('100 MB through one stream arrives intact (SHA-256), heartbeats answered th
   assert.ok(maxWsBuffered <= 512 * 1024 + 2 * MAX_DATA, `ws buffered ${maxWsBuffered}`)
 })
 
-test('a reader that refuses to read pauses its sender within window + one frame', async t => {
+test('a reader that refuses to read pauses its sender within window + two frames', async t => {
   const { edge, url } = await startEdge(t)
   const held: Socket[] = []
   const sink = await tcpServer(t, sock => { sock.pause(); held.push(sock) })
@@ -150,7 +150,9 @@ test('a reader that refuses to read pauses its sender within window + one frame'
   assert.equal(s.sendWindow, 0)
   assert.ok(s.queuedBytes <= MAX_DATA, `queued ${s.queuedBytes}`)
   assert.ok(backend !== undefined && backend.bufferedBytes <= DEFAULT_STREAM_WINDOW)
-  assert.ok(maxQueued <= DEFAULT_STREAM_WINDOW + MAX_DATA, `queued+in flight ${maxQueued}`)
+  // The window bounds what is in flight; the Writable takes one more write while it is below its high-water mark
+  // (one frame), so a chunk shorter than a frame lets a second one queue behind it: window + two frames at most.
+  assert.ok(maxQueued <= DEFAULT_STREAM_WINDOW + 2 * MAX_DATA, `queued+in flight ${maxQueued}`)
   assert.ok(session.stats.windowStalls > 0)
   s.destroy()
 })
