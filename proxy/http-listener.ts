@@ -373,11 +373,18 @@ export class HttpListener implements ExchangeObserver {
     const closed = new Promise<void>(resolve => { this.server.close(() => { resolve() }) })
     this.server.closeIdleConnections()
     // server.close() waits for upgraded sockets too, which closeAllConnections() does not reach.
+    await this.drain(closed, timeoutMs, () => { for (const s of this.#upgraded) s.destroy() })
+  }
+
+  /**
+   * Waits for `closed` while closing connections as they become idle; after `timeoutMs` cuts every connection
+   * (and whatever `cut` ends) so shutdown is bounded.
+   */
+  protected async drain (closed: Promise<void>, timeoutMs: number, cut: () => void): Promise<void> {
     const timer = setTimeout(() => {
       this.server.closeAllConnections()
-      for (const s of this.#upgraded) s.destroy()
+      cut()
     }, timeoutMs)
-    // Keep closing connections that become idle after their in-flight response.
     const sweep = setInterval(() => { this.server.closeIdleConnections() }, 50)
     try {
       await closed
@@ -386,6 +393,7 @@ export class HttpListener implements ExchangeObserver {
       clearInterval(sweep)
     }
   }
+
 }
 
 function onClientError (err: Error & { code?: string }, socket: Socket): void {

@@ -139,16 +139,6 @@ export class HttpsListener extends HttpListener {
     const closed = new Promise<void>(resolve => { if (front === undefined) resolve(); else front.close(() => { resolve() }) })
     for (const s of this.#sessions) s.close()
     await super.close(timeoutMs)
-    const timer = setTimeout(() => {
-      this.server.closeAllConnections()
-      for (const s of this.#sessions) s.destroy()
-    }, timeoutMs)
-    const sweep = setInterval(() => { this.server.closeIdleConnections() }, 50)
-    try {
-      await closed
-    } finally {
-      clearTimeout(timer)
-      clearInterval(sweep)
-    }
+    await this.drain(closed, timeoutMs, () => { for (const s of this.#sessions) s.destroy() })
   }
 }

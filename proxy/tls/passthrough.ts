@@ -151,14 +151,27 @@ class PassthroughConnection {
   }
 
   #connect (target: PassthroughTarget, sni: string | undefined): void {
-    if (target.open !== undefined) { this.#splice(target, sni); return }
-    const up = net.connect({ host: target.host, port: target.port, allowHalfOpen: true })
+    let up: Duplex
+    if (target.open !== undefined) {
+      // A target that brings its own upstream (a tunnel stream) is open at once.
+      try {
+        up = target.open()
+      } catch (err) {
+        this.#emit({ type: 'upstream-error', target, error: (err as Error).message })
+        try { target.done?.(false, err as Error) } catch { /* the picker's bookkeeping stays its own */ }
+        this.#client.destroy()
+        return
+      }
+    } else {
+      const sock = net.connect({ host: target.host, port: target.port, allowHalfOpen: true })
+      sock.setNoDelay(true)
+      sock.setTimeout(this.#opts.connectTimeoutMs ?? 5000)
+      sock.once('timeout', () => { sock.destroy(new Error('connect timeout')) })
+      up = sock
+    }
     this.#upstream = up
     this.#all.add(up)
-    up.setNoDelay(true)
     this.#client.setNoDelay(true)
-    up.setTimeout(this.#opts.connectTimeoutMs ?? 5000)
-    up.once('timeout', () => { up.destroy(new Error('connect timeout')) })
     let connected = false
     let error: Error | undefined
     up.on('error', err => {
@@ -171,51 +184,22 @@ class PassthroughConnection {
       this.#client.destroy()
       try { target.done?.(connected, error) } catch { /* the picker's bookkeeping stays its own */ }
     })
-    up.once('connect', () => {
+    const open = (): void => {
       connected = true
-      up.removeAllListeners('timeout')
-      up.setTimeout(0)
       this.#emit({ type: 'routed', sni, target })
       up.write(this.#parser.buffered)
       const idle = this.#opts.idleTimeoutMs ?? 0
-      if (idle > 0) {
-        this.#client.setTimeout(idle, () => { this.#client.destroy() })
-        up.setTimeout(idle, () => { up.destroy() })
+      if (up instanceof net.Socket) {
+        up.removeAllListeners('timeout')
+        up.setTimeout(0)
+        if (idle > 0) up.setTimeout(idle, () => { up.destroy() })
       }
+      if (idle > 0) this.#client.setTimeout(idle, () => { this.#client.destroy() })
       this.#client.pipe(up)
       up.pipe(this.#client)
-    })
-  }
-
-  /** A target that brings its own upstream (a tunnel stream): it is open at once, so splice right away. */
-  #splice (target: PassthroughTarget, sni: string | undefined): void {
-    let up: Duplex
-    try {
-      up = (target.open as () => Duplex)()
-    } catch (err) {
-      this.#emit({ type: 'upstream-error', target, error: (err as Error).message })
-      try { target.done?.(false, err as Error) } catch { /* bookkeeping */ }
-      this.#client.destroy()
-      return
     }
-    this.#upstream = up
-    this.#all.add(up)
-    this.#client.setNoDelay(true)
-    let error: Error | undefined
-    up.on('error', err => {
-      error = err
-      this.#emit({ type: 'upstream-error', target, error: err.message })
-      this.#client.destroy()
-    })
-    up.on('close', () => {
-      this.#all.delete(up)
-      this.#client.destroy()
-      try { target.done?.(true, error) } catch { /* the picker's bookkeeping stays its own */ }
-    })
-    this.#emit({ type: 'routed', sni, target })
-    up.write(this.#parser.buffered)
-    this.#client.pipe(up)
-    up.pipe(this.#client)
+    if (target.open !== undefined) open()
+    else up.once('connect', open)
   }
 
   readonly #onClientGone = (): void => {
