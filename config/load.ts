@@ -396,6 +396,8 @@ function resolveTunnel (raw: RawConfig, problems: Problems, workers: number, add
     autoRoute: t.auto_route,
     tls: t.tls === undefined ? undefined : { cert: resolvePath(base, t.tls.cert), key: resolvePath(base, t.tls.key) },
     heartbeat: t.heartbeat,
+    maxStreams: t.max_streams,
+    streamWindow: t.stream_window,
   }
 }
 

@@ -83,6 +83,8 @@ export const configSchema = z.strictObject({
     auto_route: z.boolean().default(true),
     tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
     heartbeat: duration.default(15_000),
+    max_streams: z.number().int().min(1).max(65_536).default(1024),
+    stream_window: z.number().int().min(65_536).max(16 * 1024 * 1024).default(256 * 1024),
   }).optional(),
   listeners: z.array(listenerSchema).min(1, { error: 'at least one [[listeners]] entry is needed' }),
   routes: z.array(routeSchema).default([]),

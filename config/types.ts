@@ -123,6 +123,10 @@ export interface TunnelConfig {
   /** wss:// when set: absolute paths of the certificate and key. */
   readonly tls: { readonly cert: string, readonly key: string } | undefined
   readonly heartbeat: number
+  /** Streams one session may hold open; with stream_window it bounds what a session can make the edge buffer. */
+  readonly maxStreams: number
+  /** Receive window per stream, in bytes (64 KiB .. 16 MiB). */
+  readonly streamWindow: number
 }
 
 export interface Config {

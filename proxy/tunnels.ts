@@ -44,7 +44,7 @@ export class TunnelMembers {
       ...(this.#https === undefined ? { host: config.address.host, port: config.address.port } : { server: this.#https, path: '/' }),
       secret: config.secret,
       allow: config.allow,
-      session: { pingIntervalMs: config.heartbeat },
+      session: { pingIntervalMs: config.heartbeat, maxStreams: config.maxStreams, streamWindow: config.streamWindow },
     })
     // http claims serve requests by Host; tls claims serve passthrough connections by SNI. (tcp claims are granted
     // but nothing routes raw TCP to them yet.)

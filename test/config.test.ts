@@ -214,3 +214,24 @@ backends = ["http://127.0.0.1:9"]
   assert.ok(Object.isFrozen(c.routes[0]))
   assert.ok(Object.isFrozen(c.pools.get('api')?.backends[0]))
 })
+
+test('config: [tunnel] stream_window and max_streams bound a session, and are checked', () => {
+  process.env.EDGE_TEST_TUNNEL_SECRET = 'x'
+  const base = `[admin]
+listen = "127.0.0.1:0"
+[[listeners]]
+name = "web"
+listen = "127.0.0.1:0"
+[tunnel]
+listen = "127.0.0.1:0"
+secret = "env:EDGE_TEST_TUNNEL_SECRET"
+allow = ["*.tunnel.test"]
+`
+  const c = parseConfigText(`${base}max_streams = 4\nstream_window = 65536\n`, 'tunnel.toml')
+  assert.equal(c.tunnel?.maxStreams, 4)
+  assert.equal(c.tunnel?.streamWindow, 65536)
+  const d = parseConfigText(base, 'tunnel.toml')
+  assert.equal(d.tunnel?.maxStreams, 1024)
+  assert.equal(d.tunnel?.streamWindow, 256 * 1024)
+  assert.throws(() => parseConfigText(`${base}stream_window = 1024\n`, 'tunnel.toml'), (err: ConfigError) => err.problems.some(p => p.path === 'tunnel.stream_window'))
+})
