@@ -38,7 +38,6 @@ async function bench (opts: BenchOptions, children: Children, dir: string): Prom
   const m = machine()
   const wrk = findExecutable('wrk')
   const skipped: string[] = []
-  say(`bench: ${m.nproc} CPUs (${m.cpuModel}), node ${m.node}; ${opts.rounds} round(s) of ${opts.durationS} s${opts.quick ? ' (quick)' : ''}`)
 
   // Each scenario with the tool it runs with here (wrk, or its fallback when wrk is not installed).
   const scenarios: Scenario[] = []
@@ -50,6 +49,8 @@ async function bench (opts: BenchOptions, children: Children, dir: string): Prom
     scenarios.push(tool === s.tool ? s : { ...s, tool })
   }
   if (opts.scenarios === undefined) skipped.push(...SCENARIOS.filter(s => s.soak !== undefined).map(s => `scenario ${s.name}: opt-in (BENCH_SCENARIOS=${s.name}; ${s.soak?.rounds ?? 0} × ${opts.soakSeconds} s per target)`))
+  const soakSay = scenarios.some(x => x.soak !== undefined) ? `; soak rounds of ${opts.soakSeconds} s` : ''
+  say(`bench: ${m.nproc} CPUs (${m.cpuModel}), node ${m.node}; ${opts.rounds} round(s) of ${opts.durationS} s${soakSay}${opts.quick ? ' (quick)' : ''}`)
   if (wrk === undefined && scenarios.some(s => s.tool === 'close')) skipped.push('wrk is not installed: the new-connection-per-request scenarios use bench/load/close-client.ts (Node) instead')
   const targets: Target[] = []
   for (const t of allTargets()) {
