@@ -9,6 +9,8 @@ export interface BenchOptions {
   readonly targets: ReadonlySet<string> | undefined
   readonly scenarios: ReadonlySet<string> | undefined
   readonly idleConnections: number
+  /** Seconds per round of the soak scenario (opt-in). */
+  readonly soakSeconds: number
   readonly outDir: string
 }
 
@@ -24,7 +26,9 @@ Environment:
   BENCH_TARGETS=a,b       only these targets (direct, edge-proxy, edge-proxy-tunnel, edge-proxy-auto, http-proxy-3,
                           undici-min, nginx, haproxy, caddy); "direct" and "nginx" are worth keeping for the ratios.
                           edge-proxy-tunnel runs only in the tunnel-* scenarios
-  BENCH_SCENARIOS=a,b     only these scenarios (names as in the report; "idle" is the idle-connection memory test)
+  BENCH_SCENARIOS=a,b     only these scenarios (names as in the report; "idle" is the idle-connection memory test).
+                          "soak" (RSS after 3 consecutive rounds of load: the leak check) runs only when named here
+  BENCH_SOAK_SECONDS=60   seconds per soak round (default 60; 2 with --quick)
   BENCH_IDLE_CONNS=3000   connections for the idle-connection memory test (0 skips it)
 `
 
@@ -56,6 +60,7 @@ export function parseOptions (argv: string[]): BenchOptions | 'help' {
     targets: list('BENCH_TARGETS'),
     scenarios: list('BENCH_SCENARIOS'),
     idleConnections: Math.round(positive('BENCH_IDLE_CONNS', 3000)),
+    soakSeconds: Math.max(1, Math.round(positive('BENCH_SOAK_SECONDS', quick ? 2 : 60))),
     outDir: values.out ?? new URL('../../bench/results/', import.meta.url).pathname,
   }
 }

@@ -55,6 +55,43 @@ export interface IdleResult {
   error?: string
 }
 
+/** One soak round: the load round's figures plus the tree's RSS after the settle that follows it. */
+export interface SoakRound extends RoundResult {
+  readonly rssAfterKb: number
+}
+
+/** "flat": the last round's RSS within the tolerance of the first's; "incomplete": a round is missing. */
+export type SoakVerdict = 'flat' | 'grew' | 'shrank' | 'incomplete'
+
+export interface SoakResult {
+  readonly scenario: string
+  readonly target: string
+  readonly roundS: number
+  /** Pause between the end of a round and the RSS sample, ms. */
+  readonly settleMs: number
+  readonly tolerancePct: number
+  /** RSS after the warm-up, before round 1 (context only: round 1 is the baseline). */
+  readonly rssBeforeKb: number
+  readonly rounds: SoakRound[]
+  /** (RSS after the last round − after the first) / after the first, %. */
+  changePct?: number
+  verdict?: SoakVerdict
+  error?: string
+}
+
+/**
+ * The soak verdict over the RSS samples taken after each round: the change from the first to the last, and
+ * "flat" when its size is within `tolerancePct`. The first round is the baseline, not the RSS before it: a heap
+ * grows to its working size during the first minute of load, and that is not a leak.
+ */
+export function soakVerdict (rssKb: readonly number[], rounds: number, tolerancePct: number): { changePct: number, verdict: SoakVerdict } {
+  const first = rssKb[0]
+  const last = rssKb[rssKb.length - 1]
+  if (rssKb.length < Math.max(2, rounds) || first === undefined || last === undefined || !(first > 0)) return { changePct: Number.NaN, verdict: 'incomplete' }
+  const changePct = (last - first) * 100 / first
+  return { changePct, verdict: Math.abs(changePct) <= tolerancePct ? 'flat' : changePct > 0 ? 'grew' : 'shrank' }
+}
+
 export function median (xs: readonly number[]): number {
   if (xs.length === 0) return Number.NaN
   const s = [...xs].sort((a, b) => a - b)
@@ -109,10 +146,36 @@ function fmt (n: number | undefined, digits = 0): string {
 
 export interface ScenarioInfo { readonly name: string, readonly title: string, readonly tool: string }
 
-/** The markdown report: one table per scenario, then idle-connection memory, then what was skipped. */
-export function markdown (scenarios: readonly ScenarioInfo[], cells: readonly Cell[], idle: readonly IdleResult[], skipped: readonly string[]): string {
+const mb = (kb: number): string => fmt(kb / 1024, 1)
+
+/** The soak table: one row per target, RSS after each round and the verdict. */
+export function soakMarkdown (scenario: ScenarioInfo, results: readonly SoakResult[]): string {
+  const rows = results.filter(r => r.scenario === scenario.name)
+  if (rows.length === 0) return ''
+  const tool = rows.find(r => r.rounds.length > 0)?.rounds[0]?.tool ?? scenario.tool
+  const first = rows[0] as SoakResult
+  const out = [`### ${scenario.name}: ${scenario.title} [${tool}]`, '']
+  out.push(`${first.rounds.length > 0 ? first.rounds.length : 'consecutive'} rounds of ${first.roundS} s per target; RSS of the proxy's tree ${first.settleMs / 1000} s after each round; "flat" when round 1 → last is within ±${first.tolerancePct} %.`, '')
+  out.push('| target | req/s per round | errors | RSS before MB | RSS after each round MB | peak RSS MB | round 1 → last | verdict |')
+  out.push('|---|---:|---:|---:|---:|---:|---:|---|')
+  for (const r of rows) {
+    const rps = r.rounds.map(x => fmt(x.rps)).join(' / ')
+    const errors = r.rounds.reduce((a, x) => a + x.errors + x.non2xx, 0)
+    const peak = r.rounds.length === 0 ? Number.NaN : Math.max(...r.rounds.map(x => x.proxyPeakRssKb ?? 0))
+    const change = r.changePct === undefined || Number.isNaN(r.changePct) ? '–' : `${r.changePct >= 0 ? '+' : ''}${fmt(r.changePct, 1)} %`
+    const verdict = r.error === undefined ? (r.verdict ?? '–') : `${r.verdict ?? 'incomplete'}: ${r.error.replace(/\|/g, '/').slice(0, 120)}`
+    out.push(`| ${r.target} | ${rps === '' ? '–' : rps} | ${fmt(errors)} | ${mb(r.rssBeforeKb)} | ${r.rounds.map(x => mb(x.rssAfterKb)).join(' / ') || '–'} | ${mb(peak)} | ${change} | ${verdict} |`)
+  }
+  out.push('')
+  return out.join('\n')
+}
+
+/** The markdown report: one table per scenario (soak scenarios their own kind), then idle-connection memory, then what was skipped. */
+export function markdown (scenarios: readonly ScenarioInfo[], cells: readonly Cell[], idle: readonly IdleResult[], skipped: readonly string[], soak: readonly SoakResult[] = []): string {
   const out: string[] = []
   for (const s of scenarios) {
+    const soakTable = soakMarkdown(s, soak)
+    if (soakTable !== '') { out.push(soakTable); continue }
     const rows = cells.filter(c => c.scenario === s.name)
     if (rows.length === 0) continue
     const tool = rows.find(c => c.rounds.length > 0)?.rounds[0]?.tool ?? s.tool

@@ -7,10 +7,11 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { Children, freePorts, waitForHttp } from './procs.js'
 import { findExecutable, machine, packageVersion, versionOf } from './machine.js'
 import { parseOptions, USAGE, type BenchOptions } from './options.js'
-import { SCENARIOS, type Scenario } from './scenarios.js'
+import { SCENARIOS, selected, toolFor, type Scenario } from './scenarios.js'
 import { allTargets, type Running, type Target, type TlsFiles } from './targets.js'
 import { measureIdle, runRound, warmUp } from './measure.js'
-import { markdown, summarize, type Cell, type IdleResult } from './report.js'
+import { markdown, summarize, type Cell, type IdleResult, type SoakResult } from './report.js'
+import { runSoak } from './soak.js'
 import type { LoadContext } from './load/index.js'
 import { createLocalPki } from '../proxy/tls/demo-certs.js'
 
@@ -37,15 +38,19 @@ async function bench (opts: BenchOptions, children: Children, dir: string): Prom
   const m = machine()
   const wrk = findExecutable('wrk')
   const skipped: string[] = []
-  say(`bench: ${m.nproc} CPUs (${m.cpuModel}), node ${m.node}; ${opts.rounds} round(s) of ${opts.durationS} s${opts.quick ? ' (quick)' : ''}`)
 
+  // Each scenario with the tool it runs with here (wrk, or its fallback when wrk is not installed).
   const scenarios: Scenario[] = []
   for (const s of SCENARIOS) {
-    if (opts.scenarios !== undefined && !opts.scenarios.has(s.name)) continue
+    if (!selected(s, opts.scenarios)) continue
     if (s.pending !== undefined) { skipped.push(`scenario ${s.name}: not measured yet, ${s.pending}`); continue }
-    if (s.tool === 'wrk' && wrk === undefined) { skipped.push(`scenario ${s.name}: wrk is not installed`); continue }
-    scenarios.push(s)
+    const tool = toolFor(s, wrk)
+    if (tool === undefined) { skipped.push(`scenario ${s.name}: wrk is not installed`); continue }
+    scenarios.push(tool === s.tool ? s : { ...s, tool })
   }
+  if (opts.scenarios === undefined) skipped.push(...SCENARIOS.filter(s => s.soak !== undefined).map(s => `scenario ${s.name}: opt-in (BENCH_SCENARIOS=${s.name}; ${s.soak?.rounds ?? 0} × ${opts.soakSeconds} s per target)`))
+  const soakSay = scenarios.some(x => x.soak !== undefined) ? `; soak rounds of ${opts.soakSeconds} s` : ''
+  say(`bench: ${m.nproc} CPUs (${m.cpuModel}), node ${m.node}; ${opts.rounds} round(s) of ${opts.durationS} s${soakSay}${opts.quick ? ' (quick)' : ''}`)
   if (wrk === undefined && scenarios.some(s => s.tool === 'close')) skipped.push('wrk is not installed: the new-connection-per-request scenarios use bench/load/close-client.ts (Node) instead')
   const targets: Target[] = []
   for (const t of allTargets()) {
@@ -111,9 +116,10 @@ async function bench (opts: BenchOptions, children: Children, dir: string): Prom
     }
     lineup.set(s, s.scheme === 'https' ? here.filter(t => running.get(t.name)?.httpsPort !== undefined) : here)
   }
-  const total = scenarios.reduce((a, s) => a + opts.rounds * (lineup.get(s)?.length ?? 0), 0)
+  const throughput = scenarios.filter(s => s.soak === undefined)
+  const total = throughput.reduce((a, s) => a + opts.rounds * (lineup.get(s)?.length ?? 0), 0)
   let n = 0
-  for (const s of scenarios) {
+  for (const s of throughput) {
     const targetsHere = lineup.get(s) ?? []
     const row = targetsHere.map(t => { const c: Cell = { scenario: s.name, target: t.name, rounds: [] }; cells.push(c); return c })
     for (let round = 1; round <= opts.rounds; round++) {
@@ -135,25 +141,41 @@ async function bench (opts: BenchOptions, children: Children, dir: string): Prom
   }
   summarize(cells)
 
+  // Soak scenarios last, one target at a time, its rounds back to back (bench/soak.ts).
+  const soak: SoakResult[] = []
+  for (const s of scenarios.filter(x => x.soak !== undefined)) {
+    for (const t of lineup.get(s) ?? []) {
+      const r = running.get(t.name) as Running
+      if (r.pid === undefined) { skipped.push(`scenario ${s.name}: ${t.name} has no proxy process to watch`); continue }
+      say(`  soak ${t.name}: ${s.soak?.rounds ?? 0} rounds of ${opts.soakSeconds} s`)
+      const res = await runSoak(ctx, backend.pid, t.name, r, s, opts.soakSeconds, say)
+      soak.push(res)
+      say(`    ${res.verdict ?? ''}: ${res.changePct?.toFixed(1) ?? '?'} % from round 1 to the last${res.error === undefined ? '' : ` (${res.error})`}`)
+      await sleep(300)
+    }
+  }
+
   const date = new Date()
   const result = {
     date: date.toISOString(),
     machine: m,
-    settings: { quick: opts.quick, durationS: opts.durationS, rounds: opts.rounds, idleConnections: opts.idleConnections },
+    settings: { quick: opts.quick, durationS: opts.durationS, rounds: opts.rounds, idleConnections: opts.idleConnections, soakSeconds: opts.soakSeconds },
     tools: { autocannon: `${packageVersion('autocannon')} (programmatic API, in a child process)`, wrk: wrk === undefined ? null : versionOf(wrk, ['-v']) },
     targets: targets.map(t => ({ name: t.name, description: t.description, version: t.version(), started: running.has(t.name) })),
     scenarios: scenarios.map(s => ({ ...s })),
     skipped,
     cells,
     idle,
+    soak,
   }
   await mkdir(opts.outDir, { recursive: true })
   const file = join(opts.outDir, `${date.toISOString().replace(/:/g, '-').replace(/\.\d+Z$/, 'Z')}${opts.quick ? '-quick' : ''}.json`)
   await writeFile(file, `${JSON.stringify(result, null, 2)}\n`)
   process.stdout.write(`\n## edge-proxy bench, ${result.date}\n\n`)
   process.stdout.write(`${m.nproc} CPUs (${m.cpuModel}), ${m.memTotalMb} MB, node ${m.node}, Linux ${m.kernel}, load average at start ${m.loadavgAtStart.join(' ')}; `)
-  process.stdout.write(`${opts.rounds} round(s) × ${opts.durationS} s per scenario and target${opts.quick ? ' (quick mode: a smoke run, not a measurement)' : ''}.\n\n`)
-  process.stdout.write(markdown(scenarios, cells, idle, skipped))
+  const plan = [...throughput.length > 0 ? [`${opts.rounds} round(s) × ${opts.durationS} s per scenario and target`] : [], ...soak.length > 0 ? [`soak rounds of ${opts.soakSeconds} s`] : []]
+  process.stdout.write(`${plan.join(', ')}${opts.quick ? ' (quick mode: a smoke run, not a measurement)' : ''}.\n\n`)
+  process.stdout.write(markdown(scenarios, cells, idle, skipped, soak))
   process.stdout.write(`\nresult: ${file}\n`)
 }
 

@@ -1,6 +1,7 @@
 // What the bench measures: the scenario list. Each load scenario runs against every target, round-robin.
 // To add one, append an entry; an entry with `pending` is listed in the report as not measured yet, so the list
-// doubles as the to-do.
+// doubles as the to-do. An entry with `soak` is opt-in (it runs only when BENCH_SCENARIOS names it): it takes
+// minutes per target, so the default run leaves it out.
 
 /** Which load generator drives a scenario. "close" = a new TCP connection per request (see load/index.ts). */
 export type Tool = 'autocannon' | 'wrk' | 'close'
@@ -14,6 +15,8 @@ export interface Scenario {
   readonly bodyBytes?: number
   readonly connections: number
   readonly tool: Tool
+  /** The tool to use instead when `tool` (wrk) is not installed; without one the scenario is skipped. */
+  readonly fallback?: Tool
   /** "https": sent to each target's TLS port (targets without one are skipped with a note). Default "http". */
   readonly scheme?: 'http' | 'https'
   /** The Host header to send (default: the URL's, 127.0.0.1:PORT). */
@@ -25,6 +28,22 @@ export interface Scenario {
   readonly targets?: readonly string[]
   /** Set while the capability it needs is not built: the scenario is reported as skipped with this reason. */
   readonly pending?: string
+  /**
+   * A leak check instead of a throughput cell (bench/soak.ts): `rounds` consecutive rounds of load on one target
+   * (BENCH_SOAK_SECONDS each), RSS of the proxy's tree sampled after each, "flat" when the last is within
+   * `tolerancePct` of the first. Opt-in: runs only when BENCH_SCENARIOS names it.
+   */
+  readonly soak?: { readonly rounds: number, readonly tolerancePct: number }
+}
+
+/** The tool a scenario runs with, given whether wrk is installed; undefined when it cannot run. */
+export function toolFor (s: Scenario, wrk: string | undefined): Tool | undefined {
+  return s.tool === 'wrk' && wrk === undefined ? s.fallback : s.tool
+}
+
+/** Whether a scenario runs when BENCH_SCENARIOS is `selected` (undefined: not set, the default run). */
+export function selected (s: Scenario, names: ReadonlySet<string> | undefined): boolean {
+  return names === undefined ? s.soak === undefined : names.has(s.name)
 }
 
 /** The name tunnel clients claim in the tunnel scenarios (bench/targets.ts, edge-proxy-tunnel). */
@@ -43,6 +62,8 @@ export const SCENARIOS: readonly Scenario[] = [
   { name: 'https-close-100b-c50', title: 'GET 100 B over TLS, new connection (full handshake) per request, 50 concurrent', method: 'GET', path: '/100b', connections: 50, tool: 'close', scheme: 'https' },
   { name: 'tunnel-100b-c50', title: 'GET 100 B through a tunnel, 50 connections, keep-alive', method: 'GET', path: '/100b', connections: 50, tool: 'autocannon', host: TUNNEL_NAME, targets: TUNNEL_TARGETS },
   { name: 'tunnel-64m-c1', title: 'GET 64 MiB through a tunnel, 1 connection, keep-alive (read MB/s)', method: 'GET', path: '/64m', connections: 1, tool: 'autocannon', host: TUNNEL_NAME, targets: TUNNEL_TARGETS },
+  // Issue 7: "RSS flat (within 10%) across three consecutive 60-second load rounds (no leak)".
+  { name: 'soak', title: 'GET 100 B, 50 connections, keep-alive: RSS after each of 3 consecutive rounds (leak check)', method: 'GET', path: '/100b', connections: 50, tool: 'wrk', fallback: 'autocannon', soak: { rounds: 3, tolerancePct: 10 } },
   // Hooks for capabilities that are not built yet.
   { name: 'shadow-100b-c50', title: 'GET 100 B with 100% shadowing to a second backend, 50 connections', method: 'GET', path: '/100b', connections: 50, tool: 'autocannon', pending: 'needs request mirroring' },
 ]

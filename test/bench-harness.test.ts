@@ -1,5 +1,5 @@
-// The bench harness's own logic: parsing wrk, medians and ratios, the generated edge-proxy configs (plain, https,
-// tunnel), the scenario list, the /proc sampling that attributes CPU to a process tree, and that the https and
+// The bench harness's own logic: parsing wrk, medians and ratios, the soak verdict and table, the generated
+// edge-proxy configs (plain, https, tunnel), the scenario list and which scenarios a run selects, the /proc sampling that attributes CPU to a process tree, and that the https and
 // tunnel targets start and answer. (The bench itself is run by hand: `npm run bench`.)
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
@@ -9,9 +9,9 @@ import { request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseWrk } from '../bench/load/wrk.js'
-import { median, summarize, type Cell, type RoundResult } from '../bench/report.js'
+import { markdown, median, soakVerdict, summarize, type Cell, type RoundResult, type SoakResult } from '../bench/report.js'
 import { allTargets, edgeConfig, tunnelEdgeConfig, type TargetContext, type TlsFiles } from '../bench/targets.js'
-import { SCENARIOS, TUNNEL_NAME } from '../bench/scenarios.js'
+import { SCENARIOS, TUNNEL_NAME, selected, toolFor } from '../bench/scenarios.js'
 import { TreeSampler, processTree } from '../bench/proc-stat.js'
 import { Children, freePorts, waitForHttp } from '../bench/procs.js'
 import { parseConfigText } from '../config/load.js'
@@ -72,6 +72,50 @@ test('summaries take medians over rounds and ratios to direct and nginx of the s
   assert.equal(edge?.proxyCpuUsPerReq, 4000) // 400 ms over 100 requests
   assert.equal(edge?.proxyCpuPct, 20)
   assert.equal(edge?.proxyPeakRssMb, 2)
+})
+
+test('the soak verdict is "flat" within the tolerance of round 1, else grew or shrank; missing rounds are incomplete', () => {
+  assert.deepEqual(soakVerdict([100_000, 104_000, 110_000], 3, 10), { changePct: 10, verdict: 'flat' })
+  assert.deepEqual(soakVerdict([100_000, 90_000, 90_000], 3, 10), { changePct: -10, verdict: 'flat' })
+  const grew = soakVerdict([100_000, 105_000, 110_001], 3, 10)
+  assert.equal(grew.verdict, 'grew')
+  assert.ok(grew.changePct > 10 && grew.changePct < 10.01)
+  assert.equal(soakVerdict([100_000, 50_000, 85_000], 3, 10).verdict, 'shrank')
+  // Round 1 is the baseline, not the RSS before it; a spike in round 2 alone does not decide.
+  assert.equal(soakVerdict([100_000, 150_000, 101_000], 3, 10).verdict, 'flat')
+  assert.equal(soakVerdict([100_000, 200_000], 3, 10).verdict, 'incomplete') // a round failed
+  assert.equal(soakVerdict([0, 0, 0], 3, 10).verdict, 'incomplete') // the process was gone
+  assert.ok(Number.isNaN(soakVerdict([], 3, 10).changePct))
+})
+
+test('the soak table shows RSS after each round, the change and the verdict', () => {
+  const soakRound = (n: number, rssAfterKb: number): SoakResult['rounds'][number] => ({ ...round(1000, 100), round: n, rssAfterKb, proxyPeakRssKb: rssAfterKb + 1024 })
+  const results: SoakResult[] = [
+    { scenario: 'soak', target: 'edge-proxy', roundS: 60, settleMs: 2000, tolerancePct: 10, rssBeforeKb: 51_200, rounds: [soakRound(1, 102_400), soakRound(2, 104_448), soakRound(3, 107_520)], changePct: 5, verdict: 'flat' },
+    { scenario: 'soak', target: 'nginx', roundS: 60, settleMs: 2000, tolerancePct: 10, rssBeforeKb: 10_240, rounds: [soakRound(1, 10_240)], changePct: Number.NaN, verdict: 'incomplete', error: 'wrk failed | boom' },
+  ]
+  const soak = SCENARIOS.find(s => s.name === 'soak')
+  assert.ok(soak !== undefined)
+  const text = markdown([soak], [], [], [], results)
+  assert.match(text, /^### soak: .* \[t\]$/m) // the tool the rounds ran with
+  assert.match(text, /^\| edge-proxy \| 1,000 \/ 1,000 \/ 1,000 \| 0 \| 50\.0 \| 100\.0 \/ 102\.0 \/ 105\.0 \| 106\.0 \| \+5\.0 % \| flat \|$/m)
+  assert.match(text, /^\| nginx \| 1,000 \| 0 \| 10\.0 \| 10\.0 \| 11\.0 \| – \| incomplete: wrk failed \/ boom \|$/m)
+})
+
+test('soak is opt-in: the default run leaves it out, BENCH_SCENARIOS=soak selects it, with autocannon when wrk is missing', () => {
+  const soak = SCENARIOS.filter(s => s.soak !== undefined)
+  assert.deepEqual(soak.map(s => s.name), ['soak'])
+  const s = soak[0] as (typeof soak)[number]
+  assert.deepEqual(s.soak, { rounds: 3, tolerancePct: 10 })
+  assert.equal(selected(s, undefined), false)
+  assert.equal(selected(s, new Set(['soak'])), true)
+  assert.equal(selected(s, new Set(['100b-c50'])), false)
+  assert.ok(SCENARIOS.filter(x => x.soak === undefined).every(x => selected(x, undefined)))
+  assert.equal(toolFor(s, '/usr/bin/wrk'), 'wrk')
+  assert.equal(toolFor(s, undefined), 'autocannon')
+  const plainWrk = SCENARIOS.find(x => x.name === 'wrk-100b-c50')
+  assert.ok(plainWrk !== undefined)
+  assert.equal(toolFor(plainWrk, undefined), undefined) // no fallback: skipped
 })
 
 test('the generated edge-proxy config is valid, has the access log off and the workers asked for', () => {
