@@ -134,6 +134,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (backend.tunnel !== undefined) backend.lastClient = this.clientIp
     backend.inflight++
     backend.requests++
+    m.requests++
     this.#gotHeaders = false
     this.#discarding = false
     this.#tryTimedOut = false
@@ -275,6 +276,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const code = this.#tryTimedOut ? 'EP_ERR_UPSTREAM_TIMEOUT' : classifyUpstreamError(err)
     const now = Date.now()
     m.backend.failures++
+    m.failures++
     if (code === 'EP_ERR_UPSTREAM_CONNECT') {
       m.backend.markUnreachable(now, this.pool.config.unreachableCooldown)
       this.pool.state.outlier.observe(m.backend.url, 0, now)

@@ -8,6 +8,7 @@ import type { Logger } from 'pino'
 import type { ListenerConfig, RouteConfig } from '../config/types.js'
 import { formatAddress } from '../config/address.js'
 import type { Backend } from './backend.js'
+import type { Member } from './balancers/balancer.js'
 import type { EdgeTable } from './table.js'
 import type { PoolRuntime } from './pool.js'
 import type { TunnelMembers } from './tunnels.js'
@@ -33,7 +34,11 @@ const NO_HEADERS = { headers: {} }
 /** One spliced connection's hold on a backend: counted in flight until the upstream closes. */
 class BackendLease implements PassthroughTarget {
   readonly open: (() => Duplex) | undefined
-  constructor (readonly host: string, readonly port: number, readonly backend: Backend, readonly cooldown: number, client: string, sni: string | undefined) {
+  readonly backend: Backend
+  constructor (readonly host: string, readonly port: number, readonly member: Member, readonly cooldown: number, client: string, sni: string | undefined) {
+    const backend = member.backend
+    this.backend = backend
+    member.requests++
     const raw = backend.openRaw
     // A tunnel member: the connection travels as a stream over the client's session.
     this.open = raw === undefined ? undefined : () => raw(client, sni)
@@ -45,6 +50,7 @@ class BackendLease implements PassthroughTarget {
     this.backend.inflight--
     if (!connected) {
       this.backend.failures++
+      this.member.failures++
       this.backend.markUnreachable(Date.now(), this.cooldown)
     }
   }
@@ -108,9 +114,9 @@ export class TlsListener {
     const ip = clientIpOf(client)
     const member = pool?.select(NO_HEADERS, '/', ip, Date.now(), undefined).member
     if (pool === undefined || member === undefined) return undefined
-    if (member.backend.openRaw !== undefined) return new BackendLease('tunnel', 0, member.backend, pool.config.unreachableCooldown, ip, sni)
+    if (member.backend.openRaw !== undefined) return new BackendLease('tunnel', 0, member, pool.config.unreachableCooldown, ip, sni)
     const t = parseTcpTarget(member.backend.url)
-    return new BackendLease(t.host, t.port, member.backend, pool.config.unreachableCooldown, ip, sni)
+    return new BackendLease(t.host, t.port, member, pool.config.unreachableCooldown, ip, sni)
   }
 
   private onEvent (e: PassthroughEvent): void {

@@ -39,7 +39,10 @@ export function proxyUpgrade (req: IncomingMessage, socket: Socket, head: Buffer
     refuse(socket, '503 Service Unavailable', sel?.shard !== undefined ? `shard "${sel.shard.name}" unavailable` : 'no live backend', scanned.requestId)
     return
   }
-  const backend = sel.member.backend
+  const member = sel.member
+  const backend = member.backend
+  member.requests++
+  backend.requests++
   const target = new URL(backend.url)
   const port = Number(target.port !== '' ? target.port : target.protocol === 'https:' ? 443 : 80)
   const path = rewritePath(url, route, route.action.stripPrefix)
@@ -81,6 +84,7 @@ export function proxyUpgrade (req: IncomingMessage, socket: Socket, head: Buffer
     // CONNECT_FAILED) before any answer: while nothing went back to the client, it can still get a 502.
     if (!connected || (raw !== undefined && socket.bytesWritten === 0)) {
       backend.failures++
+      member.failures++
       log.debug({ err, backend: backend.url }, 'upgrade connect failed')
       refuse(socket, err.message === 'connect timeout' ? '504 Gateway Timeout' : '502 Bad Gateway', 'could not connect to the backend', scanned.requestId)
     } else {

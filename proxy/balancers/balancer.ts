@@ -20,6 +20,9 @@ export class Member {
   slowStart = 0
   /** 0 = no limit on the shared backend's in-flight requests. */
   maxInflight = 0
+  /** Requests and failures through this pool (the backend's own counters add up every pool naming it). */
+  requests = 0
+  failures = 0
 
   constructor (public backend: Backend, public weight: number) {}
 
