@@ -167,7 +167,9 @@ function renderTables(st) {
         '<tr><td>' + esc(x.sub) + '</td><td>' + esc((x.names || []).map(n => n.name || n).join(", ")) + '</td><td>' + x.streams_open + ' / ' + x.streams_total + '</td>' +
         '<td>' + fmt(x.bytes_in / 1048576) + ' / ' + fmt(x.bytes_out / 1048576) + ' MB</td><td>' + x.window_stalls + '</td></tr>').join("") + '</table>'));
   }
+  if (st.ha !== undefined && st.ha.role === "standalone") section("ha", '<div class="muted">standalone (no HA pair configured)</div>');
   for (const key of ["shadow", "ha", "scale"]) {
+    if (key === "ha" && st.ha !== undefined && st.ha.role === "standalone") continue;
     if (st[key] !== undefined) section(key, '<pre>' + esc(JSON.stringify(st[key], null, 2)) + '</pre>');
   }
 }

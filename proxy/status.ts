@@ -33,6 +33,8 @@ export interface EdgeStatus {
   routes: { name: string, listeners: string[] | undefined, match: Record<string, unknown>, action: string }[]
   pools: PoolStatus[]
   tunnels?: unknown
+  /** This edge's HA role: "standalone" until an HA pair is configured. */
+  ha: { role: string }
   /** Certificates of the https listeners (every worker serves the same files, so the first worker's view). */
   certificates: CertificateRow[]
 }
@@ -59,6 +61,7 @@ export function edgeStatus (edge: Edge): EdgeStatus {
       action: r.action.kind === 'pool' ? `pool ${r.action.pool.name}` : r.action.kind === 'redirect' ? `redirect ${r.action.status} ${r.action.to}` : `respond ${r.action.status}`,
     })),
     ...(edge.tunnels === undefined ? {} : { tunnels: edge.tunnels.status() }),
+    ha: { role: 'standalone' },
     pools: [...table.pools.values()].map(p => ({
       name: p.name,
       balance: p.config.balance,

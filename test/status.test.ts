@@ -25,4 +25,5 @@ backends = ["${b.url}"]
   assert.equal(count('a'), 5)
   assert.equal(count('b'), 2)
   assert.equal(st.pools.find(p => p.name === 'a')?.backends[0]?.latency.count, 7, 'latency is the backend\'s own, over both pools')
+  assert.deepEqual(st.ha, { role: 'standalone' })
 })
