@@ -123,6 +123,9 @@ export class TunnelServer extends EventEmitter {
     session.meta = { sub: claims.sub, tokenNames: claims.names, remote }
     this.sessions.add(session)
     const timer = setTimeout(() => { session.destroy(new TunnelError('EP_ERR_TUNNEL_PROTOCOL', 'no HELLO in time')) }, this.opts.handshakeTimeoutMs ?? 10_000).unref()
+    // The token's exp binds the session too: at expiry it gets GOAWAY (streams in flight finish, no new ones) and its
+    // names leave the registry; the client must come back with a fresh token.
+    const expiry = afterMs(claims.exp * 1000 - Date.now(), () => { session.goaway(ResetCode.GOING_AWAY, 'token expired') })
     const registered: NameClaim[] = []
     const unregister = (): void => {
       for (const c of registered.splice(0)) if (this.tables[c.service].delete(c.name, session)) this.emit('unregister', c.name, session, c.service)
@@ -152,12 +155,25 @@ export class TunnelServer extends EventEmitter {
     session.once('goaway', unregister)
     session.once('close', (err?: Error) => {
       clearTimeout(timer)
+      expiry.cancel()
       unregister()
       this.sessions.delete(session)
       this.emit('session-close', session, err)
     })
     this.emit('session', session)
   }
+}
+
+/** setTimeout for delays past its 24.8-day limit (tokens often live 30 days): re-arms in steps. */
+function afterMs (ms: number, fn: () => void): { cancel (): void } {
+  const MAX = 0x7fffffff
+  let t: NodeJS.Timeout
+  const arm = (left: number): void => {
+    t = setTimeout(() => { if (left > MAX) arm(left - MAX); else fn() }, Math.max(0, Math.min(left, MAX)))
+    t.unref()
+  }
+  arm(ms)
+  return { cancel: () => { clearTimeout(t) } }
 }
 
 function reject (socket: Duplex, status: number, code: string, message: string): void {

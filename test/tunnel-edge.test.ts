@@ -169,3 +169,17 @@ test('concurrent requests through one tunnel: all answered, keep-alive streams r
   t.diagnostic(`1000 requests at concurrency 200 (64 client connections) over ${s?.streams_total} tunnel streams`)
   assert.ok((s?.streams_total ?? 1000) < 1000, 'pooled streams are reused across requests')
 })
+
+test('a token that expires during a live session ends it: GOAWAY, names unregistered, reconnect refused', async t => {
+  const edge = await startEdge(t)
+  const app = await httpServer(t, echo('app'))
+  const from = edge.log.mark
+  const tun = startTunnel(t, edge.ports.tunnel, mintToken(['app.tunnel.test'], { ttl: '3s' }), 'app.tunnel.test', app.url)
+  await tun.log.wait(/granted http:app\.tunnel\.test/)
+  await edge.log.wait(/"msg":"tunnel registered"/, 10_000, from)
+  assert.equal((await request(edge.ports.http, 'app.tunnel.test')).status, 200)
+  await edge.log.wait(/"msg":"tunnel unregistered"/, 8_000, from)
+  assert.equal((await request(edge.ports.http, 'app.tunnel.test')).status, 503)
+  await tun.log.wait(/EP_ERR_TOKEN_EXPIRED/, 40_000)
+  assert.equal(edge.log.count(/"msg":"tunnel registered"/), 1, 'the expired token did not get back in')
+})
