@@ -73,11 +73,16 @@ export class Backend {
 
 /** State of one pool that outlives reloads: passive outlier detection and the retry budget. */
 export class PoolState {
+  /** The settings this state was built from: a reload that changes them gets fresh state. */
+  static keyOf (config: PoolConfig): string {
+    return JSON.stringify([config.outlier, config.retry.budget])
+  }
+
   readonly outlier: OutlierDetector
   readonly budget: RetryBudget
   readonly key: string
   constructor (config: PoolConfig, members: ReadonlyMap<string, Member>, onEvent: (e: OutlierEvent) => void) {
-    this.key = JSON.stringify([config.outlier, config.retry.budget])
+    this.key = PoolState.keyOf(config)
     this.outlier = new OutlierDetector(config.name, config.outlier, members.keys(), {
       setEjected: (url, until) => { const m = members.get(url); if (m !== undefined) m.ejectedUntil = until },
       onEvent,
@@ -118,7 +123,7 @@ export class BackendStore {
   poolState (config: PoolConfig): PoolState {
     const members = this.#members.get(config.name) ?? new Map<string, Member>()
     let st = this.#pools.get(config.name)
-    const key = JSON.stringify([config.outlier, config.retry.budget])
+    const key = PoolState.keyOf(config)
     if (st === undefined || st.key !== key) {
       void st?.outlier.close()
       st = new PoolState(config, members, this.onOutlierEvent)
