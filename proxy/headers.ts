@@ -12,7 +12,8 @@ export function isHopByHop (lowerName: string): boolean {
 
 /** Names listed in a Connection header value (lower-case), or undefined when it names none beyond the usual. */
 export function connectionNamed (value: string | undefined): Set<string> | undefined {
-  if (value === undefined) return undefined
+  // The usual values name nothing: answer without splitting (this runs on every request and response).
+  if (value === undefined || value === 'keep-alive' || value === 'close' || value === 'Keep-Alive' || value === 'Upgrade' || value === 'upgrade') return undefined
   let out: Set<string> | undefined
   for (const part of value.split(',')) {
     const n = part.trim().toLowerCase()
@@ -40,8 +41,10 @@ export function forwardedFor (ip: string): string {
 
 let counter = 0
 const prefix = Math.floor(Math.random() * 0x7fffffff).toString(36)
+// A cluster worker is its own process, so the pid read at module load is the one every id carries.
+const idPrefix = `${prefix}-${process.pid.toString(36)}-`
 /** A request id unique within this process and very likely across processes. */
 export function newRequestId (): string {
   counter = (counter + 1) | 0
-  return `${prefix}-${process.pid.toString(36)}-${(counter >>> 0).toString(36)}`
+  return idPrefix + (counter >>> 0).toString(36)
 }

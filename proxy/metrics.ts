@@ -1,6 +1,8 @@
-// Prometheus metrics (prom-client) for one process. Label children are cached per route / member so the hot path
-// does an array index and an add, never a label lookup. Gauges are read from live objects at scrape time.
-import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+// Prometheus metrics (prom-client) for one process. The two per-request metrics are cells (metric-cells.ts),
+// cached per route / member, so the hot path does an array index and an add, never a label lookup. Gauges are
+// read from live objects at scrape time.
+import { Counter, Gauge, Registry } from 'prom-client'
+import { CellCounter, CellHistogram, type CounterCell, type HistogramCell } from './metric-cells.js'
 import type { EdgeTable } from './table.js'
 import type { Member } from './balancers/balancer.js'
 
@@ -13,27 +15,24 @@ export interface TunnelSessionStats {
   readonly window_stalls: number
 }
 
-type CounterChild = ReturnType<Counter<string>['labels']>
-type HistogramChild = ReturnType<Histogram<string>['labels']>
-
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 
 export class EdgeMetrics {
   readonly registry = new Registry()
-  readonly requests: Counter<'route' | 'code'>
-  readonly upstreamLatency: Histogram<'pool' | 'backend'>
+  readonly requests: CellCounter
+  readonly upstreamLatency: CellHistogram
   readonly upstreamErrors: Counter<'pool' | 'backend' | 'kind'>
   readonly retries: Counter<'pool'>
   readonly ejections: Counter<'pool' | 'backend'>
-  readonly #byRoute = new Map<string, (CounterChild | undefined)[]>()
-  readonly #latencyByMember = new WeakMap<Member, HistogramChild>()
+  readonly #byRoute = new Map<string, (CounterCell | undefined)[]>()
+  readonly #latencyByMember = new WeakMap<Member, HistogramCell>()
   #table: () => EdgeTable | undefined
 
   constructor (table: () => EdgeTable | undefined) {
     this.#table = table
     const registers = [this.registry]
-    this.requests = new Counter({ name: 'edge_requests_total', help: 'Requests answered, by route and status code', labelNames: ['route', 'code'], registers })
-    this.upstreamLatency = new Histogram({ name: 'edge_upstream_latency_seconds', help: 'Time to the backend response head, by pool and backend', labelNames: ['pool', 'backend'], buckets: LATENCY_BUCKETS, registers })
+    this.requests = new CellCounter('edge_requests_total', 'Requests answered, by route and status code', this.registry)
+    this.upstreamLatency = new CellHistogram('edge_upstream_latency_seconds', 'Time to the backend response head, by pool and backend', LATENCY_BUCKETS, this.registry)
     this.upstreamErrors = new Counter({ name: 'edge_upstream_errors_total', help: 'Upstream failures by kind (connect, timeout, response, reset)', labelNames: ['pool', 'backend', 'kind'], registers })
     this.retries = new Counter({ name: 'edge_retries_total', help: 'Requests retried on another backend', labelNames: ['pool'], registers })
     this.ejections = new Counter({ name: 'edge_ejections_total', help: 'Outlier ejections', labelNames: ['pool', 'backend'], registers })
@@ -98,14 +97,14 @@ export class EdgeMetrics {
     let arr = this.#byRoute.get(route)
     if (arr === undefined) { arr = []; this.#byRoute.set(route, arr) }
     let c = arr[status]
-    if (c === undefined) { c = this.requests.labels(route, String(status)); arr[status] = c }
-    c.inc()
+    if (c === undefined) { c = this.requests.cell({ route, code: String(status) }); arr[status] = c }
+    c.value++
   }
 
   observeUpstream (pool: string, m: Member, seconds: number): void {
     let h = this.#latencyByMember.get(m)
-    if (h === undefined) { h = this.upstreamLatency.labels(pool, m.backend.url); this.#latencyByMember.set(m, h) }
-    h.observe(seconds)
+    if (h === undefined) { h = this.upstreamLatency.cell({ pool, backend: m.backend.url }); this.#latencyByMember.set(m, h) }
+    this.upstreamLatency.observe(h, seconds)
   }
 
   countUpstreamError (pool: string, backend: string, kind: string): void {

@@ -2,6 +2,7 @@
 // both ways with matching SHA-256, upstream errors (502 / 504 / 503 with the request id), client aborts
 // cancelling the upstream request, and a backend dying mid-response breaking the client's transfer.
 import { test } from 'node:test'
+import { ms2 } from '../proxy/forward.js'
 import assert from 'node:assert/strict'
 import http from 'node:http'
 import { createHash } from 'node:crypto'
@@ -320,4 +321,14 @@ backends = ["${b.url}"]
   const h = (JSON.parse(body) as Echo).headers
   assert.equal(h['x-forwarded-for'], '::1')
   assert.equal(h.forwarded, 'for="[::1]";host=v6.test;proto=http')
+})
+
+test('ms2 prints milliseconds to two decimals exactly as rounding the number would', () => {
+  for (const x of [0, 0.004, 0.005, 0.07, 0.1, 0.5, 0.999, 1, 1.05, 12.5, 12.345, 99.995, 1234.5678, 86_400_000.01, -0.3]) {
+    assert.equal(ms2(x), String(Math.round(x * 100) / 100), `ms2(${x})`)
+  }
+  for (let i = 0; i < 10_000; i++) {
+    const x = Math.random() * 10 ** (i % 7)
+    assert.equal(ms2(x), String(Math.round(x * 100) / 100), `ms2(${x})`)
+  }
 })
