@@ -22,16 +22,24 @@ test('cell histogram: inclusive upper bounds, cumulative buckets, sum and count 
   ])
 })
 
-test('cell counter: values per label set, summed over processes by the cluster aggregator', async () => {
+test('cells: counter and histogram values summed over processes by the cluster aggregator', async () => {
   const regs = [new Registry(), new Registry()]
   for (const [i, r] of regs.entries()) {
     const c = new CellCounter('reqs_total', 'requests', r)
     c.cell({ route: 'r', code: '200' }).value += 10 * (i + 1)
     c.cell({ route: 'r', code: '502' }).value += 1
+    const h = new CellHistogram('lat_seconds', 'latency', [0.1], r)
+    const cell = h.cell({ pool: 'p' })
+    h.observe(cell, 0.05)
+    h.observe(cell, 0.5 * (i + 1))
   }
   const merged = AggregatorRegistry.aggregate(await Promise.all(regs.map(r => r.getMetricsAsJSON())))
   const text = await merged.metrics()
   assert.match(text, /^# TYPE reqs_total counter$/m)
   assert.match(text, /^reqs_total\{route="r",code="200"\} 30$/m)
   assert.match(text, /^reqs_total\{route="r",code="502"\} 2$/m)
+  assert.match(text, /^lat_seconds_bucket\{le="0.1",pool="p"\} 2$/m)
+  assert.match(text, /^lat_seconds_bucket\{le="\+Inf",pool="p"\} 4$/m)
+  assert.match(text, /^lat_seconds_sum\{pool="p"\} 1.6$/m)
+  assert.match(text, /^lat_seconds_count\{pool="p"\} 4$/m)
 })
