@@ -66,14 +66,8 @@ export async function backend (t: TestContext, handler: Handler = ok): Promise<T
   return b
 }
 
-/** A port nothing listens on (bound, then released): connections to it are refused. */
-export async function deadPort (): Promise<number> {
-  const s = net.createServer()
-  await new Promise<void>(resolve => s.listen(0, '127.0.0.1', resolve))
-  const port = (s.address() as net.AddressInfo).port
-  await new Promise<void>(resolve => s.close(() => { resolve() }))
-  return port
-}
+/** A URL nothing listens on (see REFUSING_HOST): connections to it are refused. */
+export { refusedUrl as deadUrl } from './helpers.js'
 
 export interface TestEdge {
   readonly edge: Edge

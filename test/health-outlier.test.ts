@@ -3,9 +3,9 @@
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import http from 'node:http'
-import net from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { request } from 'undici'
+import { refusedUrl } from './helpers.js'
 import { ejectionTime, MAX_EJECTION, OutlierDetector, type OutlierEvent } from '../health/outlier.js'
 import type { OutlierConfig } from '../health/config.js'
 
@@ -16,13 +16,7 @@ async function backend (t: TestContext, status: { code: number }): Promise<strin
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`
 }
 
-async function closedPort (): Promise<string> {
-  const s = net.createServer()
-  await new Promise<void>(resolve => s.listen(0, '127.0.0.1', resolve))
-  const port = (s.address() as AddressInfo).port
-  await new Promise<void>(resolve => s.close(() => resolve()))
-  return `http://127.0.0.1:${port}`
-}
+const closedPort = refusedUrl
 
 /** Sends one real request and feeds its outcome to the detector, as the forwarder will. */
 async function send (d: OutlierDetector, url: string): Promise<void> {

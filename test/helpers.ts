@@ -206,9 +206,25 @@ export async function patternSha256 (total: number): Promise<string> {
   return h.digest('hex')
 }
 
-/** A URL on which nothing listens (a port bound and released): connections are refused. */
+/**
+ * Where refused connections go: a loopback address that no test listens on. A port bound and released on
+ * 127.0.0.1 is not enough: a server started later with port 0 may be given the same port, and the "dead"
+ * backend answers (seen in CI). Every test server binds 127.0.0.1 (or ::1), never a wildcard address.
+ */
+export const REFUSING_HOST = '127.0.0.3'
+
+/** A URL on which nothing listens: connections are refused. */
 export async function refusedUrl (): Promise<string> {
-  return `http://127.0.0.1:${await freePort()}`
+  return `http://${REFUSING_HOST}:${await refusedPort()}`
+}
+
+/** A port with nothing behind it on REFUSING_HOST (bound there and released). */
+export async function refusedPort (): Promise<number> {
+  const s = net.createServer()
+  await new Promise<void>(resolve => s.listen(0, REFUSING_HOST, resolve))
+  const port = portOf(s)
+  await closeServer(s)
+  return port
 }
 
 /** A free port on 127.0.0.1: bind :0, read the port, close. */
