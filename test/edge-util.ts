@@ -66,9 +66,6 @@ export async function backend (t: TestContext, handler: Handler = ok): Promise<T
   return b
 }
 
-/** A URL nothing listens on (see REFUSING_HOST): connections to it are refused. */
-export { refusedUrl as deadUrl } from './helpers.js'
-
 export interface TestEdge {
   readonly edge: Edge
   readonly events: EventLog

@@ -3,7 +3,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { backend, client, deadUrl, head, parsePrometheus, startEdge, sum, until, type TestBackend } from './edge-util.js'
+import { backend, client, head, parsePrometheus, startEdge, sum, until, type TestBackend } from './edge-util.js'
+import { refusedUrl } from './helpers.js'
 import type { Member } from '../proxy/balancers/balancer.js'
 import type { TestEdge } from './edge-util.js'
 
@@ -144,9 +145,9 @@ max_ejected_percent = 50
 
 test('retries: a refused GET goes to another backend; a retryable 503 too; a POST whose body was sent never', async t => {
   const good = await backend(t)
-  const dead1 = await deadUrl()
-  const dead2 = await deadUrl()
-  const dead3 = await deadUrl()
+  const dead1 = await refusedUrl()
+  const dead2 = await refusedUrl()
+  const dead3 = await refusedUrl()
   const unavailable = await backend(t, (_q, s) => { s.statusCode = 503; s.end('busy') })
   const fine = await backend(t)
   const unavailable2 = await backend(t, (_q, s) => { s.statusCode = 503; s.end('busy') })

@@ -16,8 +16,6 @@ async function backend (t: TestContext, status: { code: number }): Promise<strin
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`
 }
 
-const closedPort = refusedUrl
-
 /** Sends one real request and feeds its outcome to the detector, as the forwarder will. */
 async function send (d: OutlierDetector, url: string): Promise<void> {
   let status = 0
@@ -68,7 +66,7 @@ test('N consecutive 5xx from a real backend eject it; a success in between reset
 })
 
 test('connect errors count as failures', async t => {
-  const dead = await closedPort()
+  const dead = await refusedUrl()
   const { d, events } = detector(t, { consecutiveFailures: 3 }, [dead, 'http://127.0.0.1:1'])
   for (let i = 0; i < 3; i++) await send(d, dead)
   assert.equal(events[0]?.to, 'ejected')

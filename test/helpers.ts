@@ -215,22 +215,13 @@ export const REFUSING_HOST = '127.0.0.3'
 
 /** A URL on which nothing listens: connections are refused. */
 export async function refusedUrl (): Promise<string> {
-  return `http://${REFUSING_HOST}:${await refusedPort()}`
+  return `http://${REFUSING_HOST}:${await freePort(REFUSING_HOST)}`
 }
 
-/** A port with nothing behind it on REFUSING_HOST (bound there and released). */
-export async function refusedPort (): Promise<number> {
+/** A free port on `host`: bind :0, read the port, close. */
+export async function freePort (host = '127.0.0.1'): Promise<number> {
   const s = net.createServer()
-  await new Promise<void>(resolve => s.listen(0, REFUSING_HOST, resolve))
-  const port = portOf(s)
-  await closeServer(s)
-  return port
-}
-
-/** A free port on 127.0.0.1: bind :0, read the port, close. */
-export async function freePort (): Promise<number> {
-  const s = net.createServer()
-  await new Promise<void>(resolve => s.listen(0, '127.0.0.1', resolve))
+  await new Promise<void>(resolve => s.listen(0, host, resolve))
   const port = portOf(s)
   await closeServer(s)
   return port

@@ -8,6 +8,7 @@ import { TunnelServer } from '../packer/server.js'
 import type { TunnelError } from '../packer/errors.js'
 import type { Session } from '../packer/session.js'
 import { SECRET, startEdge, startClient, registered, tcpServer, token, CLIENT, sleep } from './packer-util.js'
+import { refusedUrl } from './helpers.js'
 
 async function echo (s: import('node:stream').Duplex, text: string): Promise<string> {
   s.end(text)
@@ -97,8 +98,7 @@ test('GOAWAY drains: open streams finish, new ones are refused, then the session
 
 test('a stream for a name without a local target is reset with REFUSED; an unreachable target with CONNECT_FAILED', async t => {
   const { edge, url } = await startEdge(t)
-  const closedPort = await (async () => { const srv = await tcpServer(t, () => {}); const p = srv.port; srv.server.close(); return p })()
-  startClient(t, url, [{ service: 'http', name: 'app.tunnel.test', to: `http://127.0.0.1:${closedPort}` }])
+  startClient(t, url, [{ service: 'http', name: 'app.tunnel.test', to: await refusedUrl() }])
   const session = await registered(edge, 'app.tunnel.test')
   const a = edge.openStream(session, { ...CLIENT, service: 'tls', servername: 'app.tunnel.test' })
   const [ea] = await once(a, 'error') as [TunnelError]
