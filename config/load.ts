@@ -360,6 +360,7 @@ function resolveConfig (raw: RawConfig, problems: Problems): Config {
       maxHeaderBytes: raw.server.max_header_bytes,
       headersTimeout: raw.server.headers_timeout,
       keepAliveTimeout: raw.server.keepalive_timeout,
+      http1Server: raw.server.http1_server,
     },
     admin: { address: raw.admin.listen, token: raw.admin.token },
     tunnel,

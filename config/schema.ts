@@ -67,7 +67,8 @@ export const configSchema = z.strictObject({
     max_header_bytes: z.number().int().min(1024).max(1 << 20).default(16_384),
     headers_timeout: duration.default(10_000),
     keepalive_timeout: duration.default(5_000),
-  }).default({ workers: 1, shutdown_timeout: 10_000, max_header_bytes: 16_384, headers_timeout: 10_000, keepalive_timeout: 5_000 }),
+    http1_server: z.enum(['edge', 'node'], { error: 'http1_server is "edge" (the edge\'s own HTTP/1.1 server) or "node" (node:http)' }).default('edge'),
+  }).default({ workers: 1, shutdown_timeout: 10_000, max_header_bytes: 16_384, headers_timeout: 10_000, keepalive_timeout: 5_000, http1_server: 'edge' }),
   admin: z.strictObject({
     listen: address.default({ host: '127.0.0.1', port: 9901 }),
     token: z.string().min(1).optional(),

@@ -138,6 +138,8 @@ export interface Config {
     readonly maxHeaderBytes: number
     readonly headersTimeout: number
     readonly keepAliveTimeout: number
+    /** HTTP/1.1 server of http/https listeners: "edge" (proxy/h1.ts, the default) or "node" (node:http). */
+    readonly http1Server: 'edge' | 'node'
   }
   readonly admin: { readonly address: Address, readonly token: string | undefined }
   readonly log: { readonly access: string, readonly level: string }

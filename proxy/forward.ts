@@ -10,6 +10,8 @@ import type { PoolRuntime, Shard } from './pool.js'
 import { classifyUpstreamError, EdgeError, statusFor, type ErrorCode } from './errors.js'
 import { connectionNamed, isHopByHop, stripNamed } from './headers.js'
 import { trailerRecord } from './h2.js'
+import { H1Request } from './h1.js'
+import type { Readable } from 'node:stream'
 
 export interface ExchangeObserver {
   /** Called once per request when the exchange is over (response finished, failed or abandoned). */
@@ -60,6 +62,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   readonly path: string
   readonly upstreamHeaders: string[]
   readonly hasBody: boolean
+  /** The request body stream (the request itself on node:http and HTTP/2), or null. */
+  readonly body: Readable | null
   readonly observer: ExchangeObserver
 
   member: Member | undefined
@@ -97,6 +101,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.path = path
     this.upstreamHeaders = upstreamHeaders
     this.hasBody = hasBody
+    this.body = !hasBody ? null : req instanceof H1Request ? req.body : req
     this.observer = observer
     const sock = req.socket
     this.bytesInStart = sock.bytesRead
@@ -145,7 +150,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       path: this.path,
       method: this.req.method as Dispatcher.HttpMethod,
       headers,
-      body: this.hasBody ? this.req : null,
+      body: this.body,
       headersTimeout: 0,
       bodyTimeout: this.action.idleTimeout,
       idempotent: false,
@@ -161,7 +166,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const retry = this.pool.config.retry
     if (kind === undefined || this.retries >= retry.attempts || !retry.on.has(kind)) return false
     if (kind === 'connect-failure') {
-      if (this.hasBody && this.req.readableDidRead) return false
+      if (this.body?.readableDidRead === true) return false
     } else if (this.hasBody || !IDEMPOTENT.has(this.req.method ?? '')) {
       return false
     }

@@ -16,6 +16,7 @@ import { errorKind, type EdgeMetrics } from './metrics.js'
 import type { TunnelMembers } from './tunnels.js'
 import type { PoolRuntime } from './pool.js'
 import { h2HasBody } from './h2.js'
+import { H1Server, h1Available, type H1Request, type H1Response } from './h1.js'
 
 export interface ListenerDeps {
   /** The current table; read once per request. */
@@ -200,18 +201,40 @@ export function rewritePath (url: string, route: RouteConfig, strip: boolean): s
   return rest === '' || rest.charCodeAt(0) === 63 /* ? */ ? `/${rest}` : rest
 }
 
+export interface HttpServerOptions {
+  readonly maxHeaderBytes: number
+  readonly headersTimeout: number
+  readonly keepAliveTimeout: number
+  /** "edge": the edge's own HTTP/1.1 server (proxy/h1.ts); "node": node:http. */
+  readonly http1Server: 'edge' | 'node'
+}
+
 export class HttpListener implements ExchangeObserver {
   readonly config: ListenerConfig
-  readonly server: http.Server
+  /** The HTTP/1.1 server: the edge's own (H1Server) or node:http's; both are net.Servers with the same calls. */
+  readonly server: http.Server | H1Server
   readonly #deps: ListenerDeps
   /** Upgraded client sockets: the HTTP server no longer tracks them, so close() must end them itself. */
   readonly #upgraded = new Set<Socket>()
   #closing = false
 
-  constructor (config: ListenerConfig, deps: ListenerDeps, serverOpts: { maxHeaderBytes: number, headersTimeout: number, keepAliveTimeout: number }) {
+  constructor (config: ListenerConfig, deps: ListenerDeps, serverOpts: HttpServerOptions) {
     this.config = config
     this.#deps = deps
-    this.server = http.createServer({
+    const onUpgrade = (req: IncomingMessage, socket: Socket, head: Buffer): void => {
+      this.#upgraded.add(socket)
+      socket.once('close', () => { this.#upgraded.delete(socket) })
+      proxyUpgrade(req, socket, head, this.#deps.table(), this.config.name, this.config.protocol, this.#deps.log, this.#deps.tunnels())
+    }
+    if (serverOpts.http1Server === 'edge' && h1Available) {
+      this.server = new H1Server(
+        { maxHeaderSize: serverOpts.maxHeaderBytes, headersTimeout: serverOpts.headersTimeout, keepAliveTimeout: serverOpts.keepAliveTimeout },
+        (req: H1Request, res: H1Response) => { this.handle(req as unknown as IncomingMessage, res as unknown as ServerResponse) },
+        (req: H1Request, socket: Socket, head: Buffer) => { onUpgrade(req as unknown as IncomingMessage, socket, head) },
+        onClientError)
+      return
+    }
+    const server = http.createServer({
       maxHeaderSize: serverOpts.maxHeaderBytes,
       headersTimeout: serverOpts.headersTimeout,
       requestTimeout: 0,
@@ -221,12 +244,9 @@ export class HttpListener implements ExchangeObserver {
       connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(serverOpts.headersTimeout / 4))),
       noDelay: true,
     }, (req, res) => { this.handle(req, res) })
-    this.server.on('clientError', onClientError)
-    this.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
-      this.#upgraded.add(socket)
-      socket.once('close', () => { this.#upgraded.delete(socket) })
-      proxyUpgrade(req, socket, head, this.#deps.table(), this.config.name, this.config.protocol, this.#deps.log, this.#deps.tunnels())
-    })
+    server.on('clientError', onClientError)
+    server.on('upgrade', onUpgrade)
+    this.server = server
   }
 
   listen (): Promise<void> {

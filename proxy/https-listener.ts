@@ -11,7 +11,7 @@ import tls from 'node:tls'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { ListenerConfig, ListenerTlsConfig } from '../config/types.js'
 import { formatAddress } from '../config/address.js'
-import { HttpListener, type ListenerDeps } from './http-listener.js'
+import { HttpListener, type HttpServerOptions, type ListenerDeps } from './http-listener.js'
 import { CertStore, type CertStoreEvent, type CertStoreOptions } from './tls/sni.js'
 import { EdgeH2Response } from './h2.js'
 
@@ -20,11 +20,7 @@ export const H2_MAX_STREAMS = 128
 /** An HTTP/2 connection with no frames either way for this long is closed (GOAWAY). */
 const H2_IDLE_MS = 120_000
 
-export interface HttpsServerOptions {
-  readonly maxHeaderBytes: number
-  readonly headersTimeout: number
-  readonly keepAliveTimeout: number
-}
+export type HttpsServerOptions = HttpServerOptions
 
 export function certStoreOptions (t: ListenerTlsConfig, onEvent: (e: CertStoreEvent) => void): CertStoreOptions {
   return {
