@@ -332,6 +332,8 @@ export class H1Conn {
   partHeaders: string[] | undefined
   partUrl = ''
   closed = false
+  /** The last answer said Connection: close; requests parsed after it are ignored. */
+  ending = false
 
   constructor (server: H1Server, socket: Socket, parser: Parser) {
     this.server = server
@@ -393,6 +395,9 @@ export class H1Conn {
       this.unpause(PAUSE_BODY)
     }
     if (!res.shouldKeepAlive) {
+      // Anything pipelined after a closing answer is not read (RFC 9112 9.6).
+      this.ending = true
+      this.socket.removeListener('data', onSocketData)
       this.queue.length = 0
       this.socket.end()
       return
@@ -515,6 +520,7 @@ function onHeadersComplete (this: Parser, major: number, minor: number, headers:
   url: string | undefined, _status: number, _statusText: string, upgrade: boolean, keepAlive: boolean): number {
   const c = this.conn as H1Conn
   c.headersSince = 0
+  if (c.ending) return 0
   let raw = headers
   let target = url
   if (raw === undefined) { raw = c.partHeaders ?? []; c.partHeaders = undefined }

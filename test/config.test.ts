@@ -68,6 +68,16 @@ workerz = 2   # MARK
     reason: /unknown key \(did you mean "workers"\?\)/,
   },
   {
+    name: 'an unknown http1_server',
+    body: `
+[server]
+http1_server = "fast"   # MARK
+`,
+    path: 'server.http1_server',
+    marker: 'MARK',
+    reason: /http1_server is "edge" .* or "node"/,
+  },
+  {
     name: 'a route naming an undefined pool',
     body: `
 [[routes]]
