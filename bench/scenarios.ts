@@ -49,6 +49,8 @@ export function selected (s: Scenario, names: ReadonlySet<string> | undefined): 
 /** The name tunnel clients claim in the tunnel scenarios (bench/targets.ts, edge-proxy-tunnel). */
 export const TUNNEL_NAME = 'bench.tunnel.test'
 const TUNNEL_TARGETS = ['direct', 'edge-proxy', 'edge-proxy-tunnel']
+/** edge-proxy with its own HTTP/1.1 server (the default) and with node:http, beside the no-feature floor. */
+const HTTP1_TARGETS = ['direct', 'edge-proxy', 'edge-proxy-node', 'undici-min', 'http-proxy-3']
 
 export const SCENARIOS: readonly Scenario[] = [
   { name: '100b-c50', title: 'GET 100 B, 50 connections, keep-alive', method: 'GET', path: '/100b', connections: 50, tool: 'autocannon' },
@@ -56,6 +58,7 @@ export const SCENARIOS: readonly Scenario[] = [
   { name: '100b-c500', title: 'GET 100 B, 500 connections, keep-alive', method: 'GET', path: '/100b', connections: 500, tool: 'autocannon' },
   { name: 'wrk-100b-c50', title: 'GET 100 B, 50 connections, keep-alive (wrk)', method: 'GET', path: '/100b', connections: 50, tool: 'wrk' },
   { name: 'wrk-16k-c50', title: 'GET 16 KiB, 50 connections, keep-alive (wrk)', method: 'GET', path: '/16k', connections: 50, tool: 'wrk' },
+  { name: 'http1-100b-c50', title: 'GET 100 B, 50 connections, keep-alive (wrk): http1_server "edge" vs "node"', method: 'GET', path: '/100b', connections: 50, tool: 'wrk', fallback: 'autocannon', targets: HTTP1_TARGETS },
   { name: 'close-100b-c50', title: 'GET 100 B, new connection per request, 50 concurrent', method: 'GET', path: '/100b', connections: 50, tool: 'close' },
   { name: 'upload-1mb-c10', title: 'POST 1 MB upload, 10 connections, keep-alive', method: 'POST', path: '/upload', bodyBytes: 1024 * 1024, connections: 10, tool: 'autocannon' },
   { name: 'https-100b-c50', title: 'GET 100 B over TLS, 50 connections, keep-alive', method: 'GET', path: '/100b', connections: 50, tool: 'autocannon', scheme: 'https' },

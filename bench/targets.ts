@@ -87,7 +87,7 @@ async function httpsPortFor (ctx: TargetContext): Promise<number | undefined> {
 
 export interface EdgeHttps { readonly port: number, readonly cert: string, readonly key: string }
 
-export function edgeConfig (port: number, backendPort: number, workers: number | 'auto', https?: EdgeHttps): string {
+export function edgeConfig (port: number, backendPort: number, workers: number | 'auto', https?: EdgeHttps, http1Server: 'edge' | 'node' = 'edge'): string {
   const tls = https === undefined
     ? ''
     : `
@@ -102,6 +102,7 @@ certificates = [{ cert = ${JSON.stringify(https.cert)}, key = ${JSON.stringify(h
 [server]
 workers = ${typeof workers === 'number' ? workers : '"auto"'}
 keepalive_timeout = "120s"   # idle-connection measurement keeps sockets open for a while
+http1_server = "${http1Server}"
 
 [admin]
 listen = "127.0.0.1:0"
@@ -175,10 +176,12 @@ tunnel = "${TUNNEL_NAME}"
 
 const CLI_MAIN = new URL('../cli/main.js', NODE_DIST).pathname
 
-function edge (workers: 1 | 'auto'): Target {
+function edge (workers: 1 | 'auto', http1Server: 'edge' | 'node' = 'edge'): Target {
   return {
-    name: workers === 1 ? 'edge-proxy' : 'edge-proxy-auto',
-    description: `edge-proxy, workers = ${workers === 1 ? '1' : '"auto"'}: routing, forwarded headers, Server-Timing; access log off`,
+    name: http1Server === 'node' ? 'edge-proxy-node' : workers === 1 ? 'edge-proxy' : 'edge-proxy-auto',
+    description: `edge-proxy, workers = ${workers === 1 ? '1' : '"auto"'}${http1Server === 'node' ? ', http1_server = "node" (node:http in front)' : ''}: routing, forwarded headers, Server-Timing; access log off`,
+    // The node:http variant runs only where a scenario names it (the http1 comparison).
+    dedicated: http1Server === 'node',
     unavailable: () => undefined,
     version: () => `edge-proxy ${gitCommit()}`,
     async start (ctx) {
@@ -186,7 +189,7 @@ function edge (workers: 1 | 'auto'): Target {
       const httpsPort = await httpsPortFor(ctx)
       const file = join(ctx.dir, 'edge.toml')
       const https = httpsPort === undefined || ctx.tls === undefined ? undefined : { port: httpsPort, cert: ctx.tls.cert, key: ctx.tls.key }
-      await writeFile(file, edgeConfig(port, ctx.backendPort, workers, https))
+      await writeFile(file, edgeConfig(port, ctx.backendPort, workers, https, http1Server))
       const child = ctx.children.spawn(this.name, process.execPath, [CLI_MAIN, '--config', file], { logFile: join(ctx.dir, 'edge.log') })
       return await started(ctx, child, port, workers === 1 ? 1 : ctx.nproc + 1, httpsPort)
     },
@@ -329,6 +332,7 @@ export function allTargets (): Target[] {
   return [
     direct,
     edge(1),
+    edge(1, 'node'),
     edgeTunnel,
     edge('auto'),
     nodePeer('http-proxy-3', 'http-proxy-3 with a keep-alive http.Agent, xfwd on (bench/peers/http-proxy-3.ts)', './peers/http-proxy-3.js', 'http-proxy-3'),

@@ -328,6 +328,8 @@ export class H1Conn {
   paused = 0
   corked = false
   upgradeReq: H1Request | undefined
+  /** Bytes read past a pipelined upgrade's head, kept until the answers before it are out. */
+  upgradeHead: Buffer | undefined
   /** Headers and URL llhttp hands over early on requests with many headers (kOnHeaders). */
   partHeaders: string[] | undefined
   partUrl = ''
@@ -364,7 +366,8 @@ export class H1Conn {
   unpause (why: number): void {
     if ((this.paused & why) === 0) return
     this.paused &= ~why
-    if (this.paused === 0 && !this.closed) this.socket.resume()
+    // A pending upgrade keeps the socket paused for its handler (no data listener is left to read it).
+    if (this.paused === 0 && !this.closed && this.upgradeReq === undefined) this.socket.resume()
   }
 
   /** A request head is complete: answer it now, or queue it behind the response being written. */
@@ -408,6 +411,8 @@ export class H1Conn {
       this.start(next)
       return
     }
+    const up = this.upgradeReq
+    if (up !== undefined && this.upgradeHead !== undefined) { startUpgrade(this, up, this.upgradeHead); return }
     if (this.headersSince === 0) this.idleSince = performance.now()
   }
 
@@ -437,18 +442,14 @@ function onSocketData (this: ConnSocket, d: Buffer): void {
   const head = d.subarray(r)
   // Nothing is read until the upgrade's handler pipes the socket (node:http does the same).
   this.pause()
-  if (c.cur === undefined) { startUpgrade(c, up, head); return }
-  // An upgrade pipelined behind a response still being written waits for it.
-  const wait = (): void => {
-    if (c.closed) return
-    if (c.cur !== undefined) { setImmediate(wait); return }
-    startUpgrade(c, up, head)
-  }
-  setImmediate(wait)
+  if (c.cur === undefined && c.queue.length === 0) { startUpgrade(c, up, head); return }
+  // An upgrade pipelined behind answers still being written waits for them (responseDone starts it).
+  c.upgradeHead = head
 }
 
 function startUpgrade (c: H1Conn, req: H1Request, head: Buffer): void {
   c.upgradeReq = undefined
+  c.upgradeHead = undefined
   const socket = c.socket
   socket.removeListener('drain', onSocketDrain)
   socket.removeListener('error', onSocketError)

@@ -125,6 +125,8 @@ test('the generated edge-proxy config is valid, has the access log off and the w
   assert.equal(one.admin.address.port, 0)
   const auto = parseConfigText(edgeConfig(18080, 19090, 'auto'))
   assert.ok(auto.server.workers >= 1)
+  assert.equal(one.server.http1Server, 'edge')
+  assert.equal(parseConfigText(edgeConfig(18080, 19090, 1, undefined, 'node')).server.http1Server, 'node')
 })
 
 test('TreeSampler attributes a child process\'s CPU to the tree of its parent', async t => {
@@ -164,10 +166,11 @@ test('the https and tunnel edge-proxy configs are valid', async t => {
   assert.equal(tunnel.pools.get('tunnel')?.tunnel, TUNNEL_NAME)
 })
 
-test('scenarios name only known targets; the tunnel target runs only in the tunnel scenarios', () => {
+test('scenarios name only known targets; the tunnel and node:http targets run only where named', () => {
   const names = new Set(allTargets().map(x => x.name))
   const dedicated = allTargets().filter(x => x.dedicated === true).map(x => x.name)
-  assert.deepEqual(dedicated, ['edge-proxy-tunnel'])
+  assert.deepEqual(dedicated, ['edge-proxy-node', 'edge-proxy-tunnel'])
+  assert.deepEqual(SCENARIOS.filter(s => s.targets?.includes('edge-proxy-node') === true).map(s => s.name), ['http1-100b-c50'])
   for (const s of SCENARIOS) for (const name of s.targets ?? []) assert.ok(names.has(name), `${s.name} names unknown target ${name}`)
   const tunnel = SCENARIOS.filter(s => s.targets?.includes('edge-proxy-tunnel') === true && s.pending === undefined).map(s => s.name)
   assert.deepEqual(tunnel, ['tunnel-100b-c50', 'tunnel-64m-c1'])

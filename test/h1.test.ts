@@ -1,9 +1,11 @@
 // The edge's own HTTP/1.1 server (proxy/h1.ts) against node:http: every case runs on both `http1_server` values
 // and must come out the same. Pipelining, Expect, HTTP/1.0 keep-alive, framing of length-less answers, HEAD,
-// request heads split over packets or longer than llhttp's 32-header batch, keepalive_timeout, graceful close.
+// request heads split over packets or longer than llhttp's 32-header batch, keepalive_timeout, graceful close,
+// an upgrade pipelined behind a slow answer.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import net from 'node:net'
+import { WebSocketServer } from 'ws'
 import { BASE_TOML, echoOf, rawExchange, parseRawResponse, request, sleep, startBackend, startEdge, startRawBackend, type Echo, type RawReply } from './helpers.js'
 
 type T = Parameters<typeof startBackend>[0]
@@ -196,4 +198,27 @@ test('[edge] requests pipelined after one the edge answers with close are not se
   assert.deepEqual(replies.map(r => r.status), [400], text)
   await sleep(50)
   assert.deepEqual(b.seen.map(s => s.url), [])
+})
+
+// node:http (http1_server = "node") starts such an upgrade at once, so its 101 overtakes the earlier answer.
+test('[edge] an upgrade pipelined behind a slow answer waits for it, and the bytes sent with it arrive', async t => {
+  const b = await startBackend(t, 'b')
+  const wss = new WebSocketServer({ server: b.server })
+  wss.on('connection', ws => { ws.on('message', (m, binary) => { ws.send(m, { binary }) }) })
+  t.after(() => { for (const c of wss.clients) c.terminate(); wss.close() })
+  const port = await edgeWith(t, 'edge', b.url)
+  const c = await connect(port)
+  // One masked text frame "hi" (RFC 6455 5.3), sent in the same write as both heads.
+  const mask = [1, 2, 3, 4]
+  const frame = Buffer.from([0x81, 0x82, ...mask, 'h'.charCodeAt(0) ^ 1, 'i'.charCodeAt(0) ^ 2])
+  c.sock.write(Buffer.concat([Buffer.from(
+    'GET /first?delay=80 HTTP/1.1\r\nHost: a.test\r\n\r\n' +
+    'GET /ws HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+    'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n', 'latin1'), frame]))
+  await c.waitFor(/\x81\x02hi$/)
+  const text = c.got()
+  const first = text.indexOf('"url":"/first?delay=80"')
+  const switched = text.indexOf('HTTP/1.1 101 Switching Protocols')
+  assert.ok(first !== -1 && switched > first, `the first answer comes whole before the 101: ${JSON.stringify(text.slice(0, 400))}`)
+  c.sock.destroy()
 })
