@@ -402,7 +402,7 @@ export class H1Conn {
       this.ending = true
       this.socket.removeListener('data', onSocketData)
       this.queue.length = 0
-      this.socket.end()
+      closeAfterWrite(this.socket)
       return
     }
     const next = this.queue.shift()
@@ -424,6 +424,15 @@ export class H1Conn {
     abandon(this)
     this.server.clientError(err, this.socket)
   }
+}
+
+/**
+ * Ends our side and closes the socket once what was written is handed to the kernel, as node:http's destroySoon:
+ * a client that never sends its FIN does not hold the connection open.
+ */
+function closeAfterWrite (socket: Socket): void {
+  socket.once('finish', () => { socket.destroy() })
+  socket.end()
 }
 
 function uncorkConn (c: H1Conn): void {

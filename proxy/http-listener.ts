@@ -423,5 +423,7 @@ function onClientError (err: Error & { code?: string }, socket: Socket): void {
   const slow = err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
   const status = tooLarge ? '431 Request Header Fields Too Large' : slow ? '408 Request Timeout' : '400 Bad Request'
   const body = `${status}\ncode: ${tooLarge ? 'EP_ERR_HEADERS_TOO_LARGE' : 'EP_ERR_BAD_REQUEST'}\nreason: ${err.code ?? 'malformed request'}\n`
+  // Closed once the answer is out, whether or not the client ever sends its FIN (the servers are half-open).
+  socket.once('finish', () => { socket.destroy() })
   socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
 }

@@ -222,3 +222,30 @@ test('[edge] an upgrade pipelined behind a slow answer waits for it, and the byt
   assert.ok(first !== -1 && switched > first, `the first answer comes whole before the 101: ${JSON.stringify(text.slice(0, 400))}`)
   c.sock.destroy()
 })
+
+for (const engine of ['edge', 'node']) {
+  test(`[${engine}] a refused or closing answer frees the connection even when the client never sends its FIN`, async t => {
+    const b = await startBackend(t, 'b')
+    const e = await startEdge(t, `
+[server]
+http1_server = "${engine}"
+${BASE_TOML}
+[[routes]]
+pool = "p"
+[pools.p]
+backends = ["${b.url}"]
+`)
+    for (const bytes of ['HELLO THERE\r\n\r\n', 'GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n']) {
+      const sock = net.connect({ port: e.port, host: '127.0.0.1', allowHalfOpen: true })
+      sock.on('error', () => {})
+      sock.on('data', () => {})
+      await new Promise(resolve => sock.once('connect', resolve))
+      sock.write(bytes)
+      await new Promise(resolve => sock.once('end', resolve))
+      const until = Date.now() + 2000
+      while (await e.connections() > 0 && Date.now() < until) await sleep(10)
+      assert.equal(await e.connections(), 0, `the edge still holds the connection after answering ${JSON.stringify(bytes.slice(0, 12))}`)
+      sock.destroy()
+    }
+  })
+}
