@@ -175,7 +175,8 @@ export class H1Response {
     let headers: OutgoingHttpHeaders | string[] | undefined
     if (typeof reasonOrHeaders === 'string') { reason = reasonOrHeaders; headers = maybeHeaders } else headers = reasonOrHeaders
     if (reason === undefined || reason === '') reason = STATUS_CODES[statusCode] ?? 'unknown'
-    else if (/[\r\n]/.test(reason)) throw Object.assign(new TypeError('Invalid character in statusMessage'), { code: 'ERR_INVALID_CHAR' })
+    // A backend's reason phrase (the Exchange's list form) was read by undici's parser: it has no CR/LF.
+    else if (!Array.isArray(headers) && /[\r\n]/.test(reason)) throw Object.assign(new TypeError('Invalid character in statusMessage'), { code: 'ERR_INVALID_CHAR' })
     this.statusCode = statusCode
     const conn = this.#conn
     const req = this.req
@@ -321,9 +322,9 @@ export class H1Conn {
   /** The request whose body the parser is reading. */
   parsing: H1Request | undefined
   queue: H1Response[] = []
-  /** performance.now() when the current request head began (0: not reading a head). */
+  /** server.clock when the current request head began (0: not reading a head). */
   headersSince: number
-  /** performance.now() when the connection went idle (0: busy). */
+  /** server.clock when the connection went idle (0: busy). */
   idleSince = 0
   paused = 0
   corked = false
@@ -341,7 +342,7 @@ export class H1Conn {
     this.server = server
     this.socket = socket
     this.parser = parser
-    this.headersSince = performance.now()
+    this.headersSince = server.clock
     parser.conn = this
     ;(socket as ConnSocket)[kConn] = this
     socket.on('data', onSocketData)
@@ -413,7 +414,7 @@ export class H1Conn {
     }
     const up = this.upgradeReq
     if (up !== undefined && this.upgradeHead !== undefined) { startUpgrade(this, up, this.upgradeHead); return }
-    if (this.headersSince === 0) this.idleSince = performance.now()
+    if (this.headersSince === 0) this.idleSince = this.server.clock
   }
 
   /** Bytes llhttp refused: answered like node:http's clientError, unless an answer is already on its way. */
@@ -516,7 +517,7 @@ function abandon (c: H1Conn): void {
 
 function onMessageBegin (this: Parser): void {
   const c = this.conn as H1Conn
-  c.headersSince = performance.now()
+  c.headersSince = c.server.clock
   c.idleSince = 0
 }
 
@@ -588,6 +589,11 @@ export class H1Server extends net.Server {
   readonly clientError: (err: ParseError, socket: Socket) => void
   readonly keepAliveHeader: string
   closing = false
+  /**
+   * A coarse clock (ms) the timeouts are measured on: performance.now() read by the sweep, not per request, plus
+   * one sweep interval, so a timeout fires no earlier than set and at most one interval late.
+   */
+  clock = performance.now()
   #sweep: NodeJS.Timeout | undefined
 
   constructor (opts: H1ServerOptions,
@@ -624,8 +630,10 @@ export class H1Server extends net.Server {
     if (this.#sweep !== undefined) return
     const { headersTimeout, keepAliveTimeout } = this.opts
     const every = Math.max(100, Math.min(1000, Math.floor(Math.min(headersTimeout, keepAliveTimeout) / 4)))
+    this.clock = performance.now() + every
     this.#sweep = setInterval(() => {
       const now = performance.now()
+      this.clock = now + every
       for (const c of this.conns) {
         if (c.headersSince !== 0 && now - c.headersSince > headersTimeout) {
           c.headersSince = 0

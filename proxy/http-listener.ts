@@ -184,8 +184,14 @@ export function normalizePath (url: string): string {
   return `/${out.join('/')}${query}`
 }
 
+// The last host quoted: consecutive requests nearly always carry the same one.
+let lastRaw = ''
+let lastQuoted = ''
 function quoteIfNeeded (v: string): string {
-  return /^[A-Za-z0-9.\-_~!$&'*+^`|]+$/.test(v) ? v : `"${v.replace(/["\\]/g, '\\$&')}"`
+  if (v === lastRaw) return lastQuoted
+  lastQuoted = /^[A-Za-z0-9.\-_~!$&'*+^`|]+$/.test(v) ? v : `"${v.replace(/["\\]/g, '\\$&')}"`
+  lastRaw = v
+  return lastQuoted
 }
 
 export function clientIpOf (socket: Socket): string {
