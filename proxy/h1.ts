@@ -1,20 +1,22 @@
 // The edge's own HTTP/1.1 server: node's llhttp parser (the one node:http runs, same strictness, same limits)
 // driven straight from the socket, without node:http's IncomingMessage/ServerResponse streams around every
-// request. It serves the subset of those objects the listener and the Exchange use (see RequestLike and
-// ResponseLike), so the proxying code is shared with node:http (HTTPS) and node:http2. Measured in bench/README.md
-// ("Where a request's CPU goes"): node:http's own server work was ~3.6 µs of a request's ~19 µs of user CPU.
+// request. It serves the subset of those objects the listener and the Exchange use (RequestLike and the
+// members H1Response lists), so the proxying code is shared with node:http ([server] http1_server = "node") and node:http2.
+// Why (bench/README.md, "Past node:http"): node:http's own server work was ~3.6 µs of a request's ~18 µs of user
+// CPU; with this server edge-proxy's user CPU per request went 17.7 -> 14.0 µs and req/s up 12 %.
 //
 // What node:http did that this server does too: keep-alive per RFC 9112 9.3 (HTTP/1.0 needs "keep-alive"),
 // pipelining (answers in order, one at a time; later requests wait with the socket paused), request bodies with
-// backpressure, "Expect: 100-continue" (answered at once; any other expectation gets 417), upgrades (handed over
-// with the bytes read past the head), chunked framing when a response has no length, no body on HEAD/204/304,
-// Date and Connection/Keep-Alive response headers, headers_timeout (408) and keepalive_timeout, max_header_bytes
-// (431), 400 on anything llhttp refuses, and a graceful close (idle connections first, busy ones after their
-// response).
+// backpressure, "Expect: 100-continue" (answered when the request's turn comes; any other expectation gets 417),
+// upgrades (handed over with the bytes read past the head, after any answers pipelined before them), chunked
+// framing when a response has no length, no body on HEAD/204/304, Date and Connection/Keep-Alive response headers,
+// headers_timeout (408) and keepalive_timeout, max_header_bytes (431), 400 on anything llhttp refuses, and a
+// graceful close (idle connections first, busy ones after their response). Where node:http differs, this server
+// is stricter: nothing pipelined after an answer that closes is served.
 import net, { type Socket } from 'node:net'
 import { Readable } from 'node:stream'
 import { createRequire } from 'node:module'
-import { STATUS_CODES, validateHeaderName, validateHeaderValue, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http'
+import { STATUS_CODES, validateHeaderName, validateHeaderValue, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http'
 
 /** Node's llhttp binding as `_http_common` exposes it (the module node:http itself parses with). */
 interface Parser {
@@ -53,8 +55,6 @@ export const h1Available = common !== undefined
 
 /** The members of IncomingMessage that the listener, router, pools, Exchange and upgrade path read. */
 export type RequestLike = Pick<IncomingMessage, 'method' | 'url' | 'headers' | 'rawHeaders' | 'httpVersionMajor' | 'httpVersionMinor' | 'httpVersion' | 'socket' | 'complete'>
-/** The members of ServerResponse that the listener and the Exchange use. */
-export type ResponseLike = Pick<ServerResponse, 'statusCode' | 'shouldKeepAlive' | 'headersSent' | 'writableEnded' | 'writableFinished' | 'chunkedEncoding' | 'writeHead' | 'write' | 'end' | 'destroy' | 'addTrailers' | 'on' | 'listenerCount'>
 
 type Listener = (this: H1Response) => void
 
@@ -64,7 +64,7 @@ const SINGLE = new Set(['content-type', 'content-length', 'user-agent', 'referer
   'retry-after', 'etag', 'last-modified', 'server', 'age', 'expires'])
 
 /** A parsed request head. Its body, when it has one, is `body`, a Readable fed by the parser. */
-export class H1Request {
+export class H1Request implements RequestLike {
   method: string
   url: string
   readonly rawHeaders: string[]
@@ -144,6 +144,11 @@ function utcDate (): string {
   return dateStr
 }
 
+/**
+ * The members of ServerResponse that the listener and the Exchange use (statusCode, shouldKeepAlive, headersSent,
+ * writableEnded/Finished, chunkedEncoding, writeHead, write, end, destroy, addTrailers, on/listenerCount for
+ * 'close' and 'drain'), with node:http's meaning. (Not `implements`: ServerResponse's methods return itself.)
+ */
 export class H1Response {
   statusCode = 200
   shouldKeepAlive: boolean
