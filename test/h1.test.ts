@@ -249,3 +249,34 @@ backends = ["${b.url}"]
     }
   })
 }
+
+test('[edge] a pipelined stream cut at random places (heads, chunk sizes, bodies) is answered the same as in one piece', async t => {
+  const b = await startBackend(t, 'b')
+  const port = await edgeWith(t, 'edge', b.url)
+  const body = 'x'.repeat(300)
+  const chunked = '7\r\nchunked\r\n1\r\n-\r\n4\r\nbody\r\n0\r\n\r\n'
+  const stream =
+    `GET /one?a=1 HTTP/1.1\r\nHost: a.test\r\nX-Long: ${'v'.repeat(200)}\r\n\r\n` +
+    `POST /two HTTP/1.1\r\nHost: a.test\r\nContent-Length: ${body.length}\r\n\r\n${body}` +
+    `PUT /three HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n${chunked}` +
+    'GET /local/four HTTP/1.1\r\nHost: a.test\r\n\r\n' +
+    'DELETE /five HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n'
+  const expected = [['/one?a=1', 0], ['/two', 300], ['/three', 12], ['local', 0], ['/five', 0]]
+  let seed = 7
+  const rand = (n: number): number => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed % n }
+  for (let round = 0; round < 12; round++) {
+    const c = await connect(port)
+    c.sock.setNoDelay(true)
+    let at = 0
+    while (at < stream.length) {
+      const n = 1 + rand(round < 4 ? 8 : 120)
+      c.sock.write(stream.slice(at, at + n))
+      at += n
+      if (rand(3) === 0) await sleep(1)
+    }
+    await c.closed
+    const replies = splitResponses(c.got())
+    const got = replies.map(r => r.body === 'local answer\n' ? ['local', 0] : [(JSON.parse(r.body) as Echo).url, (JSON.parse(r.body) as Echo).bodyLength])
+    assert.deepEqual(got, expected, `round ${round}`)
+  }
+})
