@@ -202,3 +202,51 @@ export function markdown (scenarios: readonly ScenarioInfo[], cells: readonly Ce
   if (skipped.length > 0) out.push('Skipped:', '', ...skipped.map(s => `- ${s}`), '')
   return out.join('\n')
 }
+
+/** One of issue 7's speed targets, checked against a run. `met` is undefined when the run did not measure it. */
+export interface TargetCheck {
+  readonly target: string
+  readonly measured: string
+  readonly met: boolean | undefined
+}
+
+/**
+ * Issue 7's targets ("The speed to reach", 100 B, 50 keep-alive connections; wrk where it ran, else autocannon),
+ * checked against this run's medians, so that a run says by itself which hold.
+ */
+export function issueTargets (cells: readonly Cell[], idle: readonly IdleResult[], soak: readonly SoakResult[]): TargetCheck[] {
+  const sum = (scenario: string, target: string): Summary | undefined => cells.find(c => c.scenario === scenario && c.target === target)?.summary
+  const scenario = sum('wrk-100b-c50', 'edge-proxy') !== undefined ? 'wrk-100b-c50' : '100b-c50'
+  const edge = sum(scenario, 'edge-proxy')
+  const hp3 = sum(scenario, 'http-proxy-3')
+  const umin = sum(scenario, 'undici-min')
+  const nginx = sum(scenario, 'nginx')
+  const out: TargetCheck[] = []
+  const ratio = (a: number | undefined, b: number | undefined): number | undefined => a === undefined || b === undefined || b === 0 ? undefined : a / b
+  const r = ratio(edge?.rps, hp3?.rps)
+  out.push({ target: `${scenario}: edge-proxy req/s >= 2.0x http-proxy-3`, measured: r === undefined ? '–' : `${fmt(r, 2)}x (${fmt(edge?.rps)} vs ${fmt(hp3?.rps)})`, met: r === undefined ? undefined : r >= 2 })
+  const cpu = edge?.proxyCpuUsPerReq
+  const cpuMin = umin?.proxyCpuUsPerReq
+  out.push({ target: `${scenario}: edge-proxy CPU per request <= undici-min`, measured: cpu === undefined || cpuMin === undefined ? '–' : `${fmt(cpu, 1)} vs ${fmt(cpuMin, 1)} µs`, met: cpu === undefined || cpuMin === undefined ? undefined : cpu <= cpuMin })
+  out.push({ target: `${scenario}: edge-proxy p99 <= http-proxy-3`, measured: edge === undefined || hp3 === undefined ? '–' : `${fmt(edge.p99, 2)} vs ${fmt(hp3.p99, 2)} ms`, met: edge === undefined || hp3 === undefined ? undefined : edge.p99 <= hp3.p99 })
+  const n = ratio(edge?.rps, nginx?.rps)
+  out.push({ target: `${scenario}: edge-proxy >= 0.6x nginx (the aim beyond)`, measured: n === undefined ? '–' : `${fmt(n, 2)}x`, met: n === undefined ? undefined : n >= 0.6 })
+  for (const s of ['wrk-100b-c50', 'wrk-16k-c50']) {
+    const one = sum(s, 'edge-proxy')
+    const auto = sum(s, 'edge-proxy-auto')
+    out.push({ target: `${s}: workers = "auto" > workers = 1`, measured: one === undefined || auto === undefined ? '–' : `${fmt(auto.rps)} vs ${fmt(one.rps)}`, met: one === undefined || auto === undefined ? undefined : auto.rps > one.rps })
+  }
+  const id = idle.find(x => x.target === 'edge-proxy' && x.error === undefined)
+  out.push({ target: 'idle keep-alive connection <= 12 KiB', measured: id === undefined ? '–' : `${fmt(id.bytesPerConnection / 1024, 1)} KiB`, met: id === undefined ? undefined : id.bytesPerConnection <= 12 * 1024 })
+  const so = soak.find(x => x.target === 'edge-proxy' && x.verdict !== undefined)
+  out.push({ target: 'RSS flat over the soak rounds (within 10 %)', measured: so?.changePct === undefined ? '–' : `${so.changePct >= 0 ? '+' : ''}${fmt(so.changePct, 1)} %`, met: so === undefined ? undefined : so.verdict === 'flat' })
+  return out
+}
+
+export function targetsMarkdown (checks: readonly TargetCheck[]): string {
+  if (checks.every(c => c.met === undefined)) return ''
+  const out = ['### issue 7 targets, checked against this run', '', '| target | measured | verdict |', '|---|---|---|']
+  for (const c of checks) out.push(`| ${c.target} | ${c.measured} | ${c.met === undefined ? 'not measured' : c.met ? 'met' : 'NOT met'} |`)
+  out.push('')
+  return out.join('\n')
+}
