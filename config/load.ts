@@ -466,7 +466,7 @@ function deepFreeze<T> (value: T, seen = new Set<unknown>()): T {
 /** A one-screen summary for `edge-proxy check`. */
 export function summarize (c: Config): string {
   const lines = [`config ${c.file}: OK`]
-  lines.push(`  workers ${c.server.workers}, admin ${formatAddress(c.admin.address)}, access log ${c.log.access}`)
+  lines.push(`  workers ${c.server.workers}, HTTP/1.1 server ${c.server.http1Server}, admin ${formatAddress(c.admin.address)}, access log ${c.log.access}`)
   for (const l of c.listeners) {
     const tls = l.tls === undefined ? '' : ` (${l.tls.directory ?? `${l.tls.certificates?.length ?? 0} certificates`}, alpn ${l.tls.alpn.join(',')}${l.tls.clientCa === undefined ? '' : ', client certificates required'})`
     lines.push(`  listener ${l.name} ${l.protocol}://${formatAddress(l.address)}${tls}`)

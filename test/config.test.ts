@@ -207,6 +207,7 @@ test('config: check on proxy.example.toml exits 0 with a summary', async t => {
   const r = await runCli(['check', '--config', example, '--demo'])
   assert.equal(r.code, 0, r.stderr)
   assert.match(r.stdout, /: OK\n/)
+  assert.match(r.stdout, /workers 1, HTTP\/1\.1 server edge,/)
   assert.match(r.stdout, /listener web http:\/\/127\.0\.0\.1:8080/)
   assert.match(r.stdout, /route api: host=api\.localhost path_prefix=\/v1\/ methods=GET,POST -> pool api/)
   assert.match(r.stdout, /pool users: hash, 2 shards \(a:2, b:1\)/)
