@@ -12,6 +12,7 @@ import { connectionNamed, isHopByHop, stripNamed } from './headers.js'
 import { trailerRecord } from './h2.js'
 import { H1Request } from './h1.js'
 import type { Readable } from 'node:stream'
+import type { Socket } from 'node:net'
 
 export interface ExchangeObserver {
   /** Called once per request when the exchange is over (response finished, failed or abandoned). */
@@ -75,7 +76,13 @@ export class Exchange implements Dispatcher.DispatchHandler {
   upstreamMs = -1
   durationMs = 0
   retries = 0
-  bytesInStart: number
+  /**
+   * The client's socket, kept: node:http sets `req.socket` to null once a request body has been read and the
+   * request is done, which is before the access log asks.
+   */
+  readonly socket: Socket
+  /** Request body bytes sent to the backend (undici's onBodySent): the access log's bytes_in. */
+  bodyBytes = 0
   bytesOutStart: number
   #abort: ((err?: Error) => void) | null = null
   #resume: (() => void) | null = null
@@ -103,9 +110,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.hasBody = hasBody
     this.body = !hasBody ? null : req instanceof H1Request ? req.body : req
     this.observer = observer
-    const sock = req.socket
-    this.bytesInStart = sock.bytesRead
-    this.bytesOutStart = sock.bytesWritten
+    this.socket = req.socket
+    this.bytesOutStart = req.socket.bytesWritten
     ;(res as WithExchange)[kExchange] = this
     res.on('close', onResClose)
     if (action.timeout > 0) this.#timer = setTimeout(onTimeout, action.timeout, this)
@@ -239,6 +245,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
       return false
     }
     return true
+  }
+
+  /** undici 7 passes the chunk sent (its typings say a size): either is counted. */
+  onBodySent (chunk: unknown): void {
+    this.bodyBytes += typeof chunk === 'number' ? chunk : typeof chunk === 'string' ? Buffer.byteLength(chunk) : (chunk as Uint8Array).byteLength
   }
 
   onData (chunk: Buffer): boolean {

@@ -356,7 +356,6 @@ export class HttpListener implements ExchangeObserver {
     }
     const log = this.#deps.accessLog
     if (log === undefined) return
-    const sock = x.req.socket
     log.write({
       requestId: x.requestId,
       clientIp: x.clientIp,
@@ -364,8 +363,8 @@ export class HttpListener implements ExchangeObserver {
       host: x.req.headers.host ?? String(x.req.headers[':authority'] ?? ''),
       path: x.req.url ?? '',
       status: x.status,
-      bytesIn: sock.bytesRead - x.bytesInStart,
-      bytesOut: sock.bytesWritten - x.bytesOutStart,
+      bytesIn: x.bodyBytes,
+      bytesOut: x.socket.bytesWritten - x.bytesOutStart,
       durationMs: x.durationMs,
       route: x.route.name,
       backend: x.member?.backend.url ?? '',

@@ -6,7 +6,9 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import net from 'node:net'
 import { WebSocketServer } from 'ws'
-import { BASE_TOML, echoOf, rawExchange, parseRawResponse, request, sleep, startBackend, startEdge, startRawBackend, type Echo, type RawReply } from './helpers.js'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { BASE_TOML, echoOf, rawExchange, parseRawResponse, request, sleep, startBackend, startEdge, startRawBackend, tempDir, waitUntil, type Echo, type RawReply } from './helpers.js'
 
 type T = Parameters<typeof startBackend>[0]
 
@@ -280,3 +282,34 @@ test('[edge] a pipelined stream cut at random places (heads, chunk sizes, bodies
     assert.deepEqual(got, expected, `round ${round}`)
   }
 })
+
+for (const engine of ['edge', 'node']) {
+  test(`[${engine}] the access log counts a request body that arrived with its head, and the whole answer`, async t => {
+    const b = await startBackend(t, 'b')
+    const dir = await tempDir(t)
+    const file = join(dir, 'access.log')
+    const e = await startEdge(t, `
+[server]
+http1_server = "${engine}"
+[admin]
+listen = "127.0.0.1:0"
+[log]
+access = ${JSON.stringify(file)}
+level = "silent"
+[[listeners]]
+name = "web"
+listen = "127.0.0.1:0"
+[[routes]]
+pool = "p"
+[pools.p]
+backends = ["${b.url}"]
+`)
+    // Head and body in one write, so both arrive in one read.
+    const text = await rawExchange(e.port, 'POST /in HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello')
+    const head = text.indexOf('\r\n\r\n')
+    await waitUntil(async () => (await readFile(file, 'utf8').catch(() => '')).includes('"path":"/in"'), 3000, 'the access log line')
+    const line = JSON.parse((await readFile(file, 'utf8')).trim().split('\n').pop() as string) as { bytes_in: number, bytes_out: number }
+    assert.equal(line.bytes_in, 5)
+    assert.equal(line.bytes_out, text.length, `the answer was ${text.length} bytes (head ${head + 4})`)
+  })
+}
