@@ -524,6 +524,8 @@ function onMessageBegin (this: Parser): void {
   const c = this.conn as H1Conn
   c.headersSince = c.server.clock
   c.idleSince = 0
+  c.partHeaders = undefined
+  c.partUrl = ''
 }
 
 function onHeaders (this: Parser, headers: string[], url: string): void {
@@ -568,6 +570,10 @@ function onBody (this: Parser, chunk: Buffer): void {
 
 function onMessageComplete (this: Parser): void {
   const c = this.conn as H1Conn
+  // A chunked body's trailer fields reach kOnHeaders just before this (with the message's URL again): they are
+  // not forwarded (undici sends no request trailers) and must not become the next request's headers.
+  c.partHeaders = undefined
+  c.partUrl = ''
   const req = c.parsing
   if (req === undefined) return
   c.parsing = undefined

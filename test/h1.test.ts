@@ -313,3 +313,22 @@ backends = ["${b.url}"]
     assert.equal(line.bytes_out, text.length, `the answer was ${text.length} bytes (head ${head + 4})`)
   })
 }
+
+for (const engine of ['edge', 'node']) {
+  test(`[${engine}] request trailers are not forwarded, and never become headers of the next request`, async t => {
+    const b = await startBackend(t, 'b')
+    const port = await edgeWith(t, engine, b.url)
+    const text = await rawExchange(port,
+      'POST /with-trailer HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Trailer-A: one\r\nX-Trailer-B: two\r\n\r\n' +
+      'GET /next HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n')
+    const replies = splitResponses(text)
+    assert.deepEqual(replies.map(r => r.status), [200, 200], text)
+    const [first, next] = replies.map(r => JSON.parse(r.body) as Echo)
+    assert.equal(first?.bodyLength, 5)
+    assert.equal(next?.url, '/next')
+    for (const e of [first, next]) {
+      assert.equal(e?.headers['x-trailer-a'], undefined)
+      assert.equal(e?.headers['x-trailer-b'], undefined)
+    }
+  })
+}
