@@ -332,3 +332,18 @@ for (const engine of ['edge', 'node']) {
     }
   })
 }
+
+for (const engine of ['edge', 'node']) {
+  test(`[${engine}] a body the edge answers before reading is skipped, and the next request is read right`, async t => {
+    const b = await startBackend(t, 'b')
+    const port = await edgeWith(t, engine, b.url)
+    const text = await rawExchange(port,
+      `POST /local HTTP/1.1\r\nHost: a.test\r\nContent-Length: 40\r\n\r\n${'GET /smuggled HTTP/1.1\r\nHost: a.test\r\n\r\n'.padEnd(40, 'x')}` +
+      'GET /after HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n')
+    const replies = splitResponses(text)
+    assert.deepEqual(replies.map(r => r.status), [200, 200], text)
+    assert.equal(replies[0]?.body, 'local answer\n')
+    assert.equal((JSON.parse(replies[1]?.body ?? '') as Echo).url, '/after')
+    assert.deepEqual(b.seen.map(s => s.url), ['/after'], 'the body was never read as a request')
+  })
+}
