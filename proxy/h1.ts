@@ -23,6 +23,9 @@ interface Parser {
   initialize (type: number, resource: object, maxHeaderSize: number, lenient: number): void
   execute (data: Buffer): number | ParseError
   close (): void
+  consume (handle: object): void
+  unconsume (): void
+  getCurrentBuffer (): Buffer
   [cb: number]: unknown
   conn: H1Conn | undefined
 }
@@ -36,6 +39,7 @@ interface HttpCommon {
     kOnHeadersComplete: number
     kOnBody: number
     kOnMessageComplete: number
+    kOnExecute: number
     kLenientNone: number
   }
   methods: string[]
@@ -314,6 +318,14 @@ function call (self: H1Response, l: Listener | Listener[] | undefined): void {
   for (const fn of l) fn.call(self)
 }
 
+/** The native stream handle of a net/tls socket (`socket._handle`), as node:http uses it with `parser.consume`. */
+interface Handle {
+  isStreamBase?: boolean
+  reading?: boolean
+  readStart (): number
+  readStop (): number
+}
+
 const kConn = Symbol('h1Conn')
 type ConnSocket = Socket & { [kConn]?: H1Conn }
 
@@ -342,6 +354,11 @@ export class H1Conn {
   closed = false
   /** The last answer said Connection: close; requests parsed after it are ignored. */
   ending = false
+  /**
+   * The socket's native handle when the parser reads from it directly (`parser.consume`, as node:http does): no
+   * 'data' event and no read buffer allocated per read. Undefined when reading through 'data' events.
+   */
+  handle: Handle | undefined
 
   constructor (server: H1Server, socket: Socket, parser: Parser) {
     this.server = server
@@ -350,7 +367,15 @@ export class H1Conn {
     this.headersSince = server.clock
     parser.conn = this
     ;(socket as ConnSocket)[kConn] = this
-    socket.on('data', onSocketData)
+    const handle = (socket as { _handle?: Handle | null })._handle
+    if (handle?.isStreamBase === true) {
+      parser[(common as HttpCommon).HTTPParser.kOnExecute] = onParserExecute
+      parser.consume(handle)
+      this.handle = handle
+      socket.resume() // keeps the handle reading; the bytes go to the parser, not to the stream
+    } else {
+      socket.on('data', onSocketData)
+    }
     socket.on('drain', onSocketDrain)
     socket.on('error', onSocketError)
     socket.on('close', onSocketClose)
@@ -365,7 +390,11 @@ export class H1Conn {
   }
 
   pause (why: number): void {
-    if (this.paused === 0) this.socket.pause()
+    if (this.paused === 0) {
+      const h = this.handle
+      if (h === undefined) this.socket.pause()
+      else if (h.reading !== false) { h.reading = false; h.readStop() }
+    }
     this.paused |= why
   }
 
@@ -373,7 +402,11 @@ export class H1Conn {
     if ((this.paused & why) === 0) return
     this.paused &= ~why
     // A pending upgrade keeps the socket paused for its handler (no data listener is left to read it).
-    if (this.paused === 0 && !this.closed && this.upgradeReq === undefined) this.socket.resume()
+    if (this.paused === 0 && !this.closed && this.upgradeReq === undefined) {
+      const h = this.handle
+      if (h === undefined) this.socket.resume()
+      else if (h.reading !== true) { h.reading = true; h.readStart() }
+    }
   }
 
   /** A request head is complete: answer it now, or queue it behind the response being written. */
@@ -406,7 +439,7 @@ export class H1Conn {
     if (!res.shouldKeepAlive) {
       // Anything pipelined after a closing answer is not read (RFC 9112 9.6).
       this.ending = true
-      this.socket.removeListener('data', onSocketData)
+      stopReading(this)
       this.queue.length = 0
       closeAfterWrite(this.socket)
       return
@@ -424,7 +457,7 @@ export class H1Conn {
 
   /** Bytes llhttp refused: answered like node:http's clientError, unless an answer is already on its way. */
   parseError (err: ParseError): void {
-    this.socket.removeListener('data', onSocketData)
+    stopReading(this)
     if (this.cur?.headersSent === true) { this.socket.destroy(); return }
     // A request under way (a bad chunk in its body) is abandoned first: its upstream side is cancelled.
     abandon(this)
@@ -446,17 +479,41 @@ function uncorkConn (c: H1Conn): void {
   c.socket.uncork()
 }
 
+/**
+ * The parser stops reading this socket: later bytes stay in the socket (paused) for whoever takes it over (an
+ * upgrade's handler), or are never looked at (after a closing answer or a refused request).
+ */
+function stopReading (c: H1Conn): void {
+  if (c.handle !== undefined) {
+    c.socket.pause() // from here the stream buffers what arrives, and reads on when it is resumed or piped
+    c.parser.unconsume()
+    c.handle = undefined
+  } else {
+    c.socket.removeListener('data', onSocketData)
+  }
+}
+
 function onSocketData (this: ConnSocket, d: Buffer): void {
   const c = this[kConn] as H1Conn
-  const r = c.parser.execute(d)
+  executed(c, c.parser.execute(d), d)
+}
+
+/** The parser read a chunk straight from the handle (`this` is the parser). */
+function onParserExecute (this: Parser, r: number | ParseError): void {
+  const c = this.conn as H1Conn
+  if (c.handle === undefined) return
+  executed(c, r, undefined)
+}
+
+function executed (c: H1Conn, r: number | ParseError, d: Buffer | undefined): void {
   if (typeof r !== 'number') { c.parseError(r); return }
   const up = c.upgradeReq
   if (up === undefined) return
   // llhttp stopped after the upgrade request's head: what follows belongs to the new protocol.
-  this.removeListener('data', onSocketData)
-  const head = d.subarray(r)
+  const head = (d ?? c.parser.getCurrentBuffer()).subarray(r)
   // Nothing is read until the upgrade's handler pipes the socket (node:http does the same).
-  this.pause()
+  stopReading(c)
+  c.socket.pause()
   if (c.cur === undefined && c.queue.length === 0) { startUpgrade(c, up, head); return }
   // An upgrade pipelined behind answers still being written waits for them (responseDone starts it).
   c.upgradeHead = head
@@ -472,7 +529,7 @@ function startUpgrade (c: H1Conn, req: H1Request, head: Buffer): void {
   socket.removeListener('end', onSocketEnd)
   c.closed = true
   c.server.conns.delete(c)
-  c.parser.close()
+  closeParser(c)
   c.paused = 0
   if (req.method === 'CONNECT') { // forward proxying is not this edge's job
     socket.end('HTTP/1.1 405 Method Not Allowed\r\nconnection: close\r\ncontent-length: 0\r\n\r\n')
@@ -499,7 +556,18 @@ function onSocketError (this: ConnSocket): void {
 function onSocketClose (this: ConnSocket): void {
   const c = this[kConn] as H1Conn
   abandon(c)
-  c.parser.close()
+  closeParser(c)
+}
+
+function closeParser (c: H1Conn): void {
+  if (c.handle !== undefined) { c.handle = undefined; c.parser.unconsume() }
+  // Not now: this may run inside the parser's own callback (an upgrade read by the consuming parser), and close()
+  // frees the native parser. node:http defers it the same way.
+  setImmediate(closeParserNow, c.parser)
+}
+
+function closeParserNow (p: Parser): void {
+  p.close()
 }
 
 /** The connection is gone (or half-closed by the client): requests under way learn it, once. */
@@ -648,7 +716,7 @@ export class H1Server extends net.Server {
       for (const c of this.conns) {
         if (c.headersSince !== 0 && now - c.headersSince > headersTimeout) {
           c.headersSince = 0
-          c.socket.removeListener('data', onSocketData)
+          stopReading(c)
           if (c.cur !== undefined) c.socket.destroy()
           else this.clientError(Object.assign(new Error('request headers timeout'), { code: 'ERR_HTTP_REQUEST_TIMEOUT' }), c.socket)
         } else if (c.idleSince !== 0 && c.cur === undefined && now - c.idleSince > keepAliveTimeout) {
