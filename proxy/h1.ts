@@ -613,7 +613,7 @@ function onHeadersComplete (this: Parser, major: number, minor: number, headers:
   else if (c.partHeaders !== undefined) { raw = c.partHeaders.concat(raw); c.partHeaders = undefined }
   if (target === undefined) { target = c.partUrl; c.partUrl = '' }
   const req = new H1Request(c.socket, (common as HttpCommon).methods[method] ?? 'GET', target, raw, major, minor,
-    keepAlive && !c.server.closing, upgrade)
+    keepAlive, upgrade)
   if (upgrade) { c.upgradeReq = req; return 2 } // llhttp stops after this head (no body)
   // Body, Expect: only the headers that decide them are looked at (by length first: this runs per request).
   let body = false

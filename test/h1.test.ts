@@ -8,16 +8,17 @@ import net from 'node:net'
 import { WebSocketServer } from 'ws'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { BASE_TOML, echoOf, rawExchange, parseRawResponse, request, sleep, startBackend, startEdge, startRawBackend, tempDir, waitUntil, type Echo, type RawReply } from './helpers.js'
+import { BASE_TOML, echoOf, rawExchange, parseRawResponse, request, sleep, startBackend, startEdge, startRawBackend, tempDir, waitUntil, type Echo, type RawReply, type RunningEdge } from './helpers.js'
 
 type T = Parameters<typeof startBackend>[0]
 
-async function edgeWith (t: T, engine: string, backendUrl: string, server = ''): Promise<number> {
-  const e = await startEdge(t, `
+/** An edge on one HTTP/1.1 server: a "/local" respond route, everything else to `backendUrl`. */
+async function startWith (t: T, engine: string, backendUrl: string, opts: { server?: string, base?: string } = {}): Promise<RunningEdge> {
+  return await startEdge(t, `
 [server]
 http1_server = "${engine}"
-${server}
-${BASE_TOML}
+${opts.server ?? ''}
+${opts.base ?? BASE_TOML}
 [[routes]]
 name = "local"
 match.path_prefix = "/local"
@@ -27,7 +28,10 @@ pool = "p"
 [pools.p]
 backends = ["${backendUrl}"]
 `)
-  return e.port
+}
+
+async function edgeWith (t: T, engine: string, backendUrl: string): Promise<number> {
+  return (await startWith(t, engine, backendUrl)).port
 }
 
 /** Splits a byte stream of HTTP/1.1 responses (Content-Length, chunked or no body) into replies. */
@@ -161,16 +165,7 @@ for (const engine of ['edge', 'node']) {
 
   test(`[${engine}] keepalive_timeout closes an idle connection; a graceful close lets a slow answer finish`, async t => {
     const b = await startBackend(t, 'b')
-    const e = await startEdge(t, `
-[server]
-http1_server = "${engine}"
-keepalive_timeout = "300ms"
-${BASE_TOML}
-[[routes]]
-pool = "p"
-[pools.p]
-backends = ["${b.url}"]
-`)
+    const e = await startWith(t, engine, b.url, { server: 'keepalive_timeout = "300ms"' })
     const c = await connect(e.port)
     c.sock.write('GET /idle HTTP/1.1\r\nHost: a.test\r\n\r\n')
     await c.waitFor(/"url":"\/idle"/)
@@ -228,15 +223,7 @@ test('[edge] an upgrade pipelined behind a slow answer waits for it, and the byt
 for (const engine of ['edge', 'node']) {
   test(`[${engine}] a refused or closing answer frees the connection even when the client never sends its FIN`, async t => {
     const b = await startBackend(t, 'b')
-    const e = await startEdge(t, `
-[server]
-http1_server = "${engine}"
-${BASE_TOML}
-[[routes]]
-pool = "p"
-[pools.p]
-backends = ["${b.url}"]
-`)
+    const e = await startWith(t, engine, b.url)
     for (const bytes of ['HELLO THERE\r\n\r\n', 'GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n']) {
       const sock = net.connect({ port: e.port, host: '127.0.0.1', allowHalfOpen: true })
       sock.on('error', () => {})
@@ -288,22 +275,7 @@ for (const engine of ['edge', 'node']) {
     const b = await startBackend(t, 'b')
     const dir = await tempDir(t)
     const file = join(dir, 'access.log')
-    const e = await startEdge(t, `
-[server]
-http1_server = "${engine}"
-[admin]
-listen = "127.0.0.1:0"
-[log]
-access = ${JSON.stringify(file)}
-level = "silent"
-[[listeners]]
-name = "web"
-listen = "127.0.0.1:0"
-[[routes]]
-pool = "p"
-[pools.p]
-backends = ["${b.url}"]
-`)
+    const e = await startWith(t, engine, b.url, { base: BASE_TOML.replace('access = "off"', `access = ${JSON.stringify(file)}`) })
     // Head and body in one write, so both arrive in one read.
     const text = await rawExchange(e.port, 'POST /in HTTP/1.1\r\nHost: a.test\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello')
     const head = text.indexOf('\r\n\r\n')
