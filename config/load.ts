@@ -361,6 +361,7 @@ function resolveConfig (raw: RawConfig, problems: Problems): Config {
       headersTimeout: raw.server.headers_timeout,
       keepAliveTimeout: raw.server.keepalive_timeout,
       http1Server: raw.server.http1_server,
+      tunnelIdleTimeout: raw.server.tunnel_idle_timeout,
     },
     admin: { address: raw.admin.listen, token: raw.admin.token },
     tunnel,

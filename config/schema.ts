@@ -68,7 +68,9 @@ export const configSchema = z.strictObject({
     headers_timeout: duration.default(10_000),
     keepalive_timeout: duration.default(5_000),
     http1_server: z.enum(['edge', 'node'], { error: 'http1_server is "edge" (the edge\'s own HTTP/1.1 server) or "node" (node:http)' }).default('edge'),
-  }).default({ workers: 1, shutdown_timeout: 10_000, max_header_bytes: 16_384, headers_timeout: 10_000, keepalive_timeout: 5_000, http1_server: 'edge' }),
+    // No bytes either way for this long ends an upgraded (WebSocket) splice or a TLS passthrough ("0": never).
+    tunnel_idle_timeout: duration.default(3_600_000),
+  }).default({ workers: 1, shutdown_timeout: 10_000, max_header_bytes: 16_384, headers_timeout: 10_000, keepalive_timeout: 5_000, http1_server: 'edge', tunnel_idle_timeout: 3_600_000 }),
   admin: z.strictObject({
     listen: address.default({ host: '127.0.0.1', port: 9901 }),
     token: z.string().min(1).optional(),
