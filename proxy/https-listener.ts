@@ -86,7 +86,10 @@ export class HttpsListener extends HttpListener {
       handshakeTimeout: this.#opts.headersTimeout,
       noDelay: true,
     }, socket => { this.dispatch(socket) })
-    front.on('tlsClientError', () => { /* failed handshakes (scanners, wrong CA, no client cert) just close */ })
+    // A failed or timed-out handshake (scanners, wrong CA, no client cert, handshake_timeout = headers_timeout,
+    // which also fires for a client that sends nothing): with a listener on 'tlsClientError', node leaves the
+    // socket open, so close it here or a silent client holds it forever.
+    front.on('tlsClientError', (_err, socket) => { socket.destroy() })
     this.certs.attach(front)
     // node:http starts its connection bookkeeping (idle sweep, headers timeout) on 'listening'; its sockets come
     // from the TLS server here, so start it by hand.

