@@ -136,7 +136,7 @@ export async function runPrimary (initial: Config, log: Logger, demo: DemoBacken
   }
 
 
-  const admin = new AdminServer({ address: initial.admin.address, token: initial.admin.token }, {
+  const admin = new AdminServer(initial.admin, {
     log,
     events,
     reload,

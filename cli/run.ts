@@ -52,7 +52,7 @@ async function runSingle (initial: Config, log: Logger, demo: DemoBackends | und
       throw err
     }
   }
-  const admin = new AdminServer({ address: initial.admin.address, token: initial.admin.token }, {
+  const admin = new AdminServer(initial.admin, {
     log,
     events,
     reload,

@@ -7,7 +7,8 @@ import type { z } from 'zod'
 import { configSchema, poolSchema, type RawConfig, type RawPool, type RawRoute } from './schema.js'
 import { locate } from './locate.js'
 import { closest } from './suggest.js'
-import { formatAddress, isLoopback } from './address.js'
+import { isIP } from 'node:net'
+import { formatAddress, isLoopback, type Address } from './address.js'
 import { resolvePoolHealth } from '../health/config.js'
 import { resolveSecret } from '../packer/token.js'
 import { dirname } from 'node:path'
@@ -317,10 +318,30 @@ function resolveRoute (raw: RawRoute, index: number, pools: Map<string, PoolConf
   }
 }
 
-function resolveConfig (raw: RawConfig, problems: Problems): Config {
-  if (!isLoopback(raw.admin.listen.host) && raw.admin.token === undefined) {
-    problems.add(['admin', 'listen'], `the admin listener on ${formatAddress(raw.admin.listen)} is not loopback: set [admin] token, sent by clients as "Authorization: Bearer <token>"`)
+/** [admin]: a token unless the listener is loopback, and the extra names of hosts. */
+function resolveAdmin (raw: RawConfig, problems: Problems): Config['admin'] {
+  const listen = raw.admin.listen
+  if (!isLoopback(listen.host) && raw.admin.token === undefined) {
+    problems.add(['admin', 'listen'], notLoopback(listen, 'is not loopback'))
   }
+  const hosts: string[] = []
+  raw.admin.hosts.forEach((h, i) => {
+    const name = h.toLowerCase().replace(/^\[(.*)\]$/, '$1')
+    if (!/^[a-z0-9_-]+(?:\.[a-z0-9_-]+)*$/.test(name) && isIP(name) !== 6) {
+      problems.add(['admin', 'hosts', i], `"${h}" is not a host name: write the name alone ("admin.example.internal", "[fd00::1]"), without scheme, port or path`)
+      return
+    }
+    hosts.push(name)
+  })
+  return { address: listen, token: raw.admin.token, hosts }
+}
+
+function notLoopback (listen: Address, why: string): string {
+  return `the admin listener on ${formatAddress(listen)} ${why}: set [admin] token, sent by clients as "Authorization: Bearer <token>"`
+}
+
+function resolveConfig (raw: RawConfig, problems: Problems): Config {
+  const admin = resolveAdmin(raw, problems)
   const listeners: ListenerConfig[] = []
   const names = new Set<string>()
   const addrs = new Map<string, string>()
@@ -363,7 +384,7 @@ function resolveConfig (raw: RawConfig, problems: Problems): Config {
       http1Server: raw.server.http1_server,
       tunnelIdleTimeout: raw.server.tunnel_idle_timeout,
     },
-    admin: { address: raw.admin.listen, token: raw.admin.token },
+    admin,
     tunnel,
     log: { access: raw.log.access, level: raw.log.level },
     listeners,

@@ -74,7 +74,9 @@ export const configSchema = z.strictObject({
   admin: z.strictObject({
     listen: address.default({ host: '127.0.0.1', port: 9901 }),
     token: z.string().min(1).optional(),
-  }).default({ listen: { host: '127.0.0.1', port: 9901 } }),
+    // Names a request's Host may carry besides the listen host, localhost, 127.0.0.1 and [::1] (DNS rebinding).
+    hosts: z.array(z.string().min(1)).default([]),
+  }).default({ listen: { host: '127.0.0.1', port: 9901 }, hosts: [] }),
   log: z.strictObject({
     access: z.string().min(1).default('stdout'),
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -143,7 +143,12 @@ export interface Config {
     /** ms without a byte either way after which an upgraded splice or a TLS passthrough is closed; 0 = never. */
     readonly tunnelIdleTimeout: number
   }
-  readonly admin: { readonly address: Address, readonly token: string | undefined }
+  readonly admin: {
+    readonly address: Address
+    readonly token: string | undefined
+    /** Host names (lower-case, no port) the admin answers for besides its listen host and the loopback names. */
+    readonly hosts: readonly string[]
+  }
   readonly log: { readonly access: string, readonly level: string }
   readonly tunnel: TunnelConfig | undefined
   readonly listeners: readonly ListenerConfig[]

@@ -1,11 +1,14 @@
 // The admin listener: status page, /healthz, /api/status, /api/events (SSE), /metrics, drain and reload. Loopback by
-// default; off loopback a token (Bearer, or a cookie the status page gets from /?token=) guards every endpoint.
+// default; off loopback a token (Bearer, or a session cookie the status page gets from /?token=) guards every
+// endpoint. Before the token, it refuses a Host that is not its own and state-changing calls from other origins
+// (proxy/admin-guard.ts).
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import { timingSafeEqual } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { Address } from '../config/address.js'
 import type { EventLog } from './events.js'
 import { STATUS_PAGE } from './status-page.js'
+import { HostPolicy, Sessions, crossOriginReason } from './admin-guard.js'
 
 export interface AdminDeps {
   readonly log: Logger
@@ -25,6 +28,8 @@ export interface AdminDeps {
 export interface AdminOptions {
   readonly address: Address
   readonly token: string | undefined
+  /** Names a request's Host may carry besides the listen host and the loopback names (`[admin] hosts`). */
+  readonly hosts: readonly string[]
 }
 
 function json (res: ServerResponse, status: number, body: unknown): void {
@@ -39,36 +44,22 @@ function same (given: string, token: string): boolean {
   return a.length === b.length && timingSafeEqual(a, b)
 }
 
-const COOKIE = 'edge_admin'
-const COOKIE_VALUE = /(?:^|;\s*)edge_admin=([^;]*)/
-
-/** The Bearer header, or (for the status page, whose fetch and EventSource cannot set headers) the admin cookie. */
-function tokenOk (req: IncomingMessage, token: string | undefined): boolean {
-  if (token === undefined) return true
-  const auth = req.headers.authorization ?? ''
-  if (auth.startsWith('Bearer ')) return same(auth.slice(7), token)
-  const cookie = COOKIE_VALUE.exec(req.headers.cookie ?? '')
-  if (cookie === null) return false
-  try { return same(decodeURIComponent(cookie[1] as string), token) } catch { return false }
+function text (res: ServerResponse, status: number, body: string, headers: http.OutgoingHttpHeaders = {}): void {
+  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store', ...headers })
+  res.end(body)
 }
 
-/**
- * A browser opens the page once as /?token=T: a right token becomes a SameSite=Strict, HttpOnly cookie (so the
- * token leaves the address bar and other sites cannot ride on it) and the browser is sent back to /.
- */
-function pageLogin (req: IncomingMessage, res: ServerResponse, token: string | undefined): boolean {
-  if (token === undefined || req.method !== 'GET') return false
-  const q = (req.url ?? '').indexOf('?')
-  const given = q === -1 ? null : new URLSearchParams((req.url ?? '').slice(q + 1)).get('token')
-  if (given === null || !same(given, token)) return false
-  res.writeHead(303, { location: './', 'set-cookie': `${COOKIE}=${encodeURIComponent(token)}; Path=/; HttpOnly; SameSite=Strict`, 'cache-control': 'no-store' })
-  res.end()
-  return true
+/** Methods that change nothing; every other one (POST /api/reload, drain, any later POST or DELETE) is checked. */
+function safeMethod (method: string | undefined): boolean {
+  return method === 'GET' || method === 'HEAD' || method === 'OPTIONS'
 }
 
 export class AdminServer {
   readonly server: http.Server
+  private readonly hosts: HostPolicy
+  private readonly sessions = new Sessions()
   constructor (readonly opts: AdminOptions, readonly deps: AdminDeps) {
+    this.hosts = new HostPolicy(opts.address.host, opts.hosts)
     this.server = http.createServer((req, res) => { this.handle(req, res) })
     this.server.on('clientError', (_err, socket) => { socket.destroy() })
   }
@@ -88,12 +79,49 @@ export class AdminServer {
     return a !== null && typeof a === 'object' ? a.port : 0
   }
 
+  /** The Bearer header, or (for the status page, whose fetch and EventSource cannot set headers) a session cookie. */
+  private authorized (req: IncomingMessage): boolean {
+    const token = this.opts.token
+    if (token === undefined) return true
+    const auth = req.headers.authorization ?? ''
+    if (auth.startsWith('Bearer ')) return same(auth.slice(7), token)
+    return this.sessions.valid(req.headers.cookie)
+  }
+
+  /**
+   * A browser opens the page once as /?token=T: a right token starts a session whose random value becomes a
+   * SameSite=Strict, HttpOnly cookie (the token itself leaves the address bar and is never stored in the
+   * browser), and the browser is sent back to /.
+   */
+  private pageLogin (req: IncomingMessage, res: ServerResponse): boolean {
+    const token = this.opts.token
+    if (token === undefined || req.method !== 'GET') return false
+    const q = (req.url ?? '').indexOf('?')
+    const given = q === -1 ? null : new URLSearchParams((req.url ?? '').slice(q + 1)).get('token')
+    if (given === null || !same(given, token)) return false
+    res.writeHead(303, { location: './', 'set-cookie': this.sessions.cookie(this.sessions.create()), 'cache-control': 'no-store' })
+    res.end()
+    return true
+  }
+
   private handle (req: IncomingMessage, res: ServerResponse): void {
+    const wrongHost = this.hosts.refuse(req.headers.host)
+    if (wrongHost !== undefined) {
+      // 421 Misdirected Request: this server does not answer for that name (RFC 9110 15.5.20).
+      text(res, 421, `421 misdirected request: ${wrongHost}\n`)
+      return
+    }
+    if (!safeMethod(req.method)) {
+      const foreign = crossOriginReason(req)
+      if (foreign !== undefined) {
+        text(res, 403, `403 forbidden: ${foreign}; the admin API takes ${req.method ?? ''} only from itself or from clients that send no Origin (curl, scripts)\n`)
+        return
+      }
+    }
     const path = (req.url ?? '/').split('?')[0]
-    if (path === '/' && pageLogin(req, res, this.opts.token)) return
-    if (!tokenOk(req, this.opts.token)) {
-      res.writeHead(401, { 'www-authenticate': 'Bearer', 'content-type': 'text/plain' })
-      res.end('401 unauthorized: send Authorization: Bearer <admin token> (in a browser, open /?token=<admin token> once)\n')
+    if (path === '/' && this.pageLogin(req, res)) return
+    if (!this.authorized(req)) {
+      text(res, 401, '401 unauthorized: send Authorization: Bearer <admin token> (in a browser, open /?token=<admin token> once)\n', { 'www-authenticate': 'Bearer' })
       return
     }
     if (path === '/' && (req.method === 'GET' || req.method === 'HEAD')) {

@@ -48,3 +48,25 @@ export function newRequestId (): string {
   counter = (counter + 1) | 0
   return idPrefix + (counter >>> 0).toString(36)
 }
+
+/** The admin listener's session cookie; the edge never forwards it (cookies are not isolated by port). */
+export const ADMIN_COOKIE = 'edge_admin'
+
+/**
+ * A Cookie value without its `edge_admin` pairs, the others kept in order ("" when none is left). Called only
+ * when the value contains "edge_admin=", so other requests pay one indexOf.
+ */
+export function withoutAdminCookie (value: string): string {
+  let out = ''
+  let start = 0
+  while (start < value.length) {
+    let end = value.indexOf(';', start)
+    if (end === -1) end = value.length
+    const pair = value.slice(start, end).trim()
+    const eq = pair.indexOf('=')
+    const name = eq === -1 ? pair : pair.slice(0, eq).trimEnd()
+    if (pair !== '' && name !== ADMIN_COOKIE) out = out === '' ? pair : `${out}; ${pair}`
+    start = end + 1
+  }
+  return out
+}

@@ -102,7 +102,7 @@ export async function startEdge (t: TestContext, toml: string): Promise<TestEdge
   await edge.start()
   const health = new HealthControl(v => { edge.setMemberState(v.pool, v.url, v) }, events, log)
   health.sync(config)
-  const admin = new AdminServer({ address: config.admin.address, token: config.admin.token }, {
+  const admin = new AdminServer(config.admin, {
     log,
     events,
     reload: () => Promise.reject(new Error('no reload in tests')),

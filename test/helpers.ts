@@ -408,8 +408,9 @@ export interface CliEdge {
 /**
  * Starts `node dist/cli/main.js --config FILE` with a temp config made of `body` plus free listener and admin
  * ports, and waits for its "listening" event (for workers > 1, `listeningCount` of them). Killed in t.after.
+ * `admin` adds lines to the [admin] table (token, hosts).
  */
-export async function spawnCli (t: T, body: string, opts: { listeningCount?: number, level?: string } = {}): Promise<CliEdge> {
+export async function spawnCli (t: T, body: string, opts: { listeningCount?: number, level?: string, admin?: string } = {}): Promise<CliEdge> {
   const dir = await tempDir(t)
   const file = join(dir, 'proxy.toml')
   const port = await freePort()
@@ -417,6 +418,7 @@ export async function spawnCli (t: T, body: string, opts: { listeningCount?: num
   const render = (b: string): string => `
 [admin]
 listen = "127.0.0.1:${adminPort}"
+${opts.admin ?? ''}
 [log]
 access = "off"
 level = "${opts.level ?? 'info'}"
