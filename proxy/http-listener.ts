@@ -7,7 +7,7 @@ import type { Logger } from 'pino'
 import type { ListenerConfig, RouteConfig } from '../config/types.js'
 import { formatAddress } from '../config/address.js'
 import { Exchange, sendError, type ExchangeObserver, type PoolAction } from './forward.js'
-import { connectionNamed, forwardedFor, newRequestId, stripNamed } from './headers.js'
+import { connectionNamed, forwardedFor, newRequestId, stripNamed, withoutAdminCookie } from './headers.js'
 import { normalizeHost } from './router.js'
 import type { EdgeTable } from './table.js'
 import type { AccessLog } from './log.js'
@@ -87,7 +87,17 @@ export function scanRequest (req: IncomingMessage, proto: string, clientIp: stri
       case 3: if (name.toLowerCase() === 'via') { via = via === undefined ? value : `${via}, ${value}`; continue } break
       case 4: if (name.toLowerCase() === 'host') { rawHost = value; continue } break
       // Expect: 100-continue is answered by this edge (node:http sends 100 Continue); undici refuses to send it.
-      case 6: if (name.toLowerCase() === 'expect') continue; break
+      case 6: {
+        const l = name.toLowerCase()
+        if (l === 'expect') continue
+        // The admin's session cookie reaches this port too (cookies ignore ports): never hand it to a backend.
+        if (l === 'cookie' && value.indexOf('edge_admin=') !== -1) {
+          const rest = withoutAdminCookie(value)
+          if (rest !== '') out.push(name, rest)
+          continue
+        }
+        break
+      }
       case 7: {
         const l = name.toLowerCase()
         if (l === 'upgrade') { upgrade = value; continue }
