@@ -8,7 +8,7 @@ import { configSchema, poolSchema, type RawConfig, type RawPool, type RawRoute }
 import { locate } from './locate.js'
 import { closest } from './suggest.js'
 import { isIP } from 'node:net'
-import { formatAddress, isLoopback, type Address } from './address.js'
+import { formatAddress, isLoopbackIp, loopbackProblem, type Address } from './address.js'
 import { resolvePoolHealth } from '../health/config.js'
 import { resolveSecret } from '../packer/token.js'
 import { dirname } from 'node:path'
@@ -68,7 +68,24 @@ export async function loadConfigFile (file: string): Promise<Config> {
   } catch (err) {
     throw new ConfigError([{ file: abs, path: '', line: undefined, message: `cannot read the file: ${(err as Error).message}` }])
   }
-  return parseConfigText(text, abs)
+  const config = parseConfigText(text, abs)
+  await checkAdminName(config, new Problems(abs, text))
+  return config
+}
+
+/**
+ * An admin listen *name* without a token: loopback only if every address it resolves to is ("127.0.0.1.nip.io"
+ * and "127.attacker.example" are names, and may resolve anywhere). Resolving is async, so it happens here, where
+ * the edge and `edge-proxy check` read the file, and not in parseConfigText (also run by workers and reloads,
+ * which never bind the admin). AdminServer.listen checks the address it bound as well.
+ */
+async function checkAdminName (config: Config, problems: Problems): Promise<void> {
+  const { address, token } = config.admin
+  if (token !== undefined || isIP(address.host) !== 0) return
+  const problem = await loopbackProblem(address.host)
+  if (problem === undefined) return
+  problems.add(['admin', 'listen'], notLoopback(address, problem))
+  throw new ConfigError(problems.list)
 }
 
 export function parseConfigText (text: string, file = '<text>'): Config {
@@ -318,10 +335,10 @@ function resolveRoute (raw: RawRoute, index: number, pools: Map<string, PoolConf
   }
 }
 
-/** [admin]: a token unless the listener is loopback, and the extra names of hosts. */
+/** [admin]: a token unless the listen IP is loopback (a name is judged once resolved: checkAdminName), and hosts. */
 function resolveAdmin (raw: RawConfig, problems: Problems): Config['admin'] {
   const listen = raw.admin.listen
-  if (!isLoopback(listen.host) && raw.admin.token === undefined) {
+  if (isIP(listen.host) !== 0 && !isLoopbackIp(listen.host) && raw.admin.token === undefined) {
     problems.add(['admin', 'listen'], notLoopback(listen, 'is not loopback'))
   }
   const hosts: string[] = []

@@ -5,9 +5,10 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import { timingSafeEqual } from 'node:crypto'
 import type { Logger } from 'pino'
-import type { Address } from '../config/address.js'
+import { isLoopbackIp, type Address } from '../config/address.js'
 import type { EventLog } from './events.js'
 import { STATUS_PAGE } from './status-page.js'
+import { EdgeError } from './errors.js'
 import { HostPolicy, Sessions, crossOriginReason } from './admin-guard.js'
 
 export interface AdminDeps {
@@ -64,14 +65,22 @@ export class AdminServer {
     this.server.on('clientError', (_err, socket) => { socket.destroy() })
   }
 
-  listen (): Promise<void> {
-    return new Promise((resolve, reject) => {
+  async listen (): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject)
       this.server.listen(this.opts.address.port, this.opts.address.host, () => {
         this.server.off('error', reject)
         resolve()
       })
     })
+    // Without a token only loopback may reach it. The config load judged the listen name by what it resolved to;
+    // judge the address actually bound too, in case the name's answer changed since.
+    const bound = this.server.address()
+    const ip = bound !== null && typeof bound === 'object' ? bound.address : ''
+    if (this.opts.token === undefined && !isLoopbackIp(ip)) {
+      await new Promise<void>(resolve => { this.server.close(() => { resolve() }) })
+      throw new EdgeError('EP_ERR_CONFIG', `the admin listener bound ${ip} for "${this.opts.address.host}", which is not loopback: set [admin] token`)
+    }
   }
 
   get port (): number {

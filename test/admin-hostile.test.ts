@@ -9,6 +9,7 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { withoutAdminCookie } from '../proxy/headers.js'
 import { hostnameOf } from '../proxy/admin-guard.js'
+import { isLoopback, isLoopbackIp, loopbackProblem } from '../config/address.js'
 import { echoOf, request, spawnCli, startBackend, tempDir, runCli, type Backend, type CliEdge } from './helpers.js'
 import { makePki } from './tls-fixtures.js'
 import { echoBackend, silentToml, startEdge } from './tls-edge-util.js'
@@ -183,4 +184,44 @@ backends = ["http://127.0.0.1:${backend.port}"]
   const only = await send(['edge_admin=xyz'])
   assert.equal(only.headers.cookie, undefined)
   assert.ok(!only.rawHeaders.some(h => h.toLowerCase() === 'cookie'))
+})
+
+test('loopback is decided on addresses: IP literals as IPs, names by what they resolve to', async () => {
+  for (const ip of ['127.0.0.1', '127.0.0.2', '127.255.255.254', '::1', '0:0:0:0:0:0:0:1', '::ffff:127.0.0.1']) assert.equal(isLoopbackIp(ip), true, ip)
+  for (const ip of ['128.0.0.1', '10.0.0.1', '0.0.0.0', '::', '::2', '::ffff:10.0.0.1', '127.0.0.1.nip.io', '127.attacker.example', 'localhost']) assert.equal(isLoopbackIp(ip), false, ip)
+  assert.equal(isLoopback('127.attacker.example'), false, 'not a string prefix any more')
+  assert.equal(isLoopback('localhost'), true)
+  assert.equal(await loopbackProblem('localhost'), undefined)
+  assert.equal(await loopbackProblem('127.0.0.2'), undefined)
+  assert.match(await loopbackProblem('127.0.0.1.nip.io') ?? '', /is a name that (does not resolve here|resolves to .*, which is not loopback)/)
+  assert.match(await loopbackProblem('0.0.0.0') ?? '', /is not loopback/)
+})
+
+async function checkAdmin (t: Parameters<typeof tempDir>[0], listen: string, extra = '', command = 'check'): Promise<Awaited<ReturnType<typeof runCli>>> {
+  const dir = await tempDir(t)
+  const file = join(dir, 'proxy.toml')
+  await writeFile(file, `[admin]\nlisten = "${listen}"\n${extra}\n[log]\naccess = "off"\n\n[[listeners]]\nname = "web"\nlisten = "127.0.0.1:0"\n`)
+  return command === 'check' ? runCli(['check', '--config', file]) : runCli(['--config', file])
+}
+
+test('an admin listen name that is not known to resolve to loopback only needs a token; loopback names and IPs do not', async t => {
+  for (const listen of ['127.0.0.1.nip.io:0', '127.attacker.example:0']) {
+    const r = await checkAdmin(t, listen)
+    assert.equal(r.code, 2, `${listen}: ${r.stdout}`)
+    assert.match(r.stderr, new RegExp(`proxy\\.toml:2: admin\\.listen: the admin listener on ${listen.replace(/\./g, '\\.')} is a name that (does not resolve here .*, so it is not known to be loopback|resolves to .*, which is not loopback): set \\[admin\\] token`))
+    // The edge itself refuses to start (before any listener binds), not only `check`.
+    const run = await checkAdmin(t, listen, '', 'run')
+    assert.equal(run.code, 2, run.stderr)
+    assert.match(run.stderr, /admin\.listen: .*set \[admin\] token/)
+    assert.equal((await checkAdmin(t, listen, 'token = "t0ken"')).code, 0, 'with a token it may be anything')
+  }
+  for (const listen of ['localhost:0', '127.0.0.2:0', '[::1]:0', '127.0.0.1:0']) {
+    const r = await checkAdmin(t, listen)
+    assert.equal(r.code, 0, `${listen}: ${r.stderr}`)
+  }
+  for (const listen of ['10.0.0.1:0', '0.0.0.0:0', '[::]:0', ':0']) {
+    const r = await checkAdmin(t, listen)
+    assert.equal(r.code, 2, listen)
+    assert.match(r.stderr, /admin\.listen: the admin listener on .* is not loopback: set \[admin\] token/)
+  }
 })
