@@ -2,10 +2,13 @@
 // edge-proxy's command line: the only place that wires components together.
 import { parseArgs } from 'node:util'
 import { readFileSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
 import cluster from 'node:cluster'
 import { dirname, join, resolve } from 'node:path'
 import { ConfigError, loadConfigFile, parseConfigText, summarize } from '../config/load.js'
 import { runEdge } from './run.js'
+import { CONFIG_TEXT_ENV, SUPERVISED_ENV, supervise } from './supervisor.js'
+import { createEventLog } from '../proxy/log.js'
 
 const HELP = `edge-proxy: an edge routing proxy and load balancer
 
@@ -63,7 +66,8 @@ async function main (argv: string[]): Promise<number> {
       // The example config's https listener serves .demo-certs/ beside it: make them before the config is read.
       if (values.demo === true) await demoCertificates(file)
       try {
-        const primaryText = cluster.isWorker ? process.env.EDGE_PROXY_CONFIG_TEXT : undefined
+        // A cluster worker, or a serving process its supervisor restarted, runs the config its parent last served.
+        const primaryText = cluster.isWorker || process.env[SUPERVISED_ENV] === '1' ? process.env[CONFIG_TEXT_ENV] : undefined
         config = primaryText === undefined ? await loadConfigFile(file) : parseConfigText(primaryText, resolve(file))
       } catch (err) {
         if (err instanceof ConfigError) {
@@ -73,6 +77,11 @@ async function main (argv: string[]): Promise<number> {
         throw err
       }
       if (command === 'check') { process.stdout.write(`${summarize(config)}\n`); return 0 }
+      if (config.server.workers <= 1 && !cluster.isWorker && process.env[SUPERVISED_ENV] !== '1') {
+        // One serving process: it runs under a supervisor that restarts it if it dies (cli/supervisor.ts).
+        supervise(rest, await readFile(resolve(file), 'utf8'), createEventLog(config.log.level))
+        return -1
+      }
       await runEdge(config, { file, demo: values.demo === true })
       return -1 // keeps running
     }

@@ -14,6 +14,7 @@ import type { DemoBackends } from './demo.js'
 import { applyDrain, onSignals, readAndValidate } from './control.js'
 import { HealthControl } from './health-control.js'
 import { reasonOf, type FromWorker, type ToWorker } from './messages.js'
+import { restartsMetric } from './supervisor.js'
 
 function liveWorkers (): Worker[] {
   return Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && w.isConnected())
@@ -54,6 +55,7 @@ export async function runPrimary (initial: Config, log: Logger, demo: DemoBacken
   let generation = 1
   let stopping = false
   let readyCount = 0
+  let restarts = 0
   const starts: number[] = []
   const events = new EventLog()
   const reloads = new Gather<string | undefined>()
@@ -94,7 +96,8 @@ export async function runPrimary (initial: Config, log: Logger, demo: DemoBacken
     reloads.forget(w.id)
     statuses.forget(w.id)
     if (stopping) return
-    log.warn({ worker: w.process.pid, code, signal }, 'worker died; starting a new one')
+    restarts++
+    log.warn({ worker: w.process.pid, code, signal, restarts }, 'worker died; starting a new one')
     events.push('worker-exit', `worker ${w.process.pid ?? '?'} died (${signal ?? `code ${code}`}); replacing it`)
     const now = Date.now()
     starts.push(now)
@@ -141,7 +144,7 @@ export async function runPrimary (initial: Config, log: Logger, demo: DemoBacken
     events,
     reload,
     health: () => ({ generation, workers: liveWorkers().length }),
-    metrics: () => aggregator.clusterMetrics(),
+    metrics: async () => `${await aggregator.clusterMetrics()}${restartsMetric(restarts)}`,
     status: async () => {
       const parts = await statuses.ask(id => ({ type: 'status', id }), 2000)
       return { generation, workers: parts.length, ...mergeStatus(parts) }

@@ -15,6 +15,7 @@ import { reasonOf } from './messages.js'
 import { runPrimary } from './primary.js'
 import { runWorker } from './worker.js'
 import { HealthControl } from './health-control.js'
+import { exitOnUncaught, restartsMetric, restartsSoFar, SUPERVISED_ENV, tellSupervisor } from './supervisor.js'
 
 export interface RunOptions {
   readonly file: string
@@ -31,6 +32,7 @@ export async function runEdge (config: Config, opts: RunOptions): Promise<void> 
 }
 
 async function runSingle (initial: Config, log: Logger, demo: DemoBackends | undefined): Promise<void> {
+  exitOnUncaught(log)
   const events = new EventLog()
   const edge = new Edge(initial, { log, onEvent: (type, message, fields) => { events.push(type, message, fields) } })
   await edge.start()
@@ -39,8 +41,9 @@ async function runSingle (initial: Config, log: Logger, demo: DemoBackends | und
   let generation = 1
   const reload = async (): Promise<string> => {
     try {
-      const { config } = await readAndValidate(initial.file)
+      const { config, text } = await readAndValidate(initial.file)
       await edge.reload(config)
+      tellSupervisor({ type: 'config', text })
       health.sync(config)
       generation++
       log.info({ generation }, 'config reloaded')
@@ -57,23 +60,28 @@ async function runSingle (initial: Config, log: Logger, demo: DemoBackends | und
     events,
     reload,
     health: () => ({ generation, workers: 1 }),
-    metrics: () => edge.metrics.text(),
+    metrics: async () => `${await edge.metrics.text()}${restartsMetric(restartsSoFar())}`,
     status: async () => ({ generation, workers: 1, ...edgeStatus(edge) }),
     drain: (pool, backend, draining) => applyDrain(edge.config, events, pool, backend, draining, (pool, url, d) => { edge.setMemberState(pool, url, { draining: d }) }),
   })
   await admin.listen()
   log.info({ address: formatAddress({ host: initial.admin.address.host, port: admin.port }) }, 'admin listening')
   let stopping = false
-  onSignals(reload, async (signal) => {
+  const stop = async (signal: string, timeout: number): Promise<void> => {
     if (stopping) return
     stopping = true
-    log.info({ signal, timeout_ms: edge.config.server.shutdownTimeout }, 'shutting down: finishing in-flight requests')
+    log.info({ signal, timeout_ms: timeout }, 'shutting down: finishing in-flight requests')
     await admin.close()
     await health.close()
-    await edge.close(edge.config.server.shutdownTimeout)
+    await edge.close(timeout)
     await demo?.close()
     log.info('stopped')
     log.flush()
     process.exit(0)
-  })
+  }
+  onSignals(reload, signal => stop(signal, edge.config.server.shutdownTimeout))
+  // The supervisor itself was killed (SIGKILL, say): whoever did it wants the edge down, so do not linger as an
+  // orphan holding the ports.
+  if (process.env[SUPERVISED_ENV] === '1') process.on('disconnect', () => { void stop('supervisor gone', 0) })
+  tellSupervisor({ type: 'ready' })
 }

@@ -6,6 +6,7 @@ import { Edge } from '../proxy/edge.js'
 import { createEventLog } from '../proxy/log.js'
 import { edgeStatus } from '../proxy/status.js'
 import { reasonOf, type FromWorker, type ToWorker } from './messages.js'
+import { exitOnUncaught } from './supervisor.js'
 
 function send (m: FromWorker): void {
   process.send?.(m)
@@ -13,6 +14,7 @@ function send (m: FromWorker): void {
 
 export async function runWorker (initial: Config): Promise<void> {
   const log = createEventLog(initial.log.level)
+  exitOnUncaught(log)
   // The primary orchestrates signals; a terminal's Ctrl-C reaches the whole group, so workers ignore it.
   process.on('SIGINT', () => {})
   process.on('SIGTERM', () => {})

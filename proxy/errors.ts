@@ -14,6 +14,8 @@ export const errorCodes = [
   'EP_ERR_OVERLOADED',
   'EP_ERR_CLIENT_ABORTED',
   'EP_ERR_TLS_CERT',
+  'EP_ERR_HTTP_VERSION',
+  'EP_ERR_INTERNAL',
 ] as const
 
 export type ErrorCode = (typeof errorCodes)[number]
@@ -41,6 +43,8 @@ const statusByCode: Record<ErrorCode, number> = {
   EP_ERR_OVERLOADED: 503,
   EP_ERR_CLIENT_ABORTED: 499,
   EP_ERR_TLS_CERT: 500,
+  EP_ERR_HTTP_VERSION: 505,
+  EP_ERR_INTERNAL: 500,
 }
 
 export function statusFor (code: ErrorCode): number {

@@ -19,7 +19,7 @@ import { createRequire } from 'node:module'
 import { STATUS_CODES, validateHeaderName, validateHeaderValue, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http'
 
 /** Node's llhttp binding as `_http_common` exposes it (the module node:http itself parses with). */
-interface Parser {
+export interface Parser {
   initialize (type: number, resource: object, maxHeaderSize: number, lenient: number): void
   execute (data: Buffer): number | ParseError
   close (): void
@@ -34,6 +34,7 @@ interface HttpCommon {
   HTTPParser: {
     new (): Parser
     REQUEST: number
+    RESPONSE: number
     kOnMessageBegin: number
     kOnHeaders: number
     kOnHeadersComplete: number
@@ -56,6 +57,21 @@ function loadCommon (): HttpCommon | undefined {
 const common = loadCommon()
 /** Whether this Node exposes its HTTP parser; when not, listeners use node:http. */
 export const h1Available = common !== undefined
+
+/**
+ * A parser for one backend's answer to a replayed upgrade handshake (proxy/upgrade.ts): llhttp in response mode.
+ * Undefined where this Node does not expose it.
+ */
+export function responseParser (maxHeaderSize: number): Parser | undefined {
+  if (common === undefined) return undefined
+  const p = new common.HTTPParser()
+  p.initialize(common.HTTPParser.RESPONSE, {}, maxHeaderSize, common.HTTPParser.kLenientNone)
+  return p
+}
+
+export const parserEvents = common === undefined
+  ? undefined
+  : { headersComplete: common.HTTPParser.kOnHeadersComplete, body: common.HTTPParser.kOnBody, messageComplete: common.HTTPParser.kOnMessageComplete }
 
 /** The members of IncomingMessage that the listener, router, pools, Exchange and upgrade path read. */
 export type RequestLike = Pick<IncomingMessage, 'method' | 'url' | 'headers' | 'rawHeaders' | 'httpVersionMajor' | 'httpVersionMinor' | 'httpVersion' | 'socket' | 'complete'>
@@ -345,6 +361,8 @@ export class H1Conn {
   idleSince = 0
   paused = 0
   corked = false
+  /** An exception was thrown inside a parser callback: the connection ends with 500. */
+  faulted = false
   upgradeReq: H1Request | undefined
   /** Bytes read past a pipelined upgrade's head, kept until the answers before it are out. */
   upgradeHead: Buffer | undefined
@@ -461,7 +479,7 @@ export class H1Conn {
     if (this.cur?.headersSent === true) { this.socket.destroy(); return }
     // A request under way (a bad chunk in its body) is abandoned first: its upstream side is cancelled.
     abandon(this)
-    this.server.clientError(err, this.socket)
+    this.server.clientError(this.faulted ? Object.assign(new Error('internal error'), { code: 'EP_ERR_INTERNAL' }) : err, this.socket)
   }
 }
 
@@ -495,14 +513,25 @@ function stopReading (c: H1Conn): void {
 
 function onSocketData (this: ConnSocket, d: Buffer): void {
   const c = this[kConn] as H1Conn
-  executed(c, c.parser.execute(d), d)
+  try {
+    executed(c, c.parser.execute(d), d)
+  } catch (err) {
+    c.server.fault(err)
+    this.destroy()
+  }
 }
 
 /** The parser read a chunk straight from the handle (`this` is the parser). */
 function onParserExecute (this: Parser, r: number | ParseError): void {
   const c = this.conn as H1Conn
   if (c.handle === undefined) return
-  executed(c, r, undefined)
+  // Called from the socket's native read: a throw here would end the process.
+  try {
+    executed(c, r, undefined)
+  } catch (err) {
+    c.server.fault(err)
+    c.socket.destroy()
+  }
 }
 
 function executed (c: H1Conn, r: number | ParseError, d: Buffer | undefined): void {
@@ -604,7 +633,20 @@ function onHeaders (this: Parser, headers: string[], url: string): void {
 
 function onHeadersComplete (this: Parser, major: number, minor: number, headers: string[] | undefined, method: number,
   url: string | undefined, _status: number, _statusText: string, upgrade: boolean, keepAlive: boolean): number {
-  const c = this.conn as H1Conn
+  // A throw inside a parser callback would escape through the native parser and end the process: it becomes a
+  // parse error of this connection (500 if nothing was answered yet), and the server reports it.
+  try {
+    return headersComplete(this.conn as H1Conn, major, minor, headers, method, url, upgrade, keepAlive)
+  } catch (err) {
+    const c = this.conn as H1Conn
+    c.server.fault(err)
+    c.faulted = true
+    return -1
+  }
+}
+
+function headersComplete (c: H1Conn, major: number, minor: number, headers: string[] | undefined, method: number,
+  url: string | undefined, upgrade: boolean, keepAlive: boolean): number {
   c.headersSince = 0
   if (c.ending) return 0
   let raw = headers
@@ -666,6 +708,8 @@ export class H1Server extends net.Server {
   readonly handler: (req: H1Request, res: H1Response) => void
   readonly upgrader: (req: H1Request, socket: Socket, head: Buffer) => void
   readonly clientError: (err: ParseError, socket: Socket) => void
+  /** Told of an exception caught inside the server's own callbacks (a bug: the connection it hit is ended). */
+  readonly fault: (err: unknown) => void
   readonly keepAliveHeader: string
   closing = false
   /**
@@ -678,7 +722,8 @@ export class H1Server extends net.Server {
   constructor (opts: H1ServerOptions,
     handler: (req: H1Request, res: H1Response) => void,
     upgrader: (req: H1Request, socket: Socket, head: Buffer) => void,
-    clientError: (err: ParseError, socket: Socket) => void) {
+    clientError: (err: ParseError, socket: Socket) => void,
+    fault: (err: unknown) => void) {
     if (common === undefined) throw new Error('this Node does not expose its HTTP parser (_http_common)')
     // Half-open: a client's FIN after its last request still gets the answer (then the edge closes).
     super({ noDelay: true, allowHalfOpen: true })
@@ -686,6 +731,7 @@ export class H1Server extends net.Server {
     this.handler = handler
     this.upgrader = upgrader
     this.clientError = clientError
+    this.fault = fault
     this.keepAliveHeader = `connection: keep-alive\r\nkeep-alive: timeout=${Math.ceil(opts.keepAliveTimeout / 1000)}\r\n\r\n`
     this.on('connection', (socket: Socket) => { this.accept(socket) })
     this.on('listening', () => { this.startSweep() })

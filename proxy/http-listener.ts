@@ -41,10 +41,31 @@ export interface ScannedRequest {
 }
 
 /**
- * One pass over rawHeaders: keeps end-to-end headers, drops hop-by-hop ones, and appends the forwarded set.
- * `keepUpgrade` keeps Connection/Upgrade for WebSocket handshakes.
+ * HTTP/1.x requests name version 1.0 or 1.1; llhttp also lets "HTTP/0.9" and "HTTP/2.0" request lines through, and
+ * the rest of the edge must never mistake one for an HTTP/2 stream. Undefined when the version is served.
  */
-export function scanRequest (req: IncomingMessage, proto: string, clientIp: string, keepUpgrade: boolean): ScannedRequest {
+export function versionRefusal (req: IncomingMessage, h2: boolean): string | undefined {
+  if (h2 || (req.httpVersionMajor === 1 && req.httpVersionMinor <= 1)) return undefined
+  return `HTTP/${req.httpVersionMajor}.${req.httpVersionMinor} is not served here: send HTTP/1.1 (or HTTP/2 over TLS with ALPN)`
+}
+
+/** Bytes allowed in a Host value (RFC 3986 reg-name, IPv4, IP-literal, port): no space, "@", "/", "?", "#", "\\"... */
+const HOST_CHAR = new Uint8Array(128)
+for (const c of 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&\'()*+,;=%:[]') HOST_CHAR[c.charCodeAt(0)] = 1
+
+function hostValid (v: string): boolean {
+  for (let i = 0; i < v.length; i++) {
+    const c = v.charCodeAt(i)
+    if (c >= 128 || HOST_CHAR[c] === 0) return false
+  }
+  return true
+}
+
+/**
+ * One pass over rawHeaders: keeps end-to-end headers, drops hop-by-hop ones, and appends the forwarded set.
+ * `keepUpgrade` keeps Connection/Upgrade for WebSocket handshakes; `h2` says the request is an HTTP/2 stream.
+ */
+export function scanRequest (req: IncomingMessage, proto: string, clientIp: string, keepUpgrade: boolean, h2 = false): ScannedRequest {
   const raw = req.rawHeaders
   const out: string[] = []
   let rawHost = ''
@@ -56,6 +77,8 @@ export function scanRequest (req: IncomingMessage, proto: string, clientIp: stri
   if (target.charCodeAt(0) !== 47 /* / */ && target !== '*') {
     const u = URL.canParse(target) ? new URL(target) : undefined
     if (u !== undefined && (u.protocol === 'http:' || u.protocol === 'https:') && u.host !== '') {
+      // RFC 9110 4.2.4: userinfo in an http(s) URI is refused, not routed on.
+      if (u.username !== '' || u.password !== '') bad = 'the request target must not carry userinfo ("user@")'
       authority = u.host
       req.url = `${u.pathname}${u.search}`
     } else {
@@ -76,6 +99,7 @@ export function scanRequest (req: IncomingMessage, proto: string, clientIp: stri
   let te: string | undefined
   let contentLength: string | undefined
   let upgrade: string | undefined
+  let hosts = 0
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string
     const value = raw[i + 1] as string
@@ -83,9 +107,9 @@ export function scanRequest (req: IncomingMessage, proto: string, clientIp: stri
     if (name.charCodeAt(0) === 58) { if (name === ':authority') authority = value; continue }
     switch (name.length) {
       // "te: trailers" is the one TE HTTP/2 allows; gRPC servers expect it, so it goes on from HTTP/2 clients.
-      case 2: if (name.toLowerCase() === 'te') { if (keepUpgrade || (value === 'trailers' && req.httpVersionMajor === 2)) out.push(name, value); continue } break
+      case 2: if (name.toLowerCase() === 'te') { if (keepUpgrade || (value === 'trailers' && h2)) out.push(name, value); continue } break
       case 3: if (name.toLowerCase() === 'via') { via = via === undefined ? value : `${via}, ${value}`; continue } break
-      case 4: if (name.toLowerCase() === 'host') { rawHost = value; continue } break
+      case 4: if (name.toLowerCase() === 'host') { rawHost = value; hosts++; continue } break
       // Expect: 100-continue is answered by this edge (node:http sends 100 Continue); undici refuses to send it.
       case 6: {
         const l = name.toLowerCase()
@@ -139,10 +163,17 @@ export function scanRequest (req: IncomingMessage, proto: string, clientIp: stri
     }
     out.push(name, value)
   }
+  // RFC 9112 3.2: one Host, and an HTTP/1.1 request must have it; a second one is read differently by the router, the
+  // log and the backend. Its value is an authority: no space, userinfo or path.
+  if (hosts > 1) bad = 'a request has one Host field'
+  else if (hosts === 0 && authority === undefined && !h2 && req.httpVersionMinor >= 1) bad = 'an HTTP/1.1 request needs a Host field'
   if (authority !== undefined) rawHost = authority
+  if (rawHost !== '' && !hostValid(rawHost)) bad = `the Host ${JSON.stringify(rawHost)} is not a valid authority`
   // Node's parser already refuses CL+TE, repeated CL, bad chunk sizes and obs-fold; it accepts a TE list ending
   // in chunked ("gzip, chunked"), which a backend could read differently once we re-frame the body: refuse it.
   if (te !== undefined && te.trim().toLowerCase() !== 'chunked') bad = `unsupported Transfer-Encoding "${te}": only "chunked" is accepted`
+  // RFC 9112 6.1: chunked framing is not HTTP/1.0's; refused as nginx does, so the connection cannot stay in step.
+  else if (te !== undefined && !h2 && req.httpVersionMinor === 0) bad = 'Transfer-Encoding is not allowed in an HTTP/1.0 request'
   // Headers the client's Connection header names are hop-by-hop too.
   const named = connectionNamed(connection)
   if (named !== undefined) stripNamed(out, named)
@@ -160,7 +191,7 @@ export function scanRequest (req: IncomingMessage, proto: string, clientIp: stri
   )
   const serverName = (req.socket as TLSSocket).servername
   if (typeof serverName === 'string' && serverName !== '') out.push('x-forwarded-server-name', serverName)
-  const hasBody = te !== undefined || (contentLength !== undefined && contentLength !== '0') || (req.httpVersionMajor === 2 && h2HasBody(req))
+  const hasBody = te !== undefined || (contentLength !== undefined && contentLength !== '0') || (h2 && h2HasBody(req))
   return { host, rawHost, requestId: id, headers: out, hasBody, bad }
 }
 
@@ -204,6 +235,18 @@ function quoteIfNeeded (v: string): string {
   return lastQuoted
 }
 
+const kClosing = Symbol('edgeClosing')
+type ClosingSocket = Socket & { [kClosing]?: boolean }
+
+/**
+ * The answer to this request closes its connection, and nothing pipelined after it is served (RFC 9112 9.6): the
+ * edge's own server stops reading by itself; node:http has already parsed what follows, so the socket is marked.
+ */
+export function closeAfter (req: IncomingMessage, res: ServerResponse): void {
+  res.shouldKeepAlive = false
+  ;(req.socket as ClosingSocket)[kClosing] = true
+}
+
 export function clientIpOf (socket: Socket): string {
   const ip = socket.remoteAddress ?? ''
   return ip.startsWith('::ffff:') ? ip.slice(7) : ip
@@ -240,14 +283,23 @@ export class HttpListener implements ExchangeObserver {
     const onUpgrade = (req: IncomingMessage, socket: Socket, head: Buffer): void => {
       this.#upgraded.add(socket)
       socket.once('close', () => { this.#upgraded.delete(socket) })
-      proxyUpgrade(req, socket, head, this.#deps.table(), this.config.name, this.config.protocol, this.#deps.log, this.#deps.tunnels())
+      try {
+        const table = this.#deps.table()
+        const server = table.config.server
+        proxyUpgrade(req, socket, head, table, this.config.name, this.config.protocol, this.#deps.log, this.#deps.tunnels(),
+          { maxHeaderBytes: server.maxHeaderBytes, idleTimeout: server.tunnelIdleTimeout })
+      } catch (err) {
+        this.fault(err, undefined, 'upgrade')
+        socket.destroy()
+      }
     }
     if (serverOpts.http1Server === 'edge' && h1Available) {
       this.server = new H1Server(
         { maxHeaderSize: serverOpts.maxHeaderBytes, headersTimeout: serverOpts.headersTimeout, keepAliveTimeout: serverOpts.keepAliveTimeout },
-        (req: H1Request, res: H1Response) => { this.handle(req as unknown as IncomingMessage, res as unknown as ServerResponse) },
+        (req: H1Request, res: H1Response) => { this.serve(req as unknown as IncomingMessage, res as unknown as ServerResponse, false) },
         (req: H1Request, socket: Socket, head: Buffer) => { onUpgrade(req as unknown as IncomingMessage, socket, head) },
-        onClientError)
+        onClientError,
+        (err: unknown) => { this.fault(err, undefined, 'h1') })
       return
     }
     const server = http.createServer({
@@ -259,7 +311,10 @@ export class HttpListener implements ExchangeObserver {
       // client would hold its socket far past headers_timeout. Sweep often enough to keep the promise.
       connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(serverOpts.headersTimeout / 4))),
       noDelay: true,
-    }, (req, res) => { this.handle(req, res) })
+      // node's own 400 for a missing Host keeps reading the connection (and serves what is pipelined after it):
+      // scanRequest refuses it instead, and closes.
+      requireHostHeader: false,
+    }, (req, res) => { this.serve(req, res, false) })
     server.on('clientError', onClientError)
     server.on('upgrade', onUpgrade)
     this.server = server
@@ -288,14 +343,49 @@ export class HttpListener implements ExchangeObserver {
     return a !== null && typeof a === 'object' ? a.port : 0
   }
 
-  handle (req: IncomingMessage, res: ServerResponse): void {
+  /**
+   * Where every request enters: a bug that throws while one request is handled costs that request (500, or its
+   * connection cut when the answer had begun), never the process.
+   */
+  serve (req: IncomingMessage, res: ServerResponse, h2: boolean): void {
+    try {
+      this.handle(req, res, h2)
+    } catch (err) {
+      this.fault(err, res, 'request')
+    }
+  }
+
+  /** An exception thrown while a request or upgrade was handled: logged with its stack, counted, answered. */
+  fault (err: unknown, res: ServerResponse | undefined, where: string): void {
+    this.#deps.log.error({ err, listener: this.config.name, where }, 'internal error while handling a request (the request is answered 500; please report this)')
+    this.#deps.metrics?.internalErrors.inc({ where })
+    if (res === undefined) return
+    try {
+      if (res.headersSent) { res.destroy(); return }
+      res.shouldKeepAlive = false
+      sendError(res, 500, 'EP_ERR_INTERNAL', 'internal error in the edge', '-')
+    } catch {
+      res.destroy()
+    }
+  }
+
+  handle (req: IncomingMessage, res: ServerResponse, h2 = false): void {
     const start = performance.now()
+    // node:http hands over requests pipelined behind one the edge refused and is closing on: none may be served.
+    if ((req.socket as ClosingSocket)[kClosing] === true) return
     if (this.#closing) res.shouldKeepAlive = false
     const clientIp = clientIpOf(req.socket)
-    const scanned = scanRequest(req, this.config.protocol, clientIp, false)
+    const scanned = scanRequest(req, this.config.protocol, clientIp, false, h2)
     const table = this.#deps.table()
+    const refusal = versionRefusal(req, h2)
+    if (refusal !== undefined) {
+      closeAfter(req, res)
+      sendError(res, 505, 'EP_ERR_HTTP_VERSION', refusal, scanned.requestId)
+      this.logSimple(req, res, scanned, clientIp, start, '', 'EP_ERR_HTTP_VERSION')
+      return
+    }
     if (scanned.bad !== undefined) {
-      res.shouldKeepAlive = false
+      closeAfter(req, res)
       sendError(res, 400, 'EP_ERR_BAD_REQUEST', scanned.bad, scanned.requestId)
       this.logSimple(req, res, scanned, clientIp, start, '', 'EP_ERR_BAD_REQUEST')
       return
@@ -436,8 +526,9 @@ function onClientError (err: Error & { code?: string }, socket: Socket): void {
   const tooLarge = err.code === 'HPE_HEADER_OVERFLOW'
   // headers_timeout expired: the request was not malformed, just too slow (as Node's own default answer says).
   const slow = err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-  const status = tooLarge ? '431 Request Header Fields Too Large' : slow ? '408 Request Timeout' : '400 Bad Request'
-  const body = `${status}\ncode: ${tooLarge ? 'EP_ERR_HEADERS_TOO_LARGE' : 'EP_ERR_BAD_REQUEST'}\nreason: ${err.code ?? 'malformed request'}\n`
+  const internal = err.code === 'EP_ERR_INTERNAL'
+  const status = tooLarge ? '431 Request Header Fields Too Large' : slow ? '408 Request Timeout' : internal ? '500 Internal Server Error' : '400 Bad Request'
+  const body = `${status}\ncode: ${tooLarge ? 'EP_ERR_HEADERS_TOO_LARGE' : internal ? 'EP_ERR_INTERNAL' : 'EP_ERR_BAD_REQUEST'}\nreason: ${err.code ?? 'malformed request'}\n`
   // Closed once the answer is out, whether or not the client ever sends its FIN (the servers are half-open).
   socket.once('finish', () => { socket.destroy() })
   socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)

@@ -24,6 +24,7 @@ export class EdgeMetrics {
   readonly upstreamErrors: Counter<'pool' | 'backend' | 'kind'>
   readonly retries: Counter<'pool'>
   readonly ejections: Counter<'pool' | 'backend'>
+  readonly internalErrors: Counter<'where'>
   readonly #byRoute = new Map<string, (CounterCell | undefined)[]>()
   readonly #latencyByMember = new WeakMap<Member, HistogramCell>()
   #table: () => EdgeTable | undefined
@@ -36,6 +37,7 @@ export class EdgeMetrics {
     this.upstreamErrors = new Counter({ name: 'edge_upstream_errors_total', help: 'Upstream failures by kind (connect, timeout, response, reset)', labelNames: ['pool', 'backend', 'kind'], registers })
     this.retries = new Counter({ name: 'edge_retries_total', help: 'Requests retried on another backend', labelNames: ['pool'], registers })
     this.ejections = new Counter({ name: 'edge_ejections_total', help: 'Outlier ejections', labelNames: ['pool', 'backend'], registers })
+    this.internalErrors = new Counter({ name: 'edge_internal_errors_total', help: 'Exceptions caught while handling a request, an upgrade or a connection (each is a bug: the log has its stack)', labelNames: ['where'], registers })
     const self = this
     new Gauge({
       name: 'edge_backend_inflight', help: 'Requests in flight to a backend', labelNames: ['pool', 'backend'], registers,

@@ -1,26 +1,45 @@
 // Upgrade requests (WebSocket or any other protocol): route like a normal request, open a raw connection to the
-// chosen backend, replay the handshake with forwarded headers, then splice both sockets until either side closes.
+// chosen backend, replay the handshake with forwarded headers, and switch to splicing both sockets only when the
+// backend answers 101 (RFC 9110 7.8). Any other answer is passed to the client and the connection closes: the
+// client's bytes after its handshake never reach the backend unparsed, past the edge's routes.
 import net, { type Socket } from 'node:net'
 import tls from 'node:tls'
-import type { IncomingMessage } from 'node:http'
+import { STATUS_CODES, type IncomingMessage } from 'node:http'
 import type { Logger } from 'pino'
 import type { Duplex } from 'node:stream'
 import type { EdgeTable } from './table.js'
 import type { TunnelMembers } from './tunnels.js'
 import type { PoolRuntime } from './pool.js'
-import { clientIpOf, rewritePath, scanRequest } from './http-listener.js'
+import { clientIpOf, rewritePath, scanRequest, versionRefusal } from './http-listener.js'
 import { tlsConnectOptions } from './transport.js'
+import { parserEvents, responseParser } from './h1.js'
 
-function refuse (socket: Socket, status: string, message: string, requestId: string): void {
-  const body = `${status}\n${message}\nrequest-id: ${requestId}\n`
-  if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-request-id: ${requestId}\r\n\r\n${body}`)
-  else socket.destroy()
+export interface UpgradeOptions {
+  /** Largest backend answer head read before the switch. */
+  readonly maxHeaderBytes: number
+  /** A splice with no bytes either way for this long is closed (0: never). */
+  readonly idleTimeout: number
 }
 
-export function proxyUpgrade (req: IncomingMessage, socket: Socket, head: Buffer, table: EdgeTable, listener: string, proto: string, log: Logger, tunnels?: TunnelMembers): void {
+function answer (socket: Socket, status: string, headers: string, body: string): void {
+  if (!socket.writable) { socket.destroy(); return }
+  socket.once('finish', () => { socket.destroy() })
+  socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\n${headers}content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`)
+}
+
+function refuse (socket: Socket, status: string, message: string, requestId: string): void {
+  answer(socket, status, `content-type: text/plain; charset=utf-8\r\nx-request-id: ${requestId}\r\n`, `${status}\n${message}\nrequest-id: ${requestId}\n`)
+}
+
+/** Response headers that describe the backend connection, not the answer: the client's connection closes instead. */
+const HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-connection', 'te', 'trailer'])
+
+export function proxyUpgrade (req: IncomingMessage, socket: Socket, head: Buffer, table: EdgeTable, listener: string, proto: string, log: Logger, tunnels: TunnelMembers | undefined, opts: UpgradeOptions): void {
   socket.on('error', () => { socket.destroy() })
   const clientIp = clientIpOf(socket)
   const scanned = scanRequest(req, proto, clientIp, true)
+  const refusal = versionRefusal(req, false)
+  if (refusal !== undefined) { refuse(socket, '505 HTTP Version Not Supported', refusal, scanned.requestId); return }
   if (scanned.bad !== undefined) { refuse(socket, '400 Bad Request', scanned.bad, scanned.requestId); return }
   const url = req.url ?? '/'
   let route = table.routers.get(listener)?.match(scanned.host, url, req.method ?? 'GET', req)
@@ -29,11 +48,23 @@ export function proxyUpgrade (req: IncomingMessage, socket: Socket, head: Buffer
     const auto = tunnels?.autoRoute(scanned.host)
     if (auto !== undefined) { route = auto.route; autoPool = auto.pool }
   }
-  if (route === undefined || route.action.kind !== 'pool') {
+  if (route === undefined) {
     refuse(socket, '404 Not Found', 'no route for this upgrade request', scanned.requestId)
     return
   }
-  const pool = autoPool ?? table.pool(route.action.pool.name)
+  const action = route.action
+  // The edge's own answers hold for upgrade requests too: the connection closes after them.
+  if (action.kind === 'respond') {
+    answer(socket, `${action.status} ${statusText(action.status)}`, `content-type: ${action.contentType}\r\nx-request-id: ${scanned.requestId}\r\n`, action.body)
+    return
+  }
+  if (action.kind === 'redirect') {
+    let to = action.to
+    if (action.appendPath) to += rewritePath(url, route, true).slice(to.endsWith('/') ? 1 : 0)
+    answer(socket, `${action.status} ${statusText(action.status)}`, `location: ${to}\r\nx-request-id: ${scanned.requestId}\r\n`, '')
+    return
+  }
+  const pool = autoPool ?? table.pool(action.pool.name)
   const sel = pool?.select(req, url, clientIp, Date.now(), undefined)
   if (pool === undefined || sel?.member === undefined) {
     refuse(socket, '503 Service Unavailable', sel?.shard !== undefined ? `shard "${sel.shard.name}" unavailable` : 'no live backend', scanned.requestId)
@@ -45,10 +76,10 @@ export function proxyUpgrade (req: IncomingMessage, socket: Socket, head: Buffer
   backend.requests++
   const target = new URL(backend.url)
   const port = Number(target.port !== '' ? target.port : target.protocol === 'https:' ? 443 : 80)
-  const path = rewritePath(url, route, route.action.stripPrefix)
+  const path = rewritePath(url, route, action.stripPrefix)
   const headers = scanned.headers
-  if (route.action.hostHeader !== 'client') {
-    for (let i = 0; i < headers.length; i += 2) if (headers[i] === 'host') headers[i + 1] = route.action.hostHeader === 'backend' ? backend.host : route.action.hostHeader
+  if (action.hostHeader !== 'client') {
+    for (let i = 0; i < headers.length; i += 2) if (headers[i] === 'host') headers[i + 1] = action.hostHeader === 'backend' ? backend.host : action.hostHeader
   }
   let handshake = `${req.method ?? 'GET'} ${path} HTTP/1.1\r\n`
   for (let i = 0; i < headers.length; i += 2) handshake += `${headers[i] as string}: ${headers[i + 1] as string}\r\n`
@@ -65,32 +96,121 @@ export function proxyUpgrade (req: IncomingMessage, socket: Socket, head: Buffer
   backend.inflight++
   let connected = false
   let released = false
+  /** Something of the backend's answer went to the client (a 1xx head, the final answer's head, or the switch). */
+  let sent = false
+  let switched = false
   const release = (): void => { if (!released) { released = true; backend.inflight-- } }
-  const timer = setTimeout(() => { if (!connected) upstream.destroy(new Error('connect timeout')) }, route.action.connectTimeout)
+  const timer = setTimeout(() => { if (!connected) upstream.destroy(new Error('connect timeout')) }, action.connectTimeout)
+  // The route's timeout bounds the wait for the backend's answer to the handshake, as for any request.
+  const answerTimer = action.timeout > 0
+    ? setTimeout(() => { if (!switched) upstream.destroy(new Error('answer timeout')) }, action.timeout)
+    : undefined
+  const parser = responseParser(opts.maxHeaderBytes)
+  /** Without llhttp's response parser (not on this Node): what was read of the answer's head so far. */
+  let headText = ''
+  let finalStatus = 0
+  let switchTo: string | undefined
+  let ended = false
+
+  const splice = (rest: Buffer): void => {
+    switched = true
+    sent = true
+    if (answerTimer !== undefined) clearTimeout(answerTimer)
+    upstream.removeListener('data', onAnswer)
+    if (switchTo !== undefined) socket.write(switchTo, 'latin1')
+    if (rest.length > 0) socket.write(rest)
+    if (head.length > 0) upstream.write(head)
+    // One timer on the client socket: node resets it on every read and every write there, so it sees both ways.
+    if (opts.idleTimeout > 0) socket.setTimeout(opts.idleTimeout, () => { socket.destroy(); upstream.destroy() })
+    upstream.pipe(socket)
+    socket.pipe(upstream)
+  }
+
+  const onAnswer = (chunk: Buffer): void => {
+    if (parser === undefined) {
+      headText += chunk.toString('latin1')
+      const end = headText.indexOf('\r\n\r\n')
+      if (end === -1) { if (headText.length > opts.maxHeaderBytes) upstream.destroy(new Error('answer head too large')); return }
+      if (!/^HTTP\/1\.[01] 101 /.test(headText)) { upstream.destroy(new Error('the backend did not switch protocols')); return }
+      switchTo = headText
+      splice(Buffer.alloc(0))
+      return
+    }
+    const r = parser.execute(chunk)
+    if (typeof r !== 'number') { upstream.destroy(new Error(`the backend's answer is not HTTP/1.1 (${(r as Error & { code?: string }).code ?? 'parse error'})`)); return }
+    // llhttp stops at the end of a 101 head: the bytes after it are the new protocol's.
+    if (switchTo !== undefined && !switched) splice(chunk.subarray(r))
+  }
+
+  if (parser !== undefined && parserEvents !== undefined) {
+    parser[parserEvents.headersComplete] = (_major: number, _minor: number, hdrs: string[], _method: number, _url: string, status: number, reason: string): number => {
+      let out = `HTTP/1.1 ${status} ${reason}\r\n`
+      // A 101's Connection/Upgrade/Sec-WebSocket-* are the switch itself and go on; other answers lose hop-by-hop.
+      for (let i = 0; i < hdrs.length; i += 2) {
+        const name = hdrs[i] as string
+        if (status === 101 || !HOP.has(name.toLowerCase())) out += `${name}: ${hdrs[i + 1] as string}\r\n`
+      }
+      if (status === 101) { switchTo = `${out}\r\n`; return 0 }
+      // 1xx heads (100, 103) go on as they are; the final answer is the last on this connection.
+      sent = true
+      if (status < 200) { socket.write(`${out}\r\n`, 'latin1'); return 0 }
+      finalStatus = status
+      socket.write(`${out}x-request-id: ${scanned.requestId}\r\nconnection: close\r\n\r\n`, 'latin1')
+      return 0
+    }
+    parser[parserEvents.body] = (b: Buffer): void => { if (finalStatus !== 0) socket.write(b) }
+    parser[parserEvents.messageComplete] = (): void => {
+      if (finalStatus === 0 || ended) return
+      // The backend said no: its answer ends the client's connection (read to its close), nothing is spliced.
+      ended = true
+      log.debug({ backend: backend.url, status: finalStatus }, 'backend refused the upgrade')
+      upstream.removeListener('data', onAnswer)
+      upstream.destroy()
+      socket.once('finish', () => { socket.destroy() })
+      socket.end()
+    }
+  }
+  const freeParser = (): void => { if (parser !== undefined) setImmediate(() => { parser.close() }) }
+
   const onOpen = (): void => {
     connected = true
     clearTimeout(timer)
+    upstream.on('data', onAnswer)
     upstream.write(handshake)
-    if (head.length > 0) upstream.write(head)
-    upstream.pipe(socket)
-    socket.pipe(upstream)
   }
   if (raw !== undefined) setImmediate(onOpen) // a tunnel stream is open at once
   else upstream.once(target.protocol === 'https:' ? 'secureConnect' : 'connect', onOpen)
   upstream.on('error', (err) => {
     clearTimeout(timer)
+    if (answerTimer !== undefined) clearTimeout(answerTimer)
     release()
-    // A tunnel stream counts as connected at once, but its backend may still fail to reach the target (RESET
-    // CONNECT_FAILED) before any answer: while nothing went back to the client, it can still get a 502.
-    if (!connected || (raw !== undefined && socket.bytesWritten === 0)) {
+    // While nothing went back to the client (a tunnel stream counts as connected at once, but its backend may still
+    // fail to reach the target), the client can still get a 502 or 504.
+    if (!sent) {
       backend.failures++
       member.failures++
-      log.debug({ err, backend: backend.url }, 'upgrade connect failed')
-      refuse(socket, err.message === 'connect timeout' ? '504 Gateway Timeout' : '502 Bad Gateway', 'could not connect to the backend', scanned.requestId)
-    } else {
+      log.debug({ err, backend: backend.url }, 'upgrade failed before an answer')
+      const timedOut = err.message === 'connect timeout' || err.message === 'answer timeout'
+      if (!ended) refuse(socket, timedOut ? '504 Gateway Timeout' : '502 Bad Gateway', connected ? `the backend did not answer the upgrade: ${err.message}` : 'could not connect to the backend', scanned.requestId)
+    } else if (!ended) {
       socket.destroy()
     }
+    ended = true
   })
-  upstream.on('close', () => { release(); socket.destroy() })
+  upstream.on('close', () => {
+    release()
+    freeParser()
+    clearTimeout(timer)
+    if (answerTimer !== undefined) clearTimeout(answerTimer)
+    if (ended) return
+    if (!sent) { if (!socket.destroyed) refuse(socket, '502 Bad Gateway', 'the backend closed without answering the upgrade', scanned.requestId); return }
+    // A refusal whose body runs to the backend's close ends here, in full; a splice ends with its backend.
+    if (finalStatus !== 0 && !switched) { ended = true; socket.once('finish', () => { socket.destroy() }); socket.end(); return }
+    socket.destroy()
+  })
   socket.on('close', () => { upstream.destroy() })
+}
+
+function statusText (status: number): string {
+  return STATUS_CODES[status] ?? 'Status'
 }
