@@ -199,9 +199,16 @@ export class BackendStore {
     await Promise.all(closing)
   }
 
-  async close (): Promise<void> {
+  /** Closes every backend: in-flight requests get `graceMs` to finish (default: as long as they take), then are cut. */
+  async close (graceMs = Infinity): Promise<void> {
     for (const st of this.#pools.values()) void st.outlier.close()
-    await this.retain(new Set(), new Map())
+    const own = [...this.#backends.values()].filter(b => b.tunnel === undefined)
+    const closing = this.retain(new Set(), new Map())
+    if (graceMs === Infinity) { await closing; return }
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([closing, new Promise<void>(resolve => { timer = setTimeout(resolve, graceMs) })])
+    clearTimeout(timer)
+    await Promise.all(own.map(b => b.dispatcher.destroy().catch(() => {})))
   }
 }
 

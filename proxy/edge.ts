@@ -182,10 +182,12 @@ export class Edge {
   async close (timeoutMs: number): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    const deadline = Date.now() + timeoutMs
     await Promise.all([...this.#listeners.values()].map(l => l.close(timeoutMs)))
     this.#listeners.clear()
     await this.#tunnels?.close()
-    await this.store.close()
+    // A request still running upstream now has no client to answer: it, too, ends at the deadline.
+    await this.store.close(Math.max(0, deadline - Date.now()))
     this.#accessLog?.flush()
   }
 }

@@ -8,6 +8,7 @@
 // passed a 1 KB limit on Node 20) and has no closeIdleConnections for a graceful drain of keep-alive clients.
 import http2 from 'node:http2'
 import tls from 'node:tls'
+import type { Socket } from 'node:net'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { ListenerConfig, ListenerTlsConfig } from '../config/types.js'
 import { formatAddress } from '../config/address.js'
@@ -39,6 +40,8 @@ export class HttpsListener extends HttpListener {
   readonly #opts: HttpsServerOptions
   readonly #h2: http2.Http2Server | undefined
   readonly #sessions = new Set<http2.ServerHttp2Session>()
+  /** Every accepted TCP socket (handshaking, HTTP/1.1, HTTP/2, upgraded): close() cuts them all at its deadline. */
+  readonly #sockets = new Set<Socket>()
   #front: tls.Server | undefined
 
   constructor (config: ListenerConfig, deps: ListenerDeps, serverOpts: HttpsServerOptions, onCertEvent: (e: CertStoreEvent) => void) {
@@ -90,6 +93,10 @@ export class HttpsListener extends HttpListener {
     // which also fires for a client that sends nothing): with a listener on 'tlsClientError', node leaves the
     // socket open, so close it here or a silent client holds it forever.
     front.on('tlsClientError', (_err, socket) => { socket.destroy() })
+    front.on('connection', (raw: Socket) => {
+      this.#sockets.add(raw)
+      raw.once('close', () => { this.#sockets.delete(raw) })
+    })
     this.certs.attach(front)
     // node:http starts its connection bookkeeping (idle sweep, headers timeout) on 'listening'; its sockets come
     // from the TLS server here, so start it by hand.
@@ -131,13 +138,21 @@ export class HttpsListener extends HttpListener {
     return { h2Sessions: this.#sessions.size }
   }
 
-  /** Stops accepting; HTTP/2 clients get GOAWAY (running streams finish), HTTP/1.1 ones close when idle. */
+  /**
+   * Stops accepting; HTTP/2 clients get GOAWAY (running streams finish), HTTP/1.1 ones close when idle. After
+   * `timeoutMs` every socket the TLS server accepted is cut, whatever runs on it: the HTTP/1.1 server does not
+   * see upgraded or still-handshaking sockets, and the TLS server's close waits for them.
+   */
   override async close (timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs
     this.certs.close()
     const front = this.#front
     const closed = new Promise<void>(resolve => { if (front === undefined) resolve(); else front.close(() => { resolve() }) })
     for (const s of this.#sessions) s.close()
     await super.close(timeoutMs)
-    await this.drain(closed, timeoutMs, () => { for (const s of this.#sessions) s.destroy() })
+    await this.drain(closed, Math.max(0, deadline - Date.now()), () => {
+      for (const s of this.#sessions) s.destroy()
+      for (const s of this.#sockets) s.destroy()
+    })
   }
 }

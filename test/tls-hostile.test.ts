@@ -3,9 +3,10 @@
 // listeners; a passthrough splice with no bytes either way is closed after tunnel_idle_timeout, a busy one is not.
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
+import http2 from 'node:http2'
 import net from 'node:net'
 import tls from 'node:tls'
-import { freePort, spawnCli, type CliEdge } from './helpers.js'
+import { freePort, spawnCli, waitUntil, type CliEdge } from './helpers.js'
 import { makePki, type Pki } from './tls-fixtures.js'
 
 /** What node's TLS client sends first, captured by a plain TCP server. */
@@ -115,4 +116,114 @@ test('handshakes that never complete are closed within headers_timeout (https an
     s.on('error', reject)
   })
   assert.equal(ok, true)
+})
+
+/**
+ * A raw HTTP/1.1 backend that answers every request head with Content-Length: 10 and 3 bytes, then stalls; or, with
+ * `upgrade`, with 101 and then silence. `open` counts its connections still open.
+ */
+async function stallingBackend (t: TestContext, upgrade = false): Promise<{ port: number, open: () => number }> {
+  const sockets = new Set<net.Socket>()
+  const server = net.createServer(s => {
+    sockets.add(s)
+    s.on('close', () => sockets.delete(s))
+    s.on('error', () => {})
+    let head = ''
+    s.on('data', d => {
+      head += d.toString('latin1')
+      if (!head.includes('\r\n\r\n')) return
+      head = ''
+      s.write(upgrade
+        ? 'HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n'
+        : 'HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 10\r\n\r\nabc')
+    })
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  t.after(() => { for (const s of sockets) s.destroy(); server.close() })
+  return { port: (server.address() as net.AddressInfo).port, open: () => sockets.size }
+}
+
+/** The CLI with one https listener in front of `backend`, shutdown_timeout = 1s. */
+async function httpsEdge (t: TestContext, backend: number): Promise<{ cli: CliEdge, pki: Pki, port: number }> {
+  const pki = await makePki(t)
+  const www = await pki.issue(['www.example.com'])
+  const port = await freePort()
+  const cli = await spawnCli(t, `
+[[listeners]]
+name = "websecure"
+listen = "127.0.0.1:${port}"
+protocol = "https"
+certificates = [{ cert = "${www.cert}", key = "${www.key}" }]
+
+[server]
+shutdown_timeout = "1s"
+
+[[routes]]
+pool = "app"
+
+[pools.app]
+backends = ["http://127.0.0.1:${backend}"]
+`, { listeningCount: 2 })
+  return { cli, pki, port }
+}
+
+/** SIGTERM, then the ms until the CLI exited (-1 if it had not after 5 s). */
+async function stopTime (cli: CliEdge): Promise<number> {
+  const signalled = Date.now()
+  cli.child.kill('SIGTERM')
+  const exit = await Promise.race([cli.exited, new Promise<undefined>(resolve => { setTimeout(() => { resolve(undefined) }, 5000) })])
+  if (exit === undefined) return -1
+  assert.equal(exit.code, 0)
+  return Date.now() - signalled
+}
+
+const resets: Array<[string, (session: http2.ClientHttp2Session) => http2.ClientHttp2Stream]> = [
+  // The client cancels while the backend's answer is under way.
+  ['the client resets the stream mid-answer', session => {
+    const req = session.request({ ':path': '/', host: 'www.example.com' })
+    req.once('data', () => { req.close(http2.constants.NGHTTP2_CANCEL) })
+    req.end()
+    return req
+  }],
+  // content-length 10 and 3 bytes of DATA: node resets the stream (PROTOCOL_ERROR) before the edge sees a body.
+  ['the client\'s body is shorter than its content-length', session => {
+    const req = session.request({ ':path': '/', ':method': 'POST', host: 'www.example.com', 'content-length': '10' })
+    req.end('abc')
+    return req
+  }],
+]
+
+for (const [what, send] of resets) {
+  test(`an HTTP/2 stream reset (${what}) ends the upstream request, and SIGTERM exits within shutdown_timeout`, async t => {
+    const backend = await stallingBackend(t)
+    const e = await httpsEdge(t, backend.port)
+    const session = http2.connect(`https://127.0.0.1:${e.port}`, { ca: e.pki.ca.cert, servername: 'www.example.com' })
+    session.on('error', () => {})
+    t.after(() => { session.destroy() })
+    const req = send(session)
+    req.on('error', () => {})
+    await new Promise(resolve => { req.on('close', resolve) })
+    assert.equal(req.rstCode !== http2.constants.NGHTTP2_NO_ERROR, true, 'the stream was reset')
+    // Before: the backend request ran on until the route timeout (30 s), and shutdown waited for it.
+    await waitUntil(() => backend.open() === 0, 2000, 'the edge to close its connection to the backend')
+    const ms = await stopTime(e.cli)
+    t.diagnostic(`exit ${ms} ms after SIGTERM`)
+    assert.ok(ms >= 0 && ms < 2000, `exit took ${ms < 0 ? 'over 5000' : ms} ms with shutdown_timeout = 1 s`)
+  })
+}
+
+test('SIGTERM exits within shutdown_timeout with a WebSocket upgraded over TLS still open', async t => {
+  const backend = await stallingBackend(t, true)
+  const e = await httpsEdge(t, backend.port)
+  const s = tls.connect({ host: '127.0.0.1', port: e.port, servername: 'www.example.com', ca: e.pki.ca.cert, ALPNProtocols: ['http/1.1'] })
+  s.on('error', () => {})
+  t.after(() => { s.destroy() })
+  let got = ''
+  s.on('data', d => { got += String(d) })
+  s.write('GET /ws HTTP/1.1\r\nhost: www.example.com\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n')
+  await waitUntil(() => got.includes('101'), 3000, 'the 101')
+  // Before: the TLS server's close waited for the upgraded socket, which nothing cut.
+  const ms = await stopTime(e.cli)
+  t.diagnostic(`exit ${ms} ms after SIGTERM`)
+  assert.ok(ms >= 0 && ms < 2000, `exit took ${ms < 0 ? 'over 5000' : ms} ms with shutdown_timeout = 1 s`)
 })
