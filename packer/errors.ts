@@ -4,6 +4,7 @@ export const tunnelErrorCodes = [
   'EP_ERR_TUNNEL_PROTOCOL', // the peer sent a malformed or out-of-order frame: that session closes
   'EP_ERR_TUNNEL_FLOW_CONTROL', // the peer sent more than the window it was given
   'EP_ERR_TUNNEL_TIMEOUT', // no PONG in time: the session is dead
+  'EP_ERR_TUNNEL_FLOOD', // the peer does not read the control frames it asks for (ping flood): dropped
   'EP_ERR_TUNNEL_CLOSED', // the session closed under an open stream
   'EP_ERR_TUNNEL_GOAWAY', // the session is draining: no new streams
   'EP_ERR_TUNNEL_STREAM_RESET', // the peer reset the stream (resetCode says why)

@@ -1,10 +1,13 @@
 // PING every interval; no matching PONG within the timeout means the peer is dead. Both sides run one.
-import { FrameType, encodePing } from './frame.js'
+// The payload is 8 random bytes per PING, so only a peer that read the PING can answer it.
+import { randomFillSync } from 'node:crypto'
+import { FrameType, encodeFrame } from './frame.js'
 
 export class Heartbeat {
   private pingTimer: NodeJS.Timeout | undefined
   private pongTimer: NodeJS.Timeout | undefined
-  private seq = 0n
+  /** The payload of the outstanding PING (meaningful while pongTimer is set). */
+  private readonly expected = Buffer.alloc(8)
   private readonly send: (frame: Buffer) => void
   private readonly dead: () => void
   readonly intervalMs: number
@@ -18,12 +21,13 @@ export class Heartbeat {
     this.pingTimer = setTimeout(this.onPingDue, intervalMs).unref()
   }
 
-  /** A PONG arrived: if it answers our outstanding PING, the next one is due an interval from now. */
-  pong (v: bigint): void {
-    if (v !== this.seq || this.pongTimer === undefined) return
+  /** A PONG arrived: if it echoes our outstanding PING exactly, the next one is due an interval from now. Any other is ignored. */
+  pong (payload: Buffer): boolean {
+    if (this.pongTimer === undefined || !payload.equals(this.expected)) return false
     clearTimeout(this.pongTimer)
     this.pongTimer = undefined
     this.pingTimer = setTimeout(this.onPingDue, this.intervalMs).unref()
+    return true
   }
 
   stop (): void {
@@ -32,7 +36,8 @@ export class Heartbeat {
   }
 
   private readonly onPingDue = (): void => {
-    this.send(encodePing(FrameType.PING, ++this.seq))
+    randomFillSync(this.expected)
+    this.send(encodeFrame(FrameType.PING, 0, this.expected)) // copies: expected may change only at the next PING
     this.pongTimer = setTimeout(this.dead, this.timeoutMs).unref()
   }
 }

@@ -1,8 +1,10 @@
 // The session's sending half: control frames go straight to the socket; data waits in a round-robin
 // ring of ready streams and is framed (at most 64 KiB a frame) only while the ws buffer is under a bound,
-// so control frames overtake queued data and the socket buffer stays bounded.
+// so control frames overtake queued data and the socket buffer stays bounded. Control frames have a bound
+// of their own: a peer that keeps asking for answers (PONG, RESET, WINDOW_UPDATE) and never reads them is
+// dropped once they pile up, as HTTP/2 stacks do for CVE-2019-9512 ("ping flood").
 import type { WebSocket } from 'ws'
-import { FrameType, MAX_DATA, encodeFrame } from './frame.js'
+import { FrameType, HEADER_SIZE, MAX_DATA, encodeFrame } from './frame.js'
 import type { SessionStats } from './options.js'
 import type { TunnelStream } from './stream.js'
 
@@ -15,20 +17,29 @@ export class Outbound {
   private readonly ws: WebSocket
   private readonly stats: SessionStats
   private readonly maxBuffered: number
+  /** ws.bufferedAmount past which one more control frame means the peer is not reading (see constructor). */
+  private readonly controlLimit: number
+  private readonly onFlood: (buffered: number) => void
   private head: TunnelStream | null = null
   private tail: TunnelStream | null = null
   private pumping = false
   private sessionStalled = false
 
-  constructor (ws: WebSocket, stats: SessionStats, maxBuffered: number) {
+  constructor (ws: WebSocket, stats: SessionStats, maxBuffered: number, maxControl: number, onFlood: (buffered: number) => void) {
     this.ws = ws
     this.stats = stats
     this.maxBuffered = maxBuffered
+    // Data is framed only while the buffer holds less than maxBuffered, so data takes at most that plus one
+    // frame of it: anything above is control frames. Past maxControl of those, the peer is not reading.
+    this.controlLimit = maxBuffered + MAX_DATA + HEADER_SIZE + 16 + maxControl
+    this.onFlood = onFlood
   }
 
-  /** Sends one frame now, ahead of any data still in the ring. */
+  /** Sends one control frame now, ahead of any data still in the ring; drops the session if the peer does not read. */
   send (frame: Buffer): void {
     if (this.closed || this.ws.readyState !== this.ws.OPEN) return
+    const buffered = this.ws.bufferedAmount
+    if (buffered > this.controlLimit) { this.flood(buffered); return }
     this.ws.send(frame, SEND_OPTS, this.onFlushed)
   }
 
@@ -55,6 +66,11 @@ export class Outbound {
     this.head = this.tail = null
   }
 
+  private flood (buffered: number): void {
+    this.clear()
+    this.onFlood(buffered)
+  }
+
   private pump (): void {
     if (this.pumping || this.closed) return
     this.pumping = true
@@ -77,7 +93,7 @@ export class Outbound {
     if (chunk === null || s.destroyed) return
     const off = s.pendingOff
     const n = Math.min(MAX_DATA, chunk.length - off, s.sendWindow, this.sessionWindow)
-    this.send(encodeFrame(FrameType.DATA, s.id, chunk, 0, off, off + n))
+    if (this.ws.readyState === this.ws.OPEN) this.ws.send(encodeFrame(FrameType.DATA, s.id, chunk, 0, off, off + n), SEND_OPTS, this.onFlushed)
     s.pendingOff = off + n
     s.sendWindow -= n
     this.sessionWindow -= n

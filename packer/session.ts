@@ -4,12 +4,12 @@
 import { EventEmitter } from 'node:events'
 import type { WebSocket } from 'ws'
 import { TunnelError, ResetCode } from './errors.js'
-import { FrameType, decodeFrame, encodeFrame, encodeU32, encodePing, type Frame } from './frame.js'
+import { FrameType, decodeFrame, encodeFrame, encodeU32, type Frame } from './frame.js'
 import { Outbound } from './outbound.js'
 import { Heartbeat } from './heartbeat.js'
 import { decodeOpen, encodeOpen, encodeCodeMessage, decodeCodeMessage, type OpenInfo, type Settings } from './payload.js'
 import { TunnelStream } from './stream.js'
-import { DEFAULT_STREAM_WINDOW, MAX_WINDOW, MIN_WINDOW, MAX_CREDIT, type SessionOptions, type SessionStats } from './options.js'
+import { DEFAULT_MAX_CONTROL_BYTES, DEFAULT_STREAM_WINDOW, MAX_WINDOW, MIN_WINDOW, MAX_CREDIT, type SessionOptions, type SessionStats } from './options.js'
 
 export { DEFAULT_STREAM_WINDOW, MAX_WINDOW, MIN_WINDOW, type SessionOptions, type SessionStats } from './options.js'
 
@@ -51,7 +51,7 @@ export class Session extends EventEmitter {
     this.recvSession = sessionWindow
     this.nextId = opts.role === 'edge' ? 1 : 2
     this.expect = opts.role === 'edge' ? 'hello' : 'grant'
-    this.out = new Outbound(ws, this.stats, opts.maxBufferedBytes ?? 512 * 1024)
+    this.out = new Outbound(ws, this.stats, opts.maxBufferedBytes ?? 512 * 1024, opts.maxControlBytes ?? DEFAULT_MAX_CONTROL_BYTES, this.onFlood)
     ws.binaryType = 'nodebuffer'
     ws.on('message', this.onMessage)
     ws.on('close', this.onWsClose)
@@ -105,7 +105,10 @@ export class Session extends EventEmitter {
     this.closeError = err
     this.heartbeat.stop()
     const ws = this.ws
-    if (ws.readyState === ws.OPEN) {
+    if ((err as TunnelError | undefined)?.code === 'EP_ERR_TUNNEL_FLOOD') {
+      // The peer reads nothing: a GOAWAY would only queue behind what it already ignores.
+      ws.terminate()
+    } else if (ws.readyState === ws.OPEN) {
       if (err !== undefined) {
         const c = (err as TunnelError).code
         const code = c === 'EP_ERR_TUNNEL_PROTOCOL' ? ResetCode.PROTOCOL : c === 'EP_ERR_TUNNEL_FLOW_CONTROL' ? ResetCode.FLOW_CONTROL : c === 'EP_ERR_TUNNEL_TIMEOUT' ? ResetCode.TIMEOUT : ResetCode.INTERNAL
@@ -189,7 +192,7 @@ export class Session extends EventEmitter {
   // --- frame dispatch ----------------------------------------------------------------------------
 
   private readonly onMessage = (data: Buffer, isBinary: boolean): void => {
-    if (this.closed) return
+    if (this.closed || this.out.closed) return
     try {
       if (!isBinary) { this.fail('text message on a binary tunnel'); return }
       const frame = decodeFrame(data)
@@ -197,8 +200,17 @@ export class Session extends EventEmitter {
       this.dispatch(frame)
     } catch (err) {
       // A listener's bug or our own: it ends this session, never the process.
-      this.destroy(err as Error)
+      this.destroy(err instanceof Error ? err : new TunnelError('EP_ERR_TUNNEL_PROTOCOL', `frame handling failed: ${String(err)}`))
     }
+  }
+
+  /** Outbound found more control frames unsent than the bound: the peer asks for answers it does not read. */
+  private readonly onFlood = (buffered: number): void => {
+    // Stop reading at once; the session closes on the next tick, outside whatever send got us here.
+    this.ws.terminate()
+    process.nextTick(() => {
+      this.destroy(new TunnelError('EP_ERR_TUNNEL_FLOOD', `peer does not read: ${buffered} bytes unsent, control frames past the bound`))
+    })
   }
 
   private fail (message: string, code: 'EP_ERR_TUNNEL_PROTOCOL' | 'EP_ERR_TUNNEL_FLOW_CONTROL' = 'EP_ERR_TUNNEL_PROTOCOL'): void {
@@ -235,8 +247,8 @@ export class Session extends EventEmitter {
         return
       }
       case FrameType.WINDOW_UPDATE: return this.onWindowUpdate(f)
-      case FrameType.PING: this.out.send(encodePing(FrameType.PONG, f.payload.readBigUInt64BE(0))); return
-      case FrameType.PONG: return this.heartbeat.pong(f.payload.readBigUInt64BE(0))
+      case FrameType.PING: this.out.send(encodeFrame(FrameType.PONG, 0, f.payload)); return
+      case FrameType.PONG: this.heartbeat.pong(f.payload); return
       case FrameType.GOAWAY: return this.onGoaway(f)
       default: return this.fail(`unexpected frame type ${type}`)
     }
