@@ -61,7 +61,16 @@ export class AdminServer {
   private readonly sessions = new Sessions()
   constructor (readonly opts: AdminOptions, readonly deps: AdminDeps) {
     this.hosts = new HostPolicy(opts.address.host, opts.hosts)
-    this.server = http.createServer((req, res) => { this.handle(req, res) })
+    this.server = http.createServer((req, res) => {
+      // A bug in one admin call answers 500; it must not end the process that owns the admin.
+      try {
+        this.handle(req, res)
+      } catch (err) {
+        this.deps.log.error({ err, path: req.url }, 'internal error in the admin API')
+        if (!res.headersSent) json(res, 500, { error: 'internal error' })
+        else res.destroy()
+      }
+    })
     this.server.on('clientError', (_err, socket) => { socket.destroy() })
   }
 

@@ -5,6 +5,7 @@ import net from 'node:net'
 import type { Duplex } from 'node:stream'
 import { ClientHelloParser, DEFAULT_MAX_HELLO_BYTES } from './client-hello.js'
 import { NameTable } from './names.js'
+import { idleTimeout } from '../idle.js'
 
 export interface PassthroughTarget {
   readonly host: string
@@ -121,7 +122,9 @@ class PassthroughConnection {
   }
 
   readonly #onHelloData = (chunk: Buffer): void => {
-    const r = this.#parser.push(chunk)
+    let r: ReturnType<ClientHelloParser['push']>
+    // Hostile bytes must cost this connection at most, even if the parser has a bug.
+    try { r = this.#parser.push(chunk) } catch (err) { r = { kind: 'invalid', reason: `parser error: ${(err as Error).message}` } }
     if (r.kind === 'need-more') return
     clearTimeout(this.#timer)
     this.#client.off('data', this.#onHelloData)
@@ -188,15 +191,13 @@ class PassthroughConnection {
       connected = true
       this.#emit({ type: 'routed', sni, target })
       up.write(this.#parser.buffered)
-      const idle = this.#opts.idleTimeoutMs ?? 0
       if (up instanceof net.Socket) {
         up.removeAllListeners('timeout')
         up.setTimeout(0)
-        if (idle > 0) up.setTimeout(idle, () => { up.destroy() })
       }
-      if (idle > 0) this.#client.setTimeout(idle, () => { this.#client.destroy() })
       this.#client.pipe(up)
       up.pipe(this.#client)
+      idleTimeout(this.#client, up, this.#opts.idleTimeoutMs ?? 0)
     }
     if (target.open !== undefined) open()
     else up.once('connect', open)
