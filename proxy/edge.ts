@@ -132,7 +132,7 @@ export class Edge {
         const listener = l.protocol === 'https'
           ? new HttpsListener(l, deps, config.server, onCertEvent(l.name))
           : l.protocol === 'tls'
-            ? new TlsListener(l, deps, { helloTimeout: config.server.headersTimeout, connectTimeout: backendOptions(config).connectTimeout })
+            ? new TlsListener(l, deps, { helloTimeout: config.server.headersTimeout, connectTimeout: backendOptions(config).connectTimeout, idleTimeout: config.server.tunnelIdleTimeout })
             : new HttpListener(l, deps, config.server)
         await listener.listen()
         started.push(listener)

@@ -27,6 +27,8 @@ export interface TlsListenerOptions {
   /** The whole ClientHello must arrive within this. */
   readonly helloTimeout: number
   readonly connectTimeout: number
+  /** A spliced connection with no bytes either way for this long is closed; 0 = never. */
+  readonly idleTimeout: number
 }
 
 const NO_HEADERS = { headers: {} }
@@ -70,6 +72,7 @@ export class TlsListener {
       pick: (sni, _alpn, client) => this.pick(sni, client),
       helloTimeoutMs: options.helloTimeout,
       connectTimeoutMs: options.connectTimeout,
+      idleTimeoutMs: options.idleTimeout,
       onEvent: e => { this.onEvent(e) },
     })
   }

@@ -44,18 +44,34 @@ function closedAfter (port: number, bytes: Buffer | undefined, capMs: number): P
   })
 }
 
-/** A TLS backend with its own certificate that echoes what it reads. */
-async function tlsEchoBackend (t: TestContext, pki: Pki): Promise<number> {
+/**
+ * A TLS backend with its own certificate that echoes what it reads; "push" makes it send a byte every 100 ms for
+ * 1.2 s instead (traffic one way only). `open` counts its connections still open.
+ */
+async function tlsEchoBackend (t: TestContext, pki: Pki): Promise<{ port: number, open: () => number }> {
   const { pem } = await pki.issue(['db.example.com'])
-  const server = tls.createServer({ cert: pem.cert, key: pem.key }, s => { s.on('error', () => {}); s.pipe(s) })
   const open = new Set<tls.TLSSocket>()
+  const server = tls.createServer({ cert: pem.cert, key: pem.key }, s => {
+    s.on('error', () => {})
+    s.on('data', (d: Buffer) => {
+      if (!d.toString().startsWith('push')) { s.write(d); return }
+      let n = 0
+      const iv = setInterval(() => { if (++n > 12 || s.destroyed) clearInterval(iv); else s.write('x') }, 100)
+    })
+  })
   server.on('secureConnection', s => { open.add(s); s.once('close', () => open.delete(s)) })
   await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
   t.after(() => { for (const s of open) s.destroy(); server.close() })
-  return (server.address() as net.AddressInfo).port
+  return { port: (server.address() as net.AddressInfo).port, open: () => open.size }
 }
 
-interface TlsEdge { readonly cli: CliEdge, readonly pki: Pki, readonly https: number, readonly passthrough: number }
+interface TlsEdge {
+  readonly cli: CliEdge
+  readonly pki: Pki
+  readonly https: number
+  readonly passthrough: number
+  readonly backendOpen: () => number
+}
 
 /** The real CLI with an https listener and a passthrough listener (to an echoing TLS backend). */
 async function tlsEdge (t: TestContext, server: string): Promise<TlsEdge> {
@@ -88,9 +104,9 @@ pool = "db"
 respond = { status = 200, body = "ok" }
 
 [pools.db]
-backends = ["tcp://127.0.0.1:${db}"]
+backends = ["tcp://127.0.0.1:${db.port}"]
 `, { listeningCount: 3 })
-  return { cli, pki, https, passthrough }
+  return { cli, pki, https, passthrough, backendOpen: db.open }
 }
 
 test('handshakes that never complete are closed within headers_timeout (https and passthrough listeners)', async t => {
@@ -118,21 +134,65 @@ test('handshakes that never complete are closed within headers_timeout (https an
   assert.equal(ok, true)
 })
 
+/** A TLS client through the passthrough listener to the echo backend; `closedAt` is set when the edge closes it. */
+async function throughPassthrough (e: TlsEdge): Promise<{ socket: tls.TLSSocket, received: () => number, closedAt: () => number }> {
+  let received = 0
+  let closedAt = 0
+  const socket = await new Promise<tls.TLSSocket>((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port: e.passthrough, servername: 'db.example.com', ca: e.pki.ca.cert }, () => { resolve(s) })
+    s.on('error', reject)
+  })
+  socket.on('error', () => {})
+  socket.on('data', (d: Buffer) => { received += d.length })
+  socket.on('close', () => { closedAt = Date.now() })
+  return { socket, received: () => received, closedAt: () => closedAt }
+}
+
+test('tunnel_idle_timeout closes an idle passthrough splice (both sides), not one with bytes going either way', async t => {
+  const e = await tlsEdge(t, 'tunnel_idle_timeout = "300ms"')
+  const idle = await throughPassthrough(e)
+  const talking = await throughPassthrough(e)
+  const listening = await throughPassthrough(e)
+  t.after(() => { idle.socket.destroy(); talking.socket.destroy(); listening.socket.destroy() })
+  const start = Date.now()
+  listening.socket.write('push') // from here on only the backend sends
+  let sent = 0
+  await new Promise<void>(resolve => {
+    const iv = setInterval(() => {
+      if (++sent > 11) { clearInterval(iv); resolve(); return }
+      talking.socket.write('y')
+    }, 100)
+  })
+  const idleMs = idle.closedAt() - start
+  assert.ok(idle.closedAt() > 0, 'the idle splice is still open after 1.1 s')
+  assert.ok(idleMs >= 250 && idleMs < 1000, `the idle splice closed after ${idleMs} ms, expected about 300 ms`)
+  assert.equal(talking.closedAt(), 0, 'a splice the client wrote to every 100 ms was closed')
+  assert.equal(listening.closedAt(), 0, 'a splice the backend wrote to every 100 ms was closed')
+  assert.equal(talking.received(), 11, 'every byte the client sent came back')
+  assert.ok(listening.received() >= 10, `the backend's bytes arrived (${listening.received()})`)
+  // Both go quiet: both are closed, and so are the edge's connections to the backend.
+  await waitUntil(() => talking.closedAt() > 0 && listening.closedAt() > 0, 2000, 'the quiet splices to close')
+  await waitUntil(() => e.backendOpen() === 0, 2000, 'the backend side of every splice to close')
+})
+
 /**
  * A raw HTTP/1.1 backend that answers every request head with Content-Length: 10 and 3 bytes, then stalls; or, with
- * `upgrade`, with 101 and then silence. `open` counts its connections still open.
+ * `upgrade`, with 101 and then silence. `open` counts the connections it answered on that are still open (undici
+ * may open a spare one after an abort, which carries no request).
  */
 async function stallingBackend (t: TestContext, upgrade = false): Promise<{ port: number, open: () => number }> {
   const sockets = new Set<net.Socket>()
+  const answering = new Set<net.Socket>()
   const server = net.createServer(s => {
     sockets.add(s)
-    s.on('close', () => sockets.delete(s))
+    s.on('close', () => { sockets.delete(s); answering.delete(s) })
     s.on('error', () => {})
     let head = ''
     s.on('data', d => {
       head += d.toString('latin1')
       if (!head.includes('\r\n\r\n')) return
       head = ''
+      answering.add(s)
       s.write(upgrade
         ? 'HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n'
         : 'HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 10\r\n\r\nabc')
@@ -140,7 +200,7 @@ async function stallingBackend (t: TestContext, upgrade = false): Promise<{ port
   })
   await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
   t.after(() => { for (const s of sockets) s.destroy(); server.close() })
-  return { port: (server.address() as net.AddressInfo).port, open: () => sockets.size }
+  return { port: (server.address() as net.AddressInfo).port, open: () => answering.size }
 }
 
 /** The CLI with one https listener in front of `backend`, shutdown_timeout = 1s. */
