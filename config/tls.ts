@@ -1,14 +1,27 @@
 // Config pieces for TLS: the keys of an https listener (certificates, default_certificate, alpn, min_version,
-// client_ca) and a pool's `tls` table for https:// backends. Files are checked and read here, once, at load;
+// ciphers, client_ca) and a pool's `tls` table for https:// backends. Files are checked and read here, once, at load;
 // relative paths resolve against the config file's directory.
 import { X509Certificate, createPrivateKey } from 'node:crypto'
 import { readFileSync, statSync } from 'node:fs'
 import { isAbsolute, resolve } from 'node:path'
+import tls from 'node:tls'
 import { z } from 'zod'
 import type { BackendTlsConfig, ListenerTlsConfig } from './types.js'
 
 type PathItem = string | number
 export type AddProblem = (path: readonly PathItem[], message: string) => void
+
+/**
+ * TLS 1.2 suites the edge offers when it terminates TLS: Mozilla's "intermediate" profile (v5.7), forward-secret
+ * AEAD only, no CBC (LUCKY13), no RSA key exchange. TLS 1.3 suites are all AEAD and stay OpenSSL's defaults.
+ * The client's order is honoured, as the profile says: every suite listed is strong, and the client knows
+ * whether it has AES hardware.
+ */
+export const DEFAULT_CIPHERS = [
+  'ECDHE-ECDSA-AES128-GCM-SHA256', 'ECDHE-RSA-AES128-GCM-SHA256', 'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384', 'ECDHE-ECDSA-CHACHA20-POLY1305', 'ECDHE-RSA-CHACHA20-POLY1305',
+  'DHE-RSA-AES128-GCM-SHA256', 'DHE-RSA-AES256-GCM-SHA384', 'DHE-RSA-CHACHA20-POLY1305',
+].join(':')
 
 const certPair = z.strictObject({ cert: z.string().min(1), key: z.string().min(1) })
 
@@ -18,6 +31,7 @@ export const listenerTlsKeys = {
   default_certificate: z.string().min(1).optional(),
   alpn: z.array(z.enum(['h2', 'http/1.1'])).min(1).optional(),
   min_version: z.enum(['TLSv1.2', 'TLSv1.3']).optional(),
+  ciphers: z.string().min(1).optional(),
   client_ca: z.string().min(1).optional(),
 }
 
@@ -68,7 +82,18 @@ function readCa (file: string, path: readonly PathItem[], add: AddProblem): stri
   return pem
 }
 
-const TLS_KEYS = ['certificates', 'default_certificate', 'alpn', 'min_version', 'client_ca'] as const
+const TLS_KEYS = ['certificates', 'default_certificate', 'alpn', 'min_version', 'ciphers', 'client_ca'] as const
+
+/** The cipher list as OpenSSL takes it, or undefined after reporting what OpenSSL refused. */
+function checkCiphers (ciphers: string, path: readonly PathItem[], add: AddProblem): string | undefined {
+  try {
+    tls.createSecureContext({ ciphers })
+    return ciphers
+  } catch (err) {
+    add(path, `OpenSSL refuses the cipher list "${ciphers}" (${(err as Error).message}); it is an OpenSSL cipher string such as "${DEFAULT_CIPHERS.split(':').slice(0, 2).join(':')}"`)
+    return undefined
+  }
+}
 
 /** The resolved TLS settings of a listener; reports keys that do not fit its protocol. */
 export function resolveListenerTls (raw: RawListenerTls & { protocol: string }, base: readonly PathItem[], dir: string, add: AddProblem): ListenerTlsConfig | undefined {
@@ -113,12 +138,14 @@ export function resolveListenerTls (raw: RawListenerTls & { protocol: string }, 
   }
   let clientCa: string | undefined
   if (raw.client_ca !== undefined) clientCa = readCa(resolve(dir, raw.client_ca), [...base, 'client_ca'], add)
+  const ciphers = raw.ciphers === undefined ? DEFAULT_CIPHERS : checkCiphers(raw.ciphers, [...base, 'ciphers'], add) ?? DEFAULT_CIPHERS
   return {
     certificates,
     directory,
     defaultCertificate,
     alpn: raw.alpn ?? ['h2', 'http/1.1'],
     minVersion: raw.min_version ?? 'TLSv1.2',
+    ciphers,
     clientCa,
   }
 }

@@ -102,6 +102,8 @@ export interface ListenerTlsConfig {
   readonly defaultCertificate: string | undefined
   readonly alpn: readonly ('h2' | 'http/1.1')[]
   readonly minVersion: 'TLSv1.2' | 'TLSv1.3'
+  /** OpenSSL cipher string for TLS 1.2 (checked at load); default DEFAULT_CIPHERS, AEAD only. */
+  readonly ciphers: string
   /** PEM of the CA client certificates must chain to (mTLS); undefined = no client certificates asked. */
   readonly clientCa: string | undefined
 }

@@ -30,6 +30,8 @@ export function certStoreOptions (t: ListenerTlsConfig, onEvent: (e: CertStoreEv
     ...(t.defaultCertificate === undefined ? {} : { defaultCertificate: t.defaultCertificate }),
     ...(t.clientCa === undefined ? {} : { clientCa: t.clientCa }),
     minVersion: t.minVersion,
+    // honorCipherOrder off: with only strong suites offered the client's preference is the better one (Mozilla).
+    context: { ciphers: t.ciphers, honorCipherOrder: false },
     onEvent,
   }
 }

@@ -8,6 +8,7 @@ import type { Logger } from 'pino'
 import { Pool } from 'undici'
 import type { Config, RouteConfig, TunnelConfig } from '../config/types.js'
 import { defaultPoolConfig } from '../config/load.js'
+import { DEFAULT_CIPHERS } from '../config/tls.js'
 import { TunnelServer } from '../packer/server.js'
 import type { Session } from '../packer/session.js'
 import type { Service } from '../packer/payload.js'
@@ -39,7 +40,8 @@ export class TunnelMembers {
   constructor (config: TunnelConfig, deps: TunnelMembersDeps) {
     this.config = config
     this.#deps = deps
-    this.#https = config.tls === undefined ? undefined : https.createServer({ cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key) })
+    // The same AEAD-only TLS 1.2 suites as the https listeners' default.
+    this.#https = config.tls === undefined ? undefined : https.createServer({ cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key), ciphers: DEFAULT_CIPHERS, honorCipherOrder: false })
     this.server = new TunnelServer({
       ...(this.#https === undefined ? { host: config.address.host, port: config.address.port } : { server: this.#https, path: '/' }),
       secret: config.secret,

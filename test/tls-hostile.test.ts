@@ -3,10 +3,13 @@
 // listeners; a passthrough splice with no bytes either way is closed after tunnel_idle_timeout, a busy one is not.
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
+import { spawnSync } from 'node:child_process'
+import { writeFile } from 'node:fs/promises'
 import http2 from 'node:http2'
 import net from 'node:net'
+import { join } from 'node:path'
 import tls from 'node:tls'
-import { freePort, spawnCli, waitUntil, type CliEdge } from './helpers.js'
+import { freePort, runCli, spawnCli, waitUntil, type CliEdge } from './helpers.js'
 import { makePki, type Pki } from './tls-fixtures.js'
 
 /** What node's TLS client sends first, captured by a plain TCP server. */
@@ -286,4 +289,91 @@ test('SIGTERM exits within shutdown_timeout with a WebSocket upgraded over TLS s
   const ms = await stopTime(e.cli)
   t.diagnostic(`exit ${ms} ms after SIGTERM`)
   assert.ok(ms >= 0 && ms < 2000, `exit took ${ms < 0 ? 'over 5000' : ms} ms with shutdown_timeout = 1 s`)
+})
+
+/** A TLS 1.2 handshake offering only `cipher`: the suite agreed on, or the error. */
+function tls12With (port: number, cipher: string, ca: string, servername: string): Promise<string> {
+  return new Promise(resolve => {
+    const s = tls.connect({ host: '127.0.0.1', port, servername, ca, ciphers: cipher, maxVersion: 'TLSv1.2', checkServerIdentity: () => undefined }, () => {
+      resolve(s.getCipher().name)
+      s.destroy()
+    })
+    s.on('error', err => { resolve(`refused: ${err.message}`) })
+  })
+}
+
+test('TLS 1.2 offers AEAD suites only by default (https and tunnel listeners); a listener\'s ciphers key changes that', async t => {
+  const pki = await makePki(t)
+  const www = await pki.issue(['www.example.com'])
+  const https = await freePort()
+  const legacy = await freePort()
+  const tunnel = await freePort()
+  await spawnCli(t, `
+[[listeners]]
+name = "websecure"
+listen = "127.0.0.1:${https}"
+protocol = "https"
+certificates = [{ cert = "${www.cert}", key = "${www.key}" }]
+
+[[listeners]]
+name = "legacy"
+listen = "127.0.0.1:${legacy}"
+protocol = "https"
+certificates = [{ cert = "${www.cert}", key = "${www.key}" }]
+ciphers = "ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES128-GCM-SHA256"
+
+[tunnel]
+listen = "127.0.0.1:${tunnel}"
+secret = "tls-hostile-test-secret-0123456789"
+allow = ["*.tunnel.test"]
+tls = { cert = "${www.cert}", key = "${www.key}" }
+
+[[routes]]
+respond = { status = 200, body = "ok" }
+`, { listeningCount: 3 })
+  const ca = pki.ca.cert
+  const cbc = 'ECDHE-ECDSA-AES128-SHA' // the test certificates are ECDSA (P-256)
+  const gcm = 'ECDHE-ECDSA-AES128-GCM-SHA256'
+  for (const port of [https, tunnel]) {
+    assert.match(await tls12With(port, cbc, ca, 'www.example.com'), /^refused: .*handshake failure/i, `a CBC suite on port ${port}`)
+    assert.equal(await tls12With(port, gcm, ca, 'www.example.com'), gcm)
+    assert.equal(await tls12With(port, 'ECDHE-ECDSA-CHACHA20-POLY1305', ca, 'www.example.com'), 'ECDHE-ECDSA-CHACHA20-POLY1305')
+  }
+  assert.equal(await tls12With(legacy, cbc, ca, 'www.example.com'), cbc)
+  assert.equal(await tls12With(legacy, gcm, ca, 'www.example.com'), gcm)
+  // TLS 1.3 is untouched.
+  const v13 = await new Promise<string>((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port: https, servername: 'www.example.com', ca }, () => { resolve(`${s.getProtocol() ?? ''} ${s.getCipher().name}`); s.destroy() })
+    s.on('error', reject)
+  })
+  assert.match(v13, /^TLSv1\.3 TLS_/)
+  // openssl as the client too (what testssl.sh drives): the CBC suite gets no handshake.
+  const sclient = spawnSync('openssl', ['s_client', '-connect', `127.0.0.1:${https}`, '-tls1_2', '-cipher', cbc, '-servername', 'www.example.com'], { input: '', encoding: 'utf8', timeout: 5000 })
+  assert.notEqual(sclient.status, 0, `openssl s_client agreed on ${cbc}:\n${sclient.stdout}`)
+  const sgcm = spawnSync('openssl', ['s_client', '-connect', `127.0.0.1:${https}`, '-tls1_2', '-cipher', gcm, '-servername', 'www.example.com'], { input: '', encoding: 'utf8', timeout: 5000 })
+  assert.match(sgcm.stdout, new RegExp(`Cipher is ${gcm}`))
+})
+
+test('a ciphers string OpenSSL refuses is a config error naming its key', async t => {
+  const pki = await makePki(t)
+  const www = await pki.issue(['www.example.com'])
+  const file = join(pki.dir, 'bad.toml')
+  await writeFile(file, `
+[[listeners]]
+name = "websecure"
+listen = "127.0.0.1:0"
+protocol = "https"
+certificates = [{ cert = "${www.cert}", key = "${www.key}" }]
+ciphers = "NOT-A-CIPHER:ALSO-NOT"
+
+[[listeners]]
+name = "web"
+listen = "127.0.0.1:0"
+ciphers = "ECDHE-ECDSA-AES128-GCM-SHA256"
+`)
+  const r = await runCli(['check', '--config', file])
+  assert.notEqual(r.code, 0)
+  const out = r.stdout + r.stderr
+  assert.match(out, /listeners\[0\]\.ciphers: OpenSSL refuses the cipher list "NOT-A-CIPHER:ALSO-NOT"/)
+  assert.match(out, /listeners\[1\]\.ciphers: ciphers only applies to protocol = "https"/)
 })
