@@ -1,5 +1,5 @@
 // The edge's view of its certificates: rows for the status JSON and the expiry gauge, and the event log lines
-// for certificate loads, rejected replacements and coming expiry (CertStore warns 14 days ahead).
+// for certificate loads, rejected replacements, coming expiry (CertStore warns 14 days ahead) and OCSP stapling.
 import type { Logger } from 'pino'
 import type { CertStoreEvent } from './tls/sni.js'
 import { HttpsListener } from './https-listener.js'
@@ -33,7 +33,16 @@ export function logCertEvent (log: Logger): (listener: string) => (e: CertStoreE
       case 'expired': log.error({ listener, cert: e.cert, names: e.names, not_after: e.notAfter.toISOString() }, 'certificate has expired'); return
       case 'rejected': log.error({ listener, cert: e.cert, reason: e.reason, kept_previous: e.keptPrevious }, 'certificate refused'); return
       case 'skipped': log.warn({ listener, cert: e.cert, reason: e.reason }, 'certificate skipped'); return
-      case 'removed': log.info({ listener, cert: e.cert }, 'certificate removed')
+      case 'removed': log.info({ listener, cert: e.cert }, 'certificate removed'); return
+      case 'ocsp-stapled': {
+        const fields = { listener, cert: e.cert, responder: e.responder, next_update: e.nextUpdate?.toISOString() }
+        if (e.renewed) log.debug(fields, 'OCSP response renewed')
+        else log.info(fields, 'OCSP response stapled')
+        return
+      }
+      case 'ocsp-failed': log.warn({ listener, cert: e.cert, responder: e.responder, reason: e.reason, retry_in_ms: e.retryInMs, still_stapled: e.stillStapled }, 'OCSP fetch failed'); return
+      case 'ocsp-revoked': log.error({ listener, cert: e.cert, responder: e.responder, status: e.status }, `the OCSP responder says the certificate is ${e.status}; nothing is stapled`); return
+      case 'ocsp-skipped': log.debug({ listener, cert: e.cert, reason: e.reason }, 'OCSP stapling skipped')
     }
   }
 }

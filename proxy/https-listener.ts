@@ -32,6 +32,7 @@ export function certStoreOptions (t: ListenerTlsConfig, onEvent: (e: CertStoreEv
     minVersion: t.minVersion,
     // honorCipherOrder off: with only strong suites offered the client's preference is the better one (Mozilla).
     context: { ciphers: t.ciphers, honorCipherOrder: false },
+    ocsp: true,
     onEvent,
   }
 }

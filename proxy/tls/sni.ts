@@ -1,6 +1,7 @@
 // The certificate store for TLS termination: one SecureContext per certificate, picked by SNI (exact name, then
 // one-label wildcard, then the default), reloaded from disk without touching open connections. A replacement that
-// fails to parse or does not match its key is refused and the previous certificate stays in service.
+// fails to parse or does not match its key is refused and the previous certificate stays in service. With `ocsp`,
+// the certificates it serves get OCSP answers stapled (stapler.ts).
 import { X509Certificate, createPrivateKey } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { basename, dirname, resolve } from 'node:path'
@@ -10,6 +11,7 @@ import { describeCertificate } from './certs.js'
 import { NameTable, normalizeServerName } from './names.js'
 import { FileWatcher } from './watch.js'
 import { scanDirectory, stampOf, type CertificateFiles } from './cert-files.js'
+import { OcspStapler, type StapleEvent } from './stapler.js'
 
 export type { CertificateFiles } from './cert-files.js'
 
@@ -30,6 +32,8 @@ export interface CertStoreOptions {
   readonly pollIntervalMs?: number
   readonly debounceMs?: number
   readonly expiryWarningDays?: number
+  /** Staple OCSP answers for certificates that name a responder and carry their issuer (default false). */
+  readonly ocsp?: boolean
   readonly onEvent?: (event: CertStoreEvent) => void
 }
 
@@ -40,6 +44,7 @@ export type CertStoreEvent =
   | { readonly type: 'removed', readonly cert: string }
   | { readonly type: 'expiring', readonly cert: string, readonly names: readonly string[], readonly notAfter: Date, readonly daysLeft: number }
   | { readonly type: 'expired', readonly cert: string, readonly names: readonly string[], readonly notAfter: Date }
+  | StapleEvent
 
 export interface CertificateStatus {
   readonly cert: string
@@ -81,11 +86,22 @@ export class CertStore {
   /** Loads run one at a time; a reload asked for while one waits joins the waiting one. */
   #queue: Promise<unknown> = Promise.resolve()
   #pendingReload: Promise<void> | undefined
+  #stapler: OcspStapler | undefined
   #closed = false
 
   constructor (options: CertStoreOptions) {
     checkOptions(options)
     this.#opts = options
+    this.#setStapling()
+  }
+
+  #setStapling (): void {
+    if (this.#opts.ocsp === true && this.#stapler === undefined && !this.#closed) {
+      this.#stapler = new OcspStapler({ onEvent: e => { this.#emit(e) } })
+    } else if (this.#opts.ocsp !== true && this.#stapler !== undefined) {
+      this.#stapler.close()
+      this.#stapler = undefined
+    }
   }
 
   /** Loads everything; throws if nothing loads, or if an explicitly listed pair is bad. */
@@ -103,10 +119,12 @@ export class CertStore {
     await this.#exclusive(async () => {
       const saved = { opts: this.#opts, entries: this.#entries, failed: [...this.#failed] }
       this.#opts = options
+      this.#setStapling()
       this.#entries = []
       this.#failed.clear()
       await this.#initialLoad().catch((err: unknown) => {
         this.#opts = saved.opts
+        this.#setStapling()
         for (const [k, v] of saved.failed) this.#failed.set(k, v)
         this.#swap(saved.entries)
         throw err
@@ -178,10 +196,19 @@ export class CertStore {
     }
   }
 
-  /** Keeps `server`'s own context (used when the client sends no SNI) on the current default certificate. */
+  /**
+   * Keeps `server`'s own context (used when the client sends no SNI) on the current default certificate, and
+   * answers its clients' OCSP status requests from the stapler.
+   */
   attach (server: tls.Server): void {
     this.#servers.add(server)
+    server.on('OCSPRequest', this.#onOcspRequest)
     server.once('close', () => { this.#servers.delete(server) })
+  }
+
+  // Only for clients that send status_request; the answer is already in hand (or there is none).
+  readonly #onOcspRequest = (cert: Buffer, _issuer: Buffer, cb: (err: Error | null, resp: Buffer | null) => void): void => {
+    cb(null, this.#stapler?.staple(cert) ?? null)
   }
 
   certificates (now = Date.now()): CertificateStatus[] {
@@ -199,6 +226,8 @@ export class CertStore {
   close (): void {
     this.#closed = true
     this.#watcher?.close()
+    this.#stapler?.close()
+    this.#stapler = undefined
     this.#servers.clear()
   }
 
@@ -299,6 +328,7 @@ export class CertStore {
     this.#entries = next
     this.#table = table
     this.#default = def
+    this.#stapler?.sync(next.map(e => ({ file: e.files.cert, certPem: e.certPem })))
     if (defaultChanged && def !== undefined) {
       // setSecureContext affects new connections only; open ones keep their context.
       for (const s of this.#servers) s.setSecureContext({ ...this.#contextOptions(), cert: def.certPem, key: def.keyPem })
