@@ -82,7 +82,7 @@ export class HttpsListener extends HttpListener {
       res.end('501 CONNECT over HTTP/2 is not supported\n')
       return
     }
-    this.handle(req as unknown as IncomingMessage, res as unknown as ServerResponse)
+    this.serve(req as unknown as IncomingMessage, res as unknown as ServerResponse, true)
   }
 
   override async listen (): Promise<void> {
