@@ -13,6 +13,7 @@ import type { PoolRuntime } from './pool.js'
 import { clientIpOf, rewritePath, scanRequest, versionRefusal } from './http-listener.js'
 import { tlsConnectOptions } from './transport.js'
 import { parserEvents, responseParser } from './h1.js'
+import { idleTimeout } from './idle.js'
 
 export interface UpgradeOptions {
   /** Largest backend answer head read before the switch. */
@@ -120,10 +121,10 @@ export function proxyUpgrade (req: IncomingMessage, socket: Socket, head: Buffer
     if (switchTo !== undefined) socket.write(switchTo, 'latin1')
     if (rest.length > 0) socket.write(rest)
     if (head.length > 0) upstream.write(head)
-    // One timer on the client socket: node resets it on every read and every write there, so it sees both ways.
-    if (opts.idleTimeout > 0) socket.setTimeout(opts.idleTimeout, () => { socket.destroy(); upstream.destroy() })
     upstream.pipe(socket)
     socket.pipe(upstream)
+    // The client socket first: whatever timeout its HTTP server left on it is replaced.
+    idleTimeout(socket, upstream, opts.idleTimeout)
   }
 
   const onAnswer = (chunk: Buffer): void => {
