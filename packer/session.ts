@@ -200,7 +200,8 @@ export class Session extends EventEmitter {
       this.dispatch(frame)
     } catch (err) {
       // A listener's bug or our own: it ends this session, never the process.
-      this.destroy(err instanceof Error ? err : new TunnelError('EP_ERR_TUNNEL_PROTOCOL', `frame handling failed: ${String(err)}`))
+      // A thrown non-Error (a string, a null-prototype object) must not break destroy() itself.
+      this.destroy(err instanceof Error ? err : new Error('frame handling threw a non-Error value', { cause: err }))
     }
   }
 

@@ -114,6 +114,7 @@ test('a tunnel client that floods PINGs and never reads is dropped, with the edg
   await waitFor(() => sock.destroyed || sock.readableEnded, 2000)
 })
 
+// ws bounds its own automatic pongs (maxPendingAutoPongs); pinned here so that bound is never switched off.
 test('WebSocket-level pings that are never read end the connection too', async t => {
   const { edge } = await startEdge(t)
   const sock = await rawUpgrade(edge.address().port, token([NAME]))
@@ -268,6 +269,22 @@ test('hostile frames close only their own session; the edge keeps serving', asyn
 
   assert.equal(goodSession.closed, false)
   assert.equal(edge.lookup('good.tunnel.test').length, 1)
+})
+
+test('an exception thrown while a frame is handled (even a non-Error) closes that session, not the process', async t => {
+  const { edge, url } = await startEdge(t)
+  let throwIt = true
+  edge.on('register', () => { if (throwIt) throw Object.create(null) as unknown }) // not even String() works on it
+  const opened = once(edge, 'session') as Promise<[Session]>
+  const ws = await rawClient(url)
+  t.after(() => ws.terminate())
+  const [session] = await opened
+  if (!session.closed) await Promise.race([once(session, 'close'), sleep(2000)])
+  assert.match(session.closeError?.message ?? '', /non-Error/)
+  throwIt = false
+  const again = await rawClient(url)
+  t.after(() => again.terminate())
+  assert.equal((await registered(edge, NAME)).closed, false)
 })
 
 /** A ws client with a valid token that sends HELLO and otherwise does only what the test says. */
