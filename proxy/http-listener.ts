@@ -317,6 +317,12 @@ export class HttpListener implements ExchangeObserver {
     }, (req, res) => { this.serve(req, res, false) })
     server.on('clientError', onClientError)
     server.on('upgrade', onUpgrade)
+    // Forward proxying is not this edge's job: answered as the edge's own server answers it.
+    server.on('connect', (_req: IncomingMessage, socket: Socket) => {
+      socket.on('error', () => { socket.destroy() })
+      socket.once('finish', () => { socket.destroy() })
+      socket.end('HTTP/1.1 405 Method Not Allowed\r\nconnection: close\r\ncontent-length: 0\r\n\r\n')
+    })
     this.server = server
   }
 

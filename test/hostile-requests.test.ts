@@ -313,3 +313,21 @@ backends = ["${rec.url}"]
   await waitUntil(async () => (await metric(cli, 'edge_process_restarts_total').catch(() => undefined)) === 1, 15_000, 'the restart counted')
   await waitUntil(() => cli.events.filter(e => e.msg === 'listening').length >= 3, 15_000, 'a new worker listening')
 })
+
+test('CONNECT is answered 405 on both HTTP/1.1 servers, never tunnelled', async t => {
+  const rec = await recorder(t, () => OK)
+  for (const server of ['edge', 'node']) {
+    const cli = await spawnCli(t, `
+[server]
+http1_server = "${server}"
+[[routes]]
+pool = "p"
+[pools.p]
+backends = ["${rec.url}"]
+`)
+    const r = await exchange(cli.port, 'CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\nSSH-2.0-x\r\n')
+    assert.equal(statusOf(r.text), 405, `${server}: ${JSON.stringify(r.text)}`)
+    assert.ok(r.closed)
+  }
+  assert.equal(rec.all(), '')
+})
