@@ -144,7 +144,7 @@ export class Session extends EventEmitter {
 
   /** @internal Returns window for data the application has consumed since the last call. */
   credit (s: TunnelStream): void {
-    const consumed = s.recvTotal - s.readableLength
+    const consumed = s.recvTotal - s.readableLength - s.heldBytes
     const d = consumed - s.consumed
     if (d <= 0 || this.closed) return
     s.consumed = consumed
@@ -235,6 +235,7 @@ export class Session extends EventEmitter {
         if (s === undefined) return
         if (s.endReceived) return this.fail(`second END on stream ${f.streamId}`)
         s.endReceived = true
+        s.releaseHeld()
         s.push(null)
         return
       }
@@ -276,7 +277,7 @@ export class Session extends EventEmitter {
     s.recvWindow -= n
     s.recvTotal += n
     s.stats.bytesIn += n
-    s.push(f.payload)
+    s.receive(f.payload)
     this.credit(s)
   }
 
