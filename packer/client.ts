@@ -131,9 +131,11 @@ export class TunnelClient extends EventEmitter {
     ws.once('open', () => { this.onOpen(link, ws) })
     ws.once('close', () => {
       const had = link.grant !== undefined
+      // Why the session ended (timeout, flood, protocol error...), when it ended itself before the socket did.
+      const why = link.session?.closeError
       link.session = undefined
       link.grant = undefined
-      if (had) this.emit('disconnect', link.url)
+      if (had) this.emit('disconnect', link.url, why)
       this.scheduleRedial(link)
     })
   }

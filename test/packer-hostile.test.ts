@@ -206,9 +206,11 @@ test('an edge that floods PINGs and never reads drops the tunnel client\'s sessi
   t.after(() => client.close())
   const [, session] = await once(client, 'session') as [string, Session]
   const queue = trackQueue(session)
+  const lost = once(client, 'disconnect') as Promise<[string, TunnelError | undefined]>
   const [err] = await Promise.race([once(session, 'close'), sleep(3000).then(() => [undefined])]) as [TunnelError | undefined]
   stopAt = 0
   assert.equal(err?.code, 'EP_ERR_TUNNEL_FLOOD')
+  assert.equal((await lost)[1]?.code, 'EP_ERR_TUNNEL_FLOOD') // the client says why it lost the edge
   assert.ok(queue.max <= QUEUE_BOUND, `client queued ${queue.max} bytes for an edge that reads nothing`)
 })
 
