@@ -52,7 +52,7 @@ async function rawUpgrade (port: number, bearer: string): Promise<Socket> {
  * Writes `chunk` over and over (with backpressure) until `stop()` says so, `maxBytes` are sent or `maxMs` pass;
  * calls `sample()` between writes. Returns the bytes written.
  */
-async function flood (sock: Socket, chunk: Buffer, stop: () => boolean, sample: () => void, maxBytes = 50e6, maxMs = 2000): Promise<number> {
+async function flood (sock: Socket, chunk: Buffer, stop: () => boolean, sample: () => void, maxBytes = 50e6, maxMs = 4000): Promise<number> {
   const deadline = Date.now() + maxMs
   let sent = 0
   while (!stop() && !sock.destroyed && sent < maxBytes && Date.now() < deadline) {
@@ -100,6 +100,8 @@ test('a tunnel client that floods PINGs and never reads is dropped, with the edg
   const timer = setInterval(sample, 5)
   t.after(() => { clearInterval(timer) })
   const sent = await flood(sock, chunk, () => session.closed, sample)
+  // What is still in flight (in the kernel, on its way to the edge) is read after the writer stops.
+  await closed(session, 5000)
   clearInterval(timer)
   const maxQueued = queue.max
   t.diagnostic(`flood: ${(sent / 1e6).toFixed(1)} MB of PINGs, edge queue peak ${maxQueued} B, rss +${((maxRss - rss0) / 1e6).toFixed(1)} MB`)
@@ -123,6 +125,7 @@ test('WebSocket-level pings that are never read end the connection too', async t
   const session = await registered(edge, NAME)
   const wsPing = wsFrame(Buffer.alloc(125, 1), true, 0x9)
   const sent = await flood(sock, Buffer.concat(Array.from({ length: 8000 }, () => wsPing)), () => session.closed, () => {}, 20e6)
+  await closed(session, 5000)
   assert.equal(session.closed, true, `session still open after ${sent} bytes of WebSocket pings`)
 })
 
@@ -135,7 +138,7 @@ test('PONGs guessed without reading the PINGs do not keep a session alive', asyn
   const guesses = Buffer.concat(Array.from({ length: 64 }, (_, i) => encodePing(FrameType.PONG, BigInt(i))))
   const timer = setInterval(() => { for (let i = 0; i < guesses.length; i += 20) ws.send(guesses.subarray(i, i + 20)) }, 10)
   t.after(() => { clearInterval(timer) })
-  const [err] = await Promise.race([once(session, 'close'), sleep(1500).then(() => [undefined])]) as [TunnelError | undefined]
+  const err = await closed(session, 1500)
   assert.equal(err?.code, 'EP_ERR_TUNNEL_TIMEOUT')
   assert.equal(edge.lookup(NAME).length, 0)
 })
@@ -192,7 +195,7 @@ test('an edge that floods PINGs and never reads drops the tunnel client\'s sessi
       sock.write(wsFrame(encodeFrame(FrameType.GRANT, 0, encodeGrant({ streamWindow: 1 << 18, sessionWindow: 1 << 23, granted: [{ service: 'http', name: NAME }], refused: [] })), false))
       const ping = wsFrame(encodePing(FrameType.PING, 7n), false)
       const chunk = Buffer.concat(Array.from({ length: 40_000 }, () => ping))
-      stopAt = Date.now() + 2000
+      stopAt = Date.now() + 4000
       void flood(sock, chunk, () => Date.now() > stopAt, () => {})
     }
     sock.on('data', onData)
@@ -207,7 +210,7 @@ test('an edge that floods PINGs and never reads drops the tunnel client\'s sessi
   const [, session] = await once(client, 'session') as [string, Session]
   const queue = trackQueue(session)
   const lost = once(client, 'disconnect') as Promise<[string, TunnelError | undefined]>
-  const [err] = await Promise.race([once(session, 'close'), sleep(3000).then(() => [undefined])]) as [TunnelError | undefined]
+  const err = await closed(session, 6000)
   stopAt = 0
   assert.equal(err?.code, 'EP_ERR_TUNNEL_FLOOD')
   assert.equal((await lost)[1]?.code, 'EP_ERR_TUNNEL_FLOOD') // the client says why it lost the edge
@@ -241,7 +244,7 @@ test('hostile frames close only their own session; the edge keeps serving', asyn
     const session = await registered(edge, NAME)
     for (const f of frames) ws.send(f)
     if (expect !== 'open') {
-      const [err] = await Promise.race([once(session, 'close'), sleep(1000).then(() => [undefined])]) as [TunnelError | undefined]
+      const err = await closed(session, 1000)
       assert.equal(err?.code, expect, name)
     } else {
       await sleep(50)
@@ -281,7 +284,7 @@ test('an exception thrown while a frame is handled (even a non-Error) closes tha
   const ws = await rawClient(url)
   t.after(() => ws.terminate())
   const [session] = await opened
-  if (!session.closed) await Promise.race([once(session, 'close'), sleep(2000)])
+  await closed(session, 2000)
   assert.match(session.closeError?.message ?? '', /non-Error/)
   throwIt = false
   const again = await rawClient(url)
@@ -338,6 +341,18 @@ async function rawClient (url: string, name = NAME): Promise<WebSocket> {
   await once(ws, 'open')
   ws.send(encodeFrame(FrameType.HELLO, 0, encodeHello({ streamWindow: 1 << 18, sessionWindow: 1 << 23, claims: [{ service: 'http', name }] })))
   return ws
+}
+
+/** The session's close error once it closes, or undefined after `ms` (the timer does not outlive the test). */
+async function closed (session: Session, ms: number): Promise<TunnelError | undefined> {
+  if (session.closed) return session.closeError as TunnelError | undefined
+  let timer: NodeJS.Timeout | undefined
+  const err = await new Promise<TunnelError | undefined>(resolve => {
+    timer = setTimeout(() => { resolve(undefined) }, ms)
+    session.once('close', resolve)
+  })
+  clearTimeout(timer)
+  return err
 }
 
 async function waitFor (cond: () => boolean, ms: number): Promise<void> {
