@@ -58,6 +58,9 @@ export class TunnelMembers {
       if (service === 'http' || service === 'tls') this.remove(service === 'tls' ? `tls:${name}` : name, session)
     })
     this.server.on('refused', (err: Error, ip: string | undefined) => { deps.log.warn({ reason: err.message, ip }, 'tunnel refused') })
+    this.server.on('session-close', (session: Session, err: (Error & { code?: string }) | undefined) => {
+      if (err !== undefined) deps.log.warn({ sub: session.meta.sub, code: err.code, reason: err.message }, 'tunnel session closed')
+    })
   }
 
   async start (): Promise<void> {
