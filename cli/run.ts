@@ -71,6 +71,8 @@ async function runSingle (initial: Config, log: Logger, demo: DemoBackends | und
     if (stopping) return
     stopping = true
     log.info({ signal, timeout_ms: timeout }, 'shutting down: finishing in-flight requests')
+    // shutdown_timeout bounds the whole stop: whatever still holds on past it (a close that never settles) is cut.
+    setTimeout(() => { log.warn({ timeout_ms: timeout }, 'shutdown overran its bound; exiting now'); log.flush(); process.exit(0) }, timeout + 1000)
     await admin.close()
     await health.close()
     await edge.close(timeout)
@@ -82,6 +84,9 @@ async function runSingle (initial: Config, log: Logger, demo: DemoBackends | und
   onSignals(reload, signal => stop(signal, edge.config.server.shutdownTimeout))
   // The supervisor itself was killed (SIGKILL, say): whoever did it wants the edge down, so do not linger as an
   // orphan holding the ports.
-  if (process.env[SUPERVISED_ENV] === '1') process.on('disconnect', () => { void stop('supervisor gone', 0) })
+  if (process.env[SUPERVISED_ENV] === '1') {
+    process.on('disconnect', () => { void stop('supervisor gone', 0) })
+    if (!process.connected) void stop('supervisor gone', 0) // it died while this process was starting
+  }
   tellSupervisor({ type: 'ready' })
 }
