@@ -219,12 +219,19 @@ export async function refusedUrl (): Promise<string> {
 }
 
 /** A free port on `host`: bind :0, read the port, close. */
+/** Ports this test process handed out already: the kernel may hand a released port out again at once. */
+const handedOut = new Set<number>()
+
 export async function freePort (host = '127.0.0.1'): Promise<number> {
-  const s = net.createServer()
-  await new Promise<void>(resolve => s.listen(0, host, resolve))
-  const port = portOf(s)
-  await closeServer(s)
-  return port
+  for (;;) {
+    const s = net.createServer()
+    await new Promise<void>(resolve => s.listen(0, host, resolve))
+    const port = portOf(s)
+    await closeServer(s)
+    if (handedOut.has(port)) continue
+    handedOut.add(port)
+    return port
+  }
 }
 
 export interface RawBackend {

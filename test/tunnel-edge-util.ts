@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import http from 'node:http'
-import { createServer, type AddressInfo } from 'node:net'
+import type { AddressInfo } from 'node:net'
+import { freePort } from './helpers.js'
 import { createInterface } from 'node:readline'
 import type { Readable } from 'node:stream'
 
@@ -21,15 +22,8 @@ export function sleep (ms: number): Promise<void> { return new Promise(resolve =
 /** Resolves with `value` after ms, without keeping the process alive (for Promise.race deadlines). */
 export function deadline<T> (ms: number, value: T): Promise<T> { return new Promise(resolve => setTimeout(resolve, ms, value).unref()) }
 
-/** A free loopback port: bind 0, read it, close. */
-export async function freePort (): Promise<number> {
-  const s = createServer()
-  s.listen(0, '127.0.0.1')
-  await once(s, 'listening')
-  const port = (s.address() as AddressInfo).port
-  await new Promise(resolve => s.close(resolve))
-  return port
-}
+/** A free loopback port, never one handed out before in this process. */
+export { freePort }
 
 /** Collects a child's stderr lines; wait() resolves on the first line (at index >= from) that matches. */
 export class Lines {
