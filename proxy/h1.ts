@@ -541,8 +541,13 @@ function executed (c: H1Conn, r: number | ParseError, d: Buffer | undefined): vo
   // llhttp stopped after the upgrade request's head: what follows belongs to the new protocol.
   const head = (d ?? c.parser.getCurrentBuffer()).subarray(r)
   // Nothing is read until the upgrade's handler pipes the socket (node:http does the same).
+  const h = c.handle
   stopReading(c)
   c.socket.pause()
+  // Pipelined requests before it may have stopped the native handle behind the stream's back (PAUSE_QUEUE): the
+  // stream still counts a read in flight and would never start one again, so later bytes of the new protocol were
+  // never read. Reading resumes into the paused stream's buffer, which stops the handle itself when full.
+  if (h !== undefined && h.reading === false) { h.reading = true; h.readStart() }
   if (c.cur === undefined && c.queue.length === 0) { startUpgrade(c, up, head); return }
   // An upgrade pipelined behind answers still being written waits for them (responseDone starts it).
   c.upgradeHead = head
