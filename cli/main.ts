@@ -6,7 +6,6 @@ import { readFile } from 'node:fs/promises'
 import cluster from 'node:cluster'
 import { dirname, join, resolve } from 'node:path'
 import { ConfigError, loadConfigFile, parseConfigText, summarize } from '../config/load.js'
-import { runEdge } from './run.js'
 import { CONFIG_TEXT_ENV, SUPERVISED_ENV, supervise } from './supervisor.js'
 import { createEventLog } from '../proxy/log.js'
 
@@ -82,6 +81,8 @@ async function main (argv: string[]): Promise<number> {
         supervise(rest, await readFile(resolve(file), 'utf8'), createEventLog(config.log.level))
         return -1
       }
+      // Loaded here, not at the top: the supervisor never serves, so it stays a small process.
+      const { runEdge } = await import('./run.js')
       await runEdge(config, { file, demo: values.demo === true })
       return -1 // keeps running
     }
