@@ -3,7 +3,7 @@
 import { readFile } from 'node:fs/promises'
 import type { Config } from '../config/types.js'
 import { ConfigError, parseConfigText } from '../config/load.js'
-import type { EventLog } from '../proxy/events.js'
+import type { EventLog } from '../proxy/ops/events.js'
 
 /** Checks a drain request against the running config and says what it did. */
 export function validateDrain (config: Config, pool: string, backend: string): string | undefined {

@@ -3,7 +3,7 @@
 import type { Logger } from 'pino'
 import type { Config } from '../config/types.js'
 import { HealthChecker, type HealthVerdict } from '../health/checker.js'
-import type { EventLog } from '../proxy/events.js'
+import type { EventLog } from '../proxy/ops/events.js'
 
 export interface MemberVerdict {
   readonly pool: string

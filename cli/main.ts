@@ -7,7 +7,7 @@ import cluster from 'node:cluster'
 import { dirname, join, resolve } from 'node:path'
 import { ConfigError, loadConfigFile, parseConfigText, summarize } from '../config/load.js'
 import { CONFIG_TEXT_ENV, SUPERVISED_ENV, supervise } from './supervisor.js'
-import { createEventLog } from '../proxy/log.js'
+import { createEventLog } from '../proxy/ops/log.js'
 
 const HELP = `edge-proxy: an edge routing proxy and load balancer
 

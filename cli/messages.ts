@@ -1,6 +1,6 @@
 // IPC between the cluster primary and its workers.
-import type { EdgeEvent } from '../proxy/events.js'
-import type { EdgeStatus } from '../proxy/status.js'
+import type { EdgeEvent } from '../proxy/ops/events.js'
+import type { EdgeStatus } from '../proxy/ops/status.js'
 
 export type ToWorker =
   | { type: 'reload', text: string, file: string, id: number }

@@ -140,7 +140,7 @@ export interface Config {
     readonly maxHeaderBytes: number
     readonly headersTimeout: number
     readonly keepAliveTimeout: number
-    /** HTTP/1.1 server of http/https listeners: "edge" (proxy/h1.ts, the default) or "node" (node:http). */
+    /** HTTP/1.1 server of http/https listeners: "edge" (proxy/listen/h1.ts, the default) or "node" (node:http). */
     readonly http1Server: 'edge' | 'node'
     /** ms without a byte either way after which an upgraded splice or a TLS passthrough is closed; 0 = never. */
     readonly tunnelIdleTimeout: number

@@ -168,7 +168,7 @@ export class TunnelClient extends EventEmitter {
 
   private readonly onStreamError = function (this: TunnelStream, err: Error): void {
     // Reported, never thrown: a failed stream is that stream's problem only.
-    this.session.emit('stream-error', this, err)
+    ;(this.session as Session).emit('stream-error', this, err) // the client's sessions are Sessions
   }
 
   private readonly onStream = (s: TunnelStream): void => {

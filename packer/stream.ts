@@ -3,7 +3,6 @@
 // and how much received data the application has consumed (which is what earns the peer more window).
 import { Duplex } from 'node:stream'
 import type { OpenInfo } from './payload.js'
-import type { Session } from './session.js'
 import { MAX_DATA } from './frame.js'
 
 /**
@@ -13,6 +12,17 @@ import { MAX_DATA } from './frame.js'
  */
 const SMALL = 2048
 const SLAB = 16 * 1024
+
+/** What a stream asks of the session that owns the wire (the Session implements it). */
+export interface StreamOwner {
+  /** The stream has data to send: frame it when the scheduler and the windows allow. */
+  schedule (s: TunnelStream): void
+  /** The stream's writable side ended: send its END once queued data is out. */
+  sendEnd (s: TunnelStream): void
+  /** The application consumed received data: credit the peer's send window. */
+  credit (s: TunnelStream): void
+  streamClosed (s: TunnelStream, err: Error | null): void
+}
 
 export interface StreamStats {
   bytesIn: number
@@ -25,7 +35,7 @@ export class TunnelStream extends Duplex {
   readonly id: number
   readonly info: OpenInfo
   readonly stats: StreamStats = { bytesIn: 0, bytesOut: 0, windowStalls: 0 }
-  /** @internal */ readonly session: Session
+  /** @internal */ readonly session: StreamOwner
 
   // --- send side (owned by the session's scheduler) ---
   /** @internal Bytes the peer still accepts on this stream. */ sendWindow: number
@@ -52,7 +62,7 @@ export class TunnelStream extends Duplex {
   private slabStart = 0
   private slabEnd = 0
 
-  constructor (session: Session, id: number, info: OpenInfo, sendWindow: number, recvWindow: number) {
+  constructor (session: StreamOwner, id: number, info: OpenInfo, sendWindow: number, recvWindow: number) {
     // The readable buffer can never exceed the receive window (the peer would be violating it),
     // so push()'s return value is not needed for backpressure: the window is the backpressure.
     super({ readableHighWaterMark: recvWindow, writableHighWaterMark: MAX_DATA, allowHalfOpen: true })

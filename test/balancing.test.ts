@@ -4,12 +4,12 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import http from 'node:http'
-import { BackendStore } from '../proxy/backend.js'
-import { Member } from '../proxy/balancers/balancer.js'
-import { balancers } from '../proxy/balancers/index.js'
-import { ConsistentHash } from '../proxy/balancers/hash.js'
-import { RoundRobin } from '../proxy/balancers/round-robin.js'
-import { hashKeyOf } from '../proxy/pool.js'
+import { BackendStore } from '../proxy/upstream/store.js'
+import { Member } from '../proxy/upstream/member.js'
+import { balancers } from '../proxy/upstream/balancers/index.js'
+import { ConsistentHash } from '../proxy/upstream/balancers/hash.js'
+import { RoundRobin } from '../proxy/upstream/balancers/round-robin.js'
+import { hashKeyOf } from '../proxy/upstream/pool.js'
 import { BASE_TOML, echoOf, request, sleep, startBackend, startEdge } from './helpers.js'
 
 function keepAlive (t: { after (fn: () => void): void }): http.Agent {

@@ -2,7 +2,7 @@
 // both ways with matching SHA-256, upstream errors (502 / 504 / 503 with the request id), client aborts
 // cancelling the upstream request, and a backend dying mid-response breaking the client's transfer.
 import { test } from 'node:test'
-import { ms2 } from '../proxy/forward.js'
+import { ms2 } from '../proxy/forward/exchange.js'
 import assert from 'node:assert/strict'
 import http from 'node:http'
 import { createHash } from 'node:crypto'

@@ -1,4 +1,4 @@
-// The edge's own HTTP/1.1 server (proxy/h1.ts) against node:http: every case runs on both `http1_server` values
+// The edge's own HTTP/1.1 server (proxy/listen/h1.ts) against node:http: every case runs on both `http1_server` values
 // and must come out the same. Pipelining, Expect, HTTP/1.0 keep-alive, framing of length-less answers, HEAD,
 // request heads split over packets or longer than llhttp's 32-header batch, keepalive_timeout, graceful close,
 // an upgrade pipelined behind a slow answer.

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { backend, client, head, parsePrometheus, startEdge, sum, until, type TestBackend } from './edge-util.js'
 import { refusedUrl } from './helpers.js'
-import type { Member } from '../proxy/balancers/balancer.js'
+import type { Member } from '../proxy/upstream/member.js'
 import type { TestEdge } from './edge-util.js'
 
 function member (te: TestEdge, pool: string, b: TestBackend): Member {

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url'
 import type { TestContext } from 'node:test'
 import pino from 'pino'
 import { parseConfigText } from '../config/load.js'
-import { HttpListener } from '../proxy/http-listener.js'
+import { HttpListener } from '../proxy/listen/http-listener.js'
 import { Edge } from '../proxy/edge.js'
 
 type T = Pick<TestContext, 'after'>

@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { AggregatorRegistry, Registry } from 'prom-client'
-import { CellCounter, CellHistogram } from '../proxy/metric-cells.js'
+import { CellCounter, CellHistogram } from '../proxy/ops/metric-cells.js'
 
 test('cell histogram: inclusive upper bounds, cumulative buckets, sum and count in Prometheus text', async () => {
   const registry = new Registry()

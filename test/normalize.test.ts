@@ -2,7 +2,7 @@
 // bypassed by "/x/../admin", "//admin" or "/%61dmin"; and OPTIONS * is answered by the edge itself.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { normalizePath } from '../proxy/http-listener.js'
+import { normalizePath } from '../proxy/listen/request.js'
 import { BASE_TOML, echoOf, parseRawResponse, rawExchange, request, startBackend, startEdge } from './helpers.js'
 
 test('unit: normalizePath resolves dot segments, merges slashes, decodes only unreserved escapes', () => {

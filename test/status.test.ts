@@ -2,7 +2,7 @@
 // while in-flight and latency stay the backend's (they are what the backend itself carries).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { edgeStatus } from '../proxy/status.js'
+import { edgeStatus } from '../proxy/ops/status.js'
 import { BASE_TOML, request, startBackend, startEdge } from './helpers.js'
 
 test('status: request counts are per pool, for a backend shared by two pools', async t => {

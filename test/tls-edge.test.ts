@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { WebSocket, WebSocketServer, type ClientOptions } from 'ws'
 import { issueCertificate, writePair, fileStemFor } from '../proxy/tls/certs.js'
-import { edgeStatus } from '../proxy/status.js'
+import { edgeStatus } from '../proxy/ops/status.js'
 import { handshake, makePki } from './tls-fixtures.js'
 import { echoBackend, silentToml, startEdge } from './tls-edge-util.js'
 

@@ -5,7 +5,7 @@ import net from 'node:net'
 import type { Duplex } from 'node:stream'
 import { ClientHelloParser, DEFAULT_MAX_HELLO_BYTES } from './client-hello.js'
 import { NameTable } from './names.js'
-import { idleTimeout } from '../idle.js'
+import { idleTimeout } from '../listen/idle.js'
 
 export interface PassthroughTarget {
   readonly host: string

@@ -2,8 +2,8 @@
 // host-less routes are merged in file order (first match wins) and cached per host in a bounded LRU.
 import type { IncomingHttpHeaders } from 'node:http'
 import { LRUCache } from 'lru-cache'
-import type { RouteConfig } from '../config/types.js'
-import { sniMatches, sniOf } from './tls/names.js'
+import type { RouteConfig } from '../../config/types.js'
+import { sniMatches, sniOf } from '../tls/names.js'
 
 function wildcardMatches (pattern: string, host: string): boolean {
   // "*.example.com" matches one or more labels before ".example.com", never "example.com" itself.

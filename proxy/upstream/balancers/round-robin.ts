@@ -1,6 +1,7 @@
 // Smooth weighted round robin (as nginx): every pick adds each weight to its current weight, picks the
 // highest and subtracts the total, so a 1:2 pool goes b a b, b a b rather than a b b.
-import { usable, type Balancer, type Member } from './balancer.js'
+import { usable, type Balancer } from './balancer.js'
+import type { Member } from '../member.js'
 
 export class RoundRobin implements Balancer {
   pick (backends: readonly Member[], now: number, _key: string, exclude: Member | undefined): Member | undefined {

@@ -1,5 +1,6 @@
 // Least connections: the fewest in-flight requests per unit of weight; ties rotate so idle pools still spread.
-import { usable, type Balancer, type Member } from './balancer.js'
+import { usable, type Balancer } from './balancer.js'
+import type { Member } from '../member.js'
 
 export class LeastConn implements Balancer {
   #offset = 0

@@ -1,6 +1,7 @@
 // Power of two choices: two random usable backends, keep the one with the lower EWMA latency x (in-flight + 1).
 // A backend with no latency sample yet counts as fast, so new backends get traffic and a sample.
-import { usable, type Balancer, type Member } from './balancer.js'
+import { usable, type Balancer } from './balancer.js'
+import type { Member } from '../member.js'
 
 function cost (b: Member, now: number): number {
   return ((b.backend.ewma === 0 ? 1 : b.backend.ewma) * (b.backend.inflight + 1)) / b.weightAt(now)

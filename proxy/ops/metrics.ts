@@ -3,8 +3,8 @@
 // read from live objects at scrape time.
 import { Counter, Gauge, Registry } from 'prom-client'
 import { CellCounter, CellHistogram, type CounterCell, type HistogramCell } from './metric-cells.js'
-import type { EdgeTable } from './table.js'
-import type { Member } from './balancers/balancer.js'
+import type { EdgeTable } from '../route/table.js'
+import type { Member } from '../upstream/member.js'
 
 export interface TunnelSessionStats {
   readonly sub: string

@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto'
 import { isIP } from 'node:net'
 import type { IncomingMessage } from 'node:http'
-import { ADMIN_COOKIE } from './headers.js'
+import { ADMIN_COOKIE } from '../forward/headers.js'
 
 /**
  * The host names a request's Host may carry (lower-case, IPv6 without brackets): the listen host, the loopback

@@ -1,75 +1,10 @@
-// A backend is one upstream origin with its keep-alive connection pool and its live numbers.
-// Backends live in a BackendStore that outlives config reloads, so connections and stats carry over.
-import type { Duplex } from 'node:stream'
-import type { Dispatcher } from 'undici'
-import { LatencyStats } from '../health/latency.js'
-import { Member } from './balancers/balancer.js'
-import { OutlierDetector, type OutlierEvent } from '../health/outlier.js'
-import { RetryBudget } from '../health/retry-budget.js'
-import type { BackendTlsConfig, PoolConfig } from '../config/types.js'
-import { createDispatcher, transportKey } from './transport.js'
-
-export interface BackendOptions {
-  readonly connectTimeout: number
-  readonly keepAliveTimeout: number
-  readonly maxHeaderSize: number
-}
-
-const EWMA_DECAY = 0.2
-
-export class Backend {
-  readonly url: string
-  readonly host: string
-  /** Stable per-URL seed for rendezvous hashing. */
-  readonly seed: number
-  readonly dispatcher: Dispatcher
-  inflight = 0
-  /** Exponentially weighted moving average of time to first byte, in ms (0 = no sample yet). */
-  ewma = 0
-  requests = 0
-  failures = 0
-  /** Passive: after a refused connection the backend is passed over until this time (ms since epoch). */
-  unreachableUntil = 0
-  /** p50/p95/p99 and rates over sliding windows. */
-  readonly latency = new LatencyStats()
-
-  /** Set for a member that is a tunnel session: the name it serves. Tunnel backends are owned by the tunnel side. */
-  tunnel: string | undefined
-  /** For tunnel backends: the client whose request opens the next stream (it travels in the stream's OPEN). */
-  lastClient = ''
-  /** For tunnel backends: opens a raw stream to the service (Upgrade requests, tls passthrough). */
-  openRaw: ((clientIp: string, servername?: string) => Duplex) | undefined
-
-  /** The pool `tls` settings this backend's connections use (https only). */
-  readonly tls: BackendTlsConfig | undefined
-  readonly transport: string
-
-  constructor (url: string, opts: BackendOptions, tls?: BackendTlsConfig, dispatcher?: Dispatcher, host?: string) {
-    this.url = url
-    this.host = host ?? new URL(url).host
-    this.seed = hash32(url)
-    this.tls = tls
-    this.transport = transportKey(tls)
-    this.dispatcher = dispatcher ?? createDispatcher(url, opts, tls)
-  }
-
-  reachable (now: number): boolean {
-    return this.unreachableUntil <= now
-  }
-
-  markUnreachable (now: number, cooldown: number): void {
-    this.unreachableUntil = now + cooldown
-  }
-
-  observeLatency (ms: number, now: number): void {
-    this.ewma = this.ewma === 0 ? ms : this.ewma + EWMA_DECAY * (ms - this.ewma)
-    this.latency.record(ms, now)
-  }
-
-  close (): Promise<void> {
-    return this.dispatcher.close()
-  }
-}
+// The backends and pool members that outlive config reloads: connections, stats, health and drain state carry over.
+import type { BackendTlsConfig, PoolConfig } from '../../config/types.js'
+import { OutlierDetector, type OutlierEvent } from '../../health/outlier.js'
+import { RetryBudget } from '../../health/retry-budget.js'
+import { Backend } from './backend.js'
+import { Member } from './member.js'
+import { transportKey, type BackendOptions } from './transport.js'
 
 /** State of one pool that outlives reloads: passive outlier detection and the retry budget. */
 export class PoolState {
@@ -210,23 +145,4 @@ export class BackendStore {
     clearTimeout(timer)
     await Promise.all(own.map(b => b.dispatcher.destroy().catch(() => {})))
   }
-}
-
-/** FNV-1a over UTF-16 code units, finished with murmur3's fmix32 for avalanche. */
-export function hash32 (s: string, seed = 0x811c9dc5): number {
-  let h = seed >>> 0
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i)
-    h = Math.imul(h, 0x01000193)
-  }
-  return fmix32(h)
-}
-
-export function fmix32 (h: number): number {
-  h ^= h >>> 16
-  h = Math.imul(h, 0x85ebca6b)
-  h ^= h >>> 13
-  h = Math.imul(h, 0xc2b2ae35)
-  h ^= h >>> 16
-  return h >>> 0
 }

@@ -1,8 +1,8 @@
 // The edge's view of its certificates: rows for the status JSON and the expiry gauge, and the event log lines
 // for certificate loads, rejected replacements, coming expiry (CertStore warns 14 days ahead) and OCSP stapling.
 import type { Logger } from 'pino'
-import type { CertStoreEvent } from './tls/sni.js'
-import { HttpsListener } from './https-listener.js'
+import type { CertStoreEvent } from './sni.js'
+import { HttpsListener } from '../listen/https-listener.js'
 
 export interface CertificateRow {
   readonly listener: string

@@ -1,14 +1,14 @@
 // The admin listener: status page, /healthz, /api/status, /api/events (SSE), /metrics, drain and reload. Loopback by
 // default; off loopback a token (Bearer, or a session cookie the status page gets from /?token=) guards every
 // endpoint. Before the token, it refuses a Host that is not its own and state-changing calls from other origins
-// (proxy/admin-guard.ts).
+// (proxy/ops/admin-guard.ts).
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import { timingSafeEqual } from 'node:crypto'
 import type { Logger } from 'pino'
-import { isLoopbackIp, type Address } from '../config/address.js'
+import { isLoopbackIp, type Address } from '../../config/address.js'
 import type { EventLog } from './events.js'
 import { STATUS_PAGE } from './status-page.js'
-import { EdgeError } from './errors.js'
+import { EdgeError } from '../errors.js'
 import { HostPolicy, Sessions, crossOriginReason } from './admin-guard.js'
 
 export interface AdminDeps {

@@ -1,8 +1,8 @@
 // The status snapshot of one process, and the merge of several (one per worker) into the edge's view.
-import type { Edge } from './edge.js'
-import { formatAddress } from '../config/address.js'
-import { WINDOWS } from '../health/latency.js'
-import type { CertificateRow } from './edge-tls.js'
+import type { Edge } from '../edge.js'
+import { formatAddress } from '../../config/address.js'
+import { WINDOWS } from '../../health/latency.js'
+import type { CertificateRow } from '../tls/edge-tls.js'
 
 export interface BackendStatus {
   url: string

@@ -1,9 +1,11 @@
 // A pool at run time: its members (shared backends with this pool's weights), its balancer, and its shards.
 import type { IncomingHttpHeaders } from 'node:http'
-import type { HashKey, PoolConfig } from '../config/types.js'
-import { hash32, type Backend, type BackendStore, type PoolState } from './backend.js'
+import type { HashKey, PoolConfig } from '../../config/types.js'
+import { hash32, type Backend } from './backend.js'
+import type { BackendStore, PoolState } from './store.js'
 import { balancers, type Balancer } from './balancers/index.js'
-import { usable, type Member } from './balancers/balancer.js'
+import { usable } from './balancers/balancer.js'
+import type { Member } from './member.js'
 import { ConsistentHash, pickShard } from './balancers/hash.js'
 
 export class Shard {
@@ -18,7 +20,7 @@ export type Selection =
   | { readonly member: Member, readonly shard: Shard | undefined, readonly key: string }
   | { readonly member: undefined, readonly shard: Shard | undefined, readonly key: string }
 
-/** Where tunnel members come from (proxy/tunnels.ts); `version` moves whenever a session comes or goes. */
+/** Where tunnel members come from (proxy/upstream/tunnels.ts); `version` moves whenever a session comes or goes. */
 export interface TunnelSource {
   readonly version: number
   backendsFor (name: string, service?: 'http' | 'tls'): Backend[]

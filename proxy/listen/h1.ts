@@ -59,7 +59,7 @@ const common = loadCommon()
 export const h1Available = common !== undefined
 
 /**
- * A parser for one backend's answer to a replayed upgrade handshake (proxy/upgrade.ts): llhttp in response mode.
+ * A parser for one backend's answer to a replayed upgrade handshake (proxy/listen/upgrade.ts): llhttp in response mode.
  * Undefined where this Node does not expose it.
  */
 export function responseParser (maxHeaderSize: number): Parser | undefined {

@@ -4,8 +4,14 @@
 import type { ConnectionOptions } from 'node:tls'
 import { isIP } from 'node:net'
 import { Dispatcher, H2CClient, Pool, buildConnector } from 'undici'
-import type { BackendTlsConfig } from '../config/types.js'
-import type { BackendOptions } from './backend.js'
+import type { BackendTlsConfig } from '../../config/types.js'
+
+export interface BackendOptions {
+  readonly connectTimeout: number
+  readonly keepAliveTimeout: number
+  readonly maxHeaderSize: number
+}
+
 
 /** Streams per HTTP/2 connection to an h2c backend; more requests queue in undici. */
 const H2C_STREAMS = 128

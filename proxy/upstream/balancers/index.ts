@@ -1,5 +1,5 @@
 // The registry of balancing policies, keyed by the config's name.
-import type { BalanceName } from '../../config/types.js'
+import type { BalanceName } from '../../../config/types.js'
 import type { Balancer } from './balancer.js'
 import { RoundRobin } from './round-robin.js'
 import { LeastConn } from './least-conn.js'

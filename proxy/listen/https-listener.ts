@@ -10,10 +10,10 @@ import http2 from 'node:http2'
 import tls from 'node:tls'
 import type { Socket } from 'node:net'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { ListenerConfig, ListenerTlsConfig } from '../config/types.js'
-import { formatAddress } from '../config/address.js'
+import type { ListenerConfig, ListenerTlsConfig } from '../../config/types.js'
+import { formatAddress } from '../../config/address.js'
 import { HttpListener, type HttpServerOptions, type ListenerDeps } from './http-listener.js'
-import { CertStore, type CertStoreEvent, type CertStoreOptions } from './tls/sni.js'
+import { CertStore, type CertStoreEvent, type CertStoreOptions } from '../tls/sni.js'
 import { EdgeH2Response } from './h2.js'
 
 /** Concurrent streams per HTTP/2 connection; a client that wants more waits (SETTINGS_MAX_CONCURRENT_STREAMS). */

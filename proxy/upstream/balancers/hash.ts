@@ -2,7 +2,8 @@
 // wins. Adding a backend to n moves only the keys the newcomer now wins (about 1/(n+1)); removing one moves only
 // its own keys. An unusable backend is skipped, so its keys go to their second choice and come back after.
 import { fmix32, hash32 } from '../backend.js'
-import { usable, type Balancer, type Member } from './balancer.js'
+import { usable, type Balancer } from './balancer.js'
+import type { Member } from '../member.js'
 
 const TWO32 = 4294967296
 

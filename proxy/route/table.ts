@@ -1,8 +1,8 @@
 // The routing table of one config generation: routers per listener and pools at run time. Reload builds a new
 // table and swaps one reference; requests already running keep the objects of their own generation.
-import type { Config, ListenerConfig } from '../config/types.js'
-import type { BackendStore } from './backend.js'
-import { PoolRuntime, type TunnelSource } from './pool.js'
+import type { Config, ListenerConfig } from '../../config/types.js'
+import type { BackendStore } from '../upstream/store.js'
+import { PoolRuntime, type TunnelSource } from '../upstream/pool.js'
 import { Router } from './router.js'
 
 export class EdgeTable {

@@ -1,5 +1,5 @@
-// One interface for every balancing policy: pick(members, now, key, exclude) -> member | undefined.
-import type { Backend } from '../backend.js'
+// A backend as a member of one pool: the pool's weight and verdicts over a shared backend.
+import type { Backend } from './backend.js'
 import { slowStartFactor } from '../../health/checker.js'
 
 /**
@@ -43,16 +43,4 @@ export class Member {
     if (this.recoveredAt === 0 || this.slowStart === 0) return this.weight
     return this.weight * slowStartFactor(this.recoveredAt, now, this.slowStart)
   }
-}
-
-export interface Balancer {
-  /**
-   * Picks among `members` those available at `now`, skipping `exclude` (one already tried).
-   * `key` is the request's hash key (only the hash policy reads it).
-   */
-  pick (members: readonly Member[], now: number, key: string, exclude: Member | undefined): Member | undefined
-}
-
-export function usable (m: Member, now: number, exclude: Member | undefined): boolean {
-  return m !== exclude && m.available(now)
 }
