@@ -4,7 +4,7 @@ import { access, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { createCa, describeCertificate, fileStemFor, issueCertificate, writePair } from '../proxy/tls/certs.js'
-import { normalizeServerName } from '../proxy/tls/names.js'
+import { normalizeServerName } from '../config/names.js'
 import { isIP } from 'node:net'
 
 export const CERT_HELP = `edge-proxy cert: local certificates for https listeners

@@ -1,7 +1,7 @@
 // Active health checks, run once per pool in the control process (the single process, or the cluster primary),
 // never once per worker. Verdicts go out through `apply`, which sets the member directly or broadcasts it.
 import type { Logger } from 'pino'
-import type { Config } from '../config/types.js'
+import type { Config, PoolConfig } from '../config/types.js'
 import { HealthChecker, type HealthVerdict } from '../health/checker.js'
 import type { EventLog } from '../proxy/ops/events.js'
 
@@ -15,7 +15,9 @@ export interface MemberVerdict {
 export class HealthControl {
   readonly #checkers = new Map<string, { checker: HealthChecker, key: string }>()
 
-  constructor (private readonly apply: (v: MemberVerdict) => void, private readonly events: EventLog, private readonly log: Logger) {}
+  /** `extra(pool)`: members other sources added (the admin API's), checked like the config's. */
+  constructor (private readonly apply: (v: MemberVerdict) => void, private readonly events: EventLog, private readonly log: Logger,
+    private readonly extra: (pool: string) => readonly string[] = () => []) {}
 
   /** Starts, updates or stops checkers to match `config`; a pool whose checks were removed is marked healthy. */
   sync (config: Config): void {
@@ -24,12 +26,12 @@ export class HealthControl {
       if (pool === undefined || pool.healthCheck === undefined || JSON.stringify(pool.healthCheck) !== entry.key) {
         void entry.checker.close()
         this.#checkers.delete(name)
-        if (pool !== undefined) for (const b of pool.backends) this.apply({ pool: name, url: b.url, healthy: true, recoveredAt: 0 })
+        if (pool !== undefined) for (const url of this.#urls(pool)) this.apply({ pool: name, url, healthy: true, recoveredAt: 0 })
       }
     }
     for (const pool of config.pools.values()) {
       if (pool.healthCheck === undefined) continue
-      const urls = pool.backends.map(b => b.url)
+      const urls = this.#urls(pool)
       const existing = this.#checkers.get(pool.name)
       if (existing !== undefined) { existing.checker.update(urls); continue }
       const checker: HealthChecker = new HealthChecker(pool.name, pool.healthCheck, urls, {
@@ -46,6 +48,18 @@ export class HealthControl {
       this.#checkers.set(pool.name, { checker, key: JSON.stringify(pool.healthCheck) })
       checker.start()
     }
+  }
+
+  /** Whether a pool's health checks passed for `url`: undefined when the pool has none (or does not check it). */
+  up (pool: string, url: string): boolean | undefined {
+    const st = this.#checkers.get(pool)?.checker.state(url)
+    return st === undefined ? undefined : st === 'up'
+  }
+
+  #urls (pool: PoolConfig): string[] {
+    const urls = pool.backends.map(b => b.url)
+    for (const url of this.extra(pool.name)) if (!urls.includes(url)) urls.push(url)
+    return urls
   }
 
   /** Every current verdict, for a worker that has just started. */

@@ -7,6 +7,9 @@ export type ToWorker =
   | { type: 'shutdown', timeout: number }
   | { type: 'member', pool: string, url: string, healthy?: boolean, recoveredAt?: number, draining?: boolean }
   | { type: 'status', id: number }
+  /** Runtime registration: the primary keeps the set and replays it to workers that start later. */
+  | { type: 'member-add', pool: string, url: string, weight: number, healthy: boolean }
+  | { type: 'member-remove', pool: string, url: string, drainMs: number }
 
 export type FromWorker =
   | { type: 'ready' }

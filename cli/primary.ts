@@ -13,6 +13,7 @@ import { mergeStatus, type EdgeStatus } from '../proxy/ops/status.js'
 import type { DemoBackends } from './demo.js'
 import { applyDrain, onSignals, readAndValidate } from './control.js'
 import { HealthControl } from './health-control.js'
+import { memberOps, Registrations } from './registrations.js'
 import { reasonOf, type FromWorker, type ToWorker } from './messages.js'
 import { restartsMetric } from './supervisor.js'
 
@@ -62,6 +63,8 @@ export async function runPrimary (initial: Config, log: Logger, demo: DemoBacken
   const statuses = new Gather<EdgeStatus>()
   /** Drain state set through the admin API, replayed to workers that start later (health verdicts come from `health`). */
   const drained = new Map<string, { pool: string, url: string, draining: boolean }>()
+  /** Members registered through the admin API, replayed to workers that start later. */
+  const registrations = new Registrations()
 
   const fork = (): Worker => {
     // A worker runs the primary's config, not whatever the file holds now (it may be bad, or not reloaded yet).
@@ -87,6 +90,11 @@ export async function runPrimary (initial: Config, log: Logger, demo: DemoBacken
           if (readyCount === initial.server.workers) log.info({ workers: readyCount }, 'all workers ready')
           for (const v of health.verdicts()) w.send({ type: 'member', ...v } satisfies ToWorker)
           for (const d of drained.values()) w.send({ type: 'member', ...d } satisfies ToWorker)
+          // After the verdicts (they name only members the worker has): a registered member comes with its own.
+          for (const r of registrations.all()) {
+            const healthy = health.up(r.pool, r.url) ?? current.pools.get(r.pool)?.healthCheck === undefined
+            w.send({ type: 'member-add', pool: r.pool, url: r.url, weight: r.weight, healthy } satisfies ToWorker)
+          }
       }
     })
     return w
@@ -107,7 +115,7 @@ export async function runPrimary (initial: Config, log: Logger, demo: DemoBacken
   })
 
   const broadcast = (m: ToWorker): void => { for (const w of liveWorkers()) w.send(m) }
-  const health = new HealthControl(v => { broadcast({ type: 'member', ...v }) }, events, log)
+  const health = new HealthControl(v => { broadcast({ type: 'member', ...v }) }, events, log, pool => registrations.urls(pool))
   health.sync(initial)
   for (let i = 0; i < initial.server.workers; i++) fork()
   const aggregator = new AggregatorRegistry()
@@ -131,6 +139,7 @@ export async function runPrimary (initial: Config, log: Logger, demo: DemoBacken
     }
     current = config
     currentText = text
+    registrations.retain(config)
     health.sync(config)
     generation++
     log.info({ generation, workers: answers.length }, 'config reloaded')
@@ -152,6 +161,17 @@ export async function runPrimary (initial: Config, log: Logger, demo: DemoBacken
     drain: (pool, backend, draining) => applyDrain(current, events, pool, backend, draining, (p, url, d) => {
       drained.set(`${p} ${url}`, { pool: p, url, draining: d })
       broadcast({ type: 'member', pool: p, url, draining: d })
+    }),
+    members: memberOps({
+      config: () => current,
+      registrations,
+      health,
+      events,
+      status: async () => mergeStatus(await statuses.ask(id => ({ type: 'status', id }), 2000)),
+      apply: {
+        add: (r, healthy) => { broadcast({ type: 'member-add', pool: r.pool, url: r.url, weight: r.weight, healthy }) },
+        remove: (pool, url, drainMs) => { broadcast({ type: 'member-remove', pool, url, drainMs }) },
+      },
     }),
   })
   await admin.listen()

@@ -15,6 +15,7 @@ import { reasonOf } from './messages.js'
 import { runPrimary } from './primary.js'
 import { runWorker } from './worker.js'
 import { HealthControl } from './health-control.js'
+import { memberOps, Registrations } from './registrations.js'
 import { exitOnUncaught, restartsMetric, restartsSoFar, SUPERVISED_ENV, tellSupervisor } from './supervisor.js'
 
 export interface RunOptions {
@@ -36,7 +37,8 @@ async function runSingle (initial: Config, log: Logger, demo: DemoBackends | und
   const events = new EventLog()
   const edge = new Edge(initial, { log, onEvent: (type, message, fields) => { events.push(type, message, fields) } })
   await edge.start()
-  const health = new HealthControl(v => { edge.setMemberState(v.pool, v.url, v) }, events, log)
+  const registrations = new Registrations()
+  const health = new HealthControl(v => { edge.setMemberState(v.pool, v.url, v) }, events, log, pool => registrations.urls(pool))
   health.sync(initial)
   let generation = 1
   const reload = async (): Promise<string> => {
@@ -44,6 +46,7 @@ async function runSingle (initial: Config, log: Logger, demo: DemoBackends | und
       const { config, text } = await readAndValidate(initial.file)
       await edge.reload(config)
       tellSupervisor({ type: 'config', text })
+      registrations.retain(config)
       health.sync(config)
       generation++
       log.info({ generation }, 'config reloaded')
@@ -63,6 +66,17 @@ async function runSingle (initial: Config, log: Logger, demo: DemoBackends | und
     metrics: async () => `${await edge.metrics.text()}${restartsMetric(restartsSoFar())}`,
     status: async () => ({ generation, workers: 1, ...edgeStatus(edge) }),
     drain: (pool, backend, draining) => applyDrain(edge.config, events, pool, backend, draining, (pool, url, d) => { edge.setMemberState(pool, url, { draining: d }) }),
+    members: memberOps({
+      config: () => edge.config,
+      registrations,
+      health,
+      events,
+      status: async () => edgeStatus(edge),
+      apply: {
+        add: (r, healthy) => { edge.addMember(r.pool, { url: r.url, weight: r.weight, healthy }) },
+        remove: (pool, url, drainMs) => { void edge.removeMember(pool, url, drainMs) },
+      },
+    }),
   })
   await admin.listen()
   log.info({ address: formatAddress({ host: initial.admin.address.host, port: admin.port }) }, 'admin listening')

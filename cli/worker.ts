@@ -41,6 +41,12 @@ export async function runWorker (initial: Config): Promise<void> {
         edge.setMemberState(pool, url, patch)
         return
       }
+      case 'member-add':
+        edge.addMember(m.pool, { url: m.url, weight: m.weight, healthy: m.healthy })
+        return
+      case 'member-remove':
+        void edge.removeMember(m.pool, m.url, m.drainMs)
+        return
       case 'status':
         send({ type: 'status', id: m.id, status: edgeStatus(edge) })
         return

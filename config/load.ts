@@ -4,19 +4,20 @@ import { resolve as resolvePath } from 'node:path'
 import { availableParallelism } from 'node:os'
 import { parse as parseToml, TomlError } from 'smol-toml'
 import type { z } from 'zod'
-import { configSchema, poolSchema, type RawConfig, type RawPool, type RawRoute } from './schema.js'
+import { configSchema, poolSchema, routeSchema, type RawConfig, type RawPool, type RawRoute } from './schema.js'
 import { locate } from './locate.js'
+import { EdgeError } from './errors.js'
 import { closest } from './suggest.js'
 import { isIP } from 'node:net'
 import { formatAddress, isLoopbackIp, loopbackProblem, type Address } from './address.js'
-import { resolvePoolHealth } from '../health/config.js'
+import { resolvePoolHealth } from './health.js'
 import { resolveSecret } from '../packer/token.js'
 import { dirname } from 'node:path'
 import type { TunnelConfig } from './types.js'
 import { baseDirOf, resolveListenerTls, resolvePoolTls } from './tls.js'
-import { isWildcardPattern, normalizeServerName } from '../proxy/tls/names.js'
+import { isWildcardPattern, normalizeServerName } from './names.js'
 import type {
-  BackendConfig, Config, HashKey, ListenerConfig, PoolConfig, RouteAction, RouteConfig, ShardConfig,
+  BackendConfig, Config, HashKey, ListenerConfig, PoolConfig, PoolRouteAction, RouteAction, RouteConfig, ShardConfig,
 } from './types.js'
 
 export interface ConfigProblem {
@@ -26,11 +27,11 @@ export interface ConfigProblem {
   readonly message: string
 }
 
-export class ConfigError extends Error {
-  readonly code = 'EP_ERR_CONFIG'
+export class ConfigError extends EdgeError {
+  declare readonly code: 'EP_ERR_CONFIG'
   readonly problems: readonly ConfigProblem[]
   constructor (problems: ConfigProblem[]) {
-    super(problems.map(formatProblem).join('\n'))
+    super('EP_ERR_CONFIG', problems.map(formatProblem).join('\n'))
     this.name = 'ConfigError'
     this.problems = problems
   }
@@ -160,31 +161,36 @@ const supportedSchemes = new Set(['http:', 'https:', 'h2c:', 'tcp:'])
 function resolveBackend (entry: RawPool['backends'][number], path: PathItem[], problems: Problems): BackendConfig | undefined {
   const raw = typeof entry === 'string' ? entry : entry.url
   const weight = typeof entry === 'string' ? 1 : entry.weight
-  const urlPath = typeof entry === 'string' ? path : [...path, 'url']
+  const r = backendOrigin(raw)
+  if ('error' in r) {
+    problems.add(typeof entry === 'string' ? path : [...path, 'url'], r.error)
+    return undefined
+  }
+  return { url: r.url, weight }
+}
+
+/** A backend URL as the config takes it: the normalised origin, or why not (also used by the admin API). */
+export function backendOrigin (raw: string): { url: string } | { error: string } {
   let u: URL
   try {
     u = new URL(raw)
   } catch {
-    problems.add(urlPath, `"${raw}" is not a URL; write e.g. "http://127.0.0.1:9001"`)
-    return undefined
+    return { error: `"${raw}" is not a URL; write e.g. "http://127.0.0.1:9001"` }
   }
   if (!supportedSchemes.has(u.protocol)) {
-    problems.add(urlPath, `"${raw}": backend URLs are http://, https://, h2c:// (HTTP/2 without TLS) or tcp:// (tls passthrough) (got ${u.protocol.slice(0, -1)})`)
-    return undefined
+    return { error: `"${raw}": backend URLs are http://, https://, h2c:// (HTTP/2 without TLS) or tcp:// (tls passthrough) (got ${u.protocol.slice(0, -1)})` }
   }
   // h2c: and tcp: are not "special" URL schemes: URL.origin is "null" and the path is "" rather than "/".
   if (u.protocol === 'tcp:' || u.protocol === 'h2c:') {
     if (u.hostname === '' || (u.protocol === 'tcp:' && u.port === '') || u.pathname !== '' || u.search !== '' || u.hash !== '' || u.username !== '') {
-      problems.add(urlPath, `"${raw}": write ${u.protocol}//HOST:PORT, with no path, query or credentials`)
-      return undefined
+      return { error: `"${raw}": write ${u.protocol}//HOST:PORT, with no path, query or credentials` }
     }
-    return { url: `${u.protocol}//${u.host}`, weight }
+    return { url: `${u.protocol}//${u.host}` }
   }
   if ((u.pathname !== '/' && u.pathname !== '') || u.search !== '' || u.hash !== '' || u.username !== '') {
-    problems.add(urlPath, `"${raw}": a backend URL is an origin (scheme, host, port) with no path, query or credentials`)
-    return undefined
+    return { error: `"${raw}": a backend URL is an origin (scheme, host, port) with no path, query or credentials` }
   }
-  return { url: u.origin, weight }
+  return { url: u.origin }
 }
 
 function parseHashKey (text: string | undefined, path: PathItem[], problems: Problems): HashKey {
@@ -259,6 +265,33 @@ export function defaultPoolConfig (name: string, raw: Record<string, unknown>): 
   return deepFreeze(resolvePool(name, poolSchema.parse(raw), problems))
 }
 
+function poolAction (pool: PoolConfig, raw: Pick<RawRoute, 'strip_prefix' | 'host_header' | 'timeout' | 'connect_timeout' | 'idle_timeout'>): PoolRouteAction {
+  return {
+    kind: 'pool',
+    pool,
+    stripPrefix: raw.strip_prefix,
+    hostHeader: raw.host_header,
+    timeout: raw.timeout,
+    connectTimeout: raw.connect_timeout,
+    idleTimeout: raw.idle_timeout,
+  }
+}
+
+/** The schema's route defaults ([[routes]] with nothing but `pool`), resolved once. */
+const routeDefaults = routeSchema.parse({})
+
+/** A route action to `pool` with every route default (timeout, connect_timeout, ...), for routes made at run time. */
+export function defaultPoolAction (pool: PoolConfig): PoolRouteAction {
+  return deepFreeze(poolAction(pool, routeDefaults))
+}
+
+/** The route defaults the schema gives (ms), e.g. connect_timeout for connections no route names. */
+export const defaultRoute: Readonly<Pick<PoolRouteAction, 'timeout' | 'connectTimeout' | 'idleTimeout'>> = Object.freeze({
+  timeout: routeDefaults.timeout,
+  connectTimeout: routeDefaults.connect_timeout,
+  idleTimeout: routeDefaults.idle_timeout,
+})
+
 function poolHealth (raw: Pick<RawPool, 'health' | 'outlier' | 'retry' | 'limits'>): Pick<PoolConfig, 'healthCheck' | 'outlier' | 'retry' | 'limits'> {
   const h = resolvePoolHealth(raw)
   return { healthCheck: h.health, outlier: h.outlier, retry: h.retry, limits: h.limits }
@@ -308,15 +341,8 @@ function resolveRoute (raw: RawRoute, index: number, pools: Map<string, PoolConf
       const hint = closest(raw.pool, [...pools.keys()])
       problems.add([...base, 'pool'], `route "${name}" names pool "${raw.pool}", which is not defined${hint === undefined ? '' : ` (did you mean "${hint}"?)`}; define it as [pools.${raw.pool}]`)
     }
-    action = {
-      kind: 'pool',
-      pool: pool ?? { name: raw.pool ?? '', balance: 'round_robin', backends: [], hashKey: { kind: 'ip' }, shards: undefined, unreachableCooldown: 1000, tunnel: undefined, ...poolHealth({ health: undefined, outlier: { consecutive_failures: 0, base_ejection: 30_000, max_ejected_percent: 50 }, retry: { attempts: 0, on: [], budget: 0 }, limits: { max_inflight_per_backend: 0 } }) },
-      stripPrefix: raw.strip_prefix,
-      hostHeader: raw.host_header,
-      timeout: raw.timeout,
-      connectTimeout: raw.connect_timeout,
-      idleTimeout: raw.idle_timeout,
-    }
+    // An undefined pool is a problem already; the placeholder only lets resolution go on to find more.
+    action = poolAction(pool ?? resolvePool(raw.pool ?? '', poolSchema.parse({}), problems), raw)
   }
   if (raw.strip_prefix && raw.match.path_prefix === undefined) problems.add([...base, 'strip_prefix'], 'strip_prefix needs match.path_prefix')
   return {

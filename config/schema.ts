@@ -1,7 +1,7 @@
 // The shape of proxy.toml, as zod schemas. Raw (as written) types come from here; resolved types live in types.ts.
 import { z } from 'zod'
 import { address, duration } from './primitives.js'
-import { poolHealthKeys } from '../health/config.js'
+import { poolHealthKeys } from './health.js'
 import { listenerTlsKeys, poolTlsSchema } from './tls.js'
 
 export { address, duration }
@@ -34,7 +34,7 @@ const routeMatch = z.strictObject({
 export const routeSchema = z.strictObject({
   name: z.string().min(1).optional(),
   listener: z.union([z.string(), z.array(z.string())]).optional(),
-  match: routeMatch.default({}),
+  match: routeMatch.prefault({}),
   pool: z.string().optional(),
   strip_prefix: z.boolean().default(false),
   host_header: z.string().default('client'),
@@ -70,17 +70,17 @@ export const configSchema = z.strictObject({
     http1_server: z.enum(['edge', 'node'], { error: 'http1_server is "edge" (the edge\'s own HTTP/1.1 server) or "node" (node:http)' }).default('edge'),
     // No bytes either way for this long ends an upgraded (WebSocket) splice or a TLS passthrough ("0": never).
     tunnel_idle_timeout: duration.default(3_600_000),
-  }).default({ workers: 1, shutdown_timeout: 10_000, max_header_bytes: 16_384, headers_timeout: 10_000, keepalive_timeout: 5_000, http1_server: 'edge', tunnel_idle_timeout: 3_600_000 }),
+  }).prefault({}),
   admin: z.strictObject({
     listen: address.default({ host: '127.0.0.1', port: 9901 }),
     token: z.string().min(1).optional(),
     // Names a request's Host may carry besides the listen host, localhost, 127.0.0.1 and [::1] (DNS rebinding).
     hosts: z.array(z.string().min(1)).default([]),
-  }).default({ listen: { host: '127.0.0.1', port: 9901 }, hosts: [] }),
+  }).prefault({}),
   log: z.strictObject({
     access: z.string().min(1).default('stdout'),
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  }).default({ access: 'stdout', level: 'info' }),
+  }).prefault({}),
   tunnel: z.strictObject({
     listen: address,
     secret: z.string().min(1, { error: 'a tunnel secret is needed: "env:NAME", "file:PATH" or the key itself' }),

@@ -1,6 +1,6 @@
 // The resolved, frozen configuration: durations in ms, names resolved to objects. Nothing after load re-checks it.
 import type { Address } from './address.js'
-import type { HealthCheckConfig, LimitsConfig, OutlierConfig, RetryConfig } from '../health/config.js'
+import type { HealthCheckConfig, LimitsConfig, OutlierConfig, RetryConfig } from './health.js'
 
 export type { HealthCheckConfig, LimitsConfig, OutlierConfig, RetryConfig }
 
@@ -81,6 +81,8 @@ export type RouteAction =
   }
   | { readonly kind: 'redirect', readonly to: string, readonly status: number, readonly appendPath: boolean }
   | { readonly kind: 'respond', readonly status: number, readonly body: string, readonly contentType: string }
+
+export type PoolRouteAction = Extract<RouteAction, { kind: 'pool' }>
 
 export interface RouteConfig {
   readonly name: string

@@ -1,7 +1,7 @@
 // Active health checks for one pool's backends. Each backend is probed on its own jittered timer; `fall`
 // consecutive failures take it down and `rise` consecutive passes bring it back. Verdicts leave through one
 // callback, setStatus(url, up, reason) (Traefik's shape), plus an event per state change for logs and the admin API.
-import type { HealthCheckConfig } from './config.js'
+import type { HealthCheckConfig } from '../config/health.js'
 import { probeAgents, probes, probeTarget, type ProbeAgents, type ProbeResult, type ProbeTarget } from './probe.js'
 
 /** "pending" until the first verdict; a pending backend takes traffic (it counts as up). */

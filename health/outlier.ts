@@ -1,7 +1,7 @@
 // Passive outlier detection on real traffic: a backend that fails `consecutiveFailures` requests in a row
 // (5xx answers or connect errors) is ejected for base_ejection, doubled on each repeated ejection up to 5 minutes,
 // while never more than max_ejected_percent of the pool is out at once. Runs per worker, beside the forwarder.
-import type { OutlierConfig } from './config.js'
+import type { OutlierConfig } from '../config/health.js'
 
 export const MAX_EJECTION = 5 * 60_000
 

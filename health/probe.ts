@@ -4,7 +4,7 @@
 import http from 'node:http'
 import https from 'node:https'
 import net from 'node:net'
-import { formatStatusRanges, statusMatches, type HealthCheckConfig, type HealthCheckType } from './config.js'
+import { formatStatusRanges, statusMatches, type HealthCheckConfig, type HealthCheckType } from '../config/health.js'
 
 export interface ProbeResult {
   readonly ok: boolean

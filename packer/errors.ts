@@ -1,31 +1,31 @@
-// Tunnel failures carry stable codes, like proxy/errors.ts (the lead may fold these codes into that list).
+// Tunnel failures carry stable codes from the one list in config/errors.ts (the tunnel's are EP_ERR_TUNNEL_* and
+// EP_ERR_TOKEN_*); TunnelError is an EdgeError whose code is one of those.
+import { EdgeError, errorCodes, type ErrorCode } from '../config/errors.js'
 
-export const tunnelErrorCodes = [
-  'EP_ERR_TUNNEL_PROTOCOL', // the peer sent a malformed or out-of-order frame: that session closes
-  'EP_ERR_TUNNEL_FLOW_CONTROL', // the peer sent more than the window it was given
-  'EP_ERR_TUNNEL_TIMEOUT', // no PONG in time: the session is dead
-  'EP_ERR_TUNNEL_FLOOD', // the peer does not read the control frames it asks for (ping flood): dropped
-  'EP_ERR_TUNNEL_CLOSED', // the session closed under an open stream
-  'EP_ERR_TUNNEL_GOAWAY', // the session is draining: no new streams
-  'EP_ERR_TUNNEL_STREAM_RESET', // the peer reset the stream (resetCode says why)
-  'EP_ERR_TUNNEL_REFUSED', // no route / too many streams / name not granted
-  'EP_ERR_TUNNEL_AUTH', // the upgrade was refused (401)
-  'EP_ERR_TOKEN_MALFORMED',
-  'EP_ERR_TOKEN_BAD_SIGNATURE',
-  'EP_ERR_TOKEN_EXPIRED',
-  'EP_ERR_TUNNEL_SECRET',
-] as const
+// EP_ERR_TUNNEL_PROTOCOL: the peer sent a malformed or out-of-order frame: that session closes.
+// EP_ERR_TUNNEL_FLOW_CONTROL: the peer sent more than the window it was given.
+// EP_ERR_TUNNEL_TIMEOUT: no PONG in time: the session is dead.
+// EP_ERR_TUNNEL_FLOOD: the peer does not read the control frames it asks for (ping flood): dropped.
+// EP_ERR_TUNNEL_CLOSED: the session closed under an open stream.
+// EP_ERR_TUNNEL_GOAWAY: the session is draining: no new streams.
+// EP_ERR_TUNNEL_STREAM_RESET: the peer reset the stream (resetCode says why).
+// EP_ERR_TUNNEL_REFUSED: no route / too many streams / name not granted.
+// EP_ERR_TUNNEL_AUTH: the upgrade was refused (401); EP_ERR_TOKEN_*: why the token was; EP_ERR_TUNNEL_SECRET: no key.
+export type TunnelErrorCode = Extract<ErrorCode, `EP_ERR_TUNNEL_${string}` | `EP_ERR_TOKEN_${string}`>
 
-export type TunnelErrorCode = (typeof tunnelErrorCodes)[number]
+function isTunnelCode (c: ErrorCode): c is TunnelErrorCode {
+  return c.startsWith('EP_ERR_TUNNEL_') || c.startsWith('EP_ERR_TOKEN_')
+}
 
-export class TunnelError extends Error {
-  readonly code: TunnelErrorCode
+export const tunnelErrorCodes: readonly TunnelErrorCode[] = errorCodes.filter(isTunnelCode)
+
+export class TunnelError extends EdgeError {
+  declare readonly code: TunnelErrorCode
   /** For EP_ERR_TUNNEL_STREAM_RESET: the numeric reset code from the wire (see ResetCode). */
   readonly resetCode: number
   constructor (code: TunnelErrorCode, message: string, options?: { cause?: unknown, resetCode?: number }) {
-    super(message, options)
+    super(code, message, options)
     this.name = 'TunnelError'
-    this.code = code
     this.resetCode = options?.resetCode ?? 0
   }
 }

@@ -10,7 +10,12 @@ import { TlsListener } from './listen/tls-listener.js'
 import { certificateRows, logCertEvent, type CertificateRow } from './tls/edge-tls.js'
 import { createAccessLog, type AccessLog } from './ops/log.js'
 import { EdgeMetrics } from './ops/metrics.js'
+import { AccessLogObserver, MetricsObserver } from './ops/observers.js'
+import { ExchangeHooks } from './forward/hooks.js'
+import { PassiveHealth } from './forward/passive-health.js'
 import { TunnelMembers } from './upstream/tunnels.js'
+import type { Member } from './upstream/member.js'
+import type { MemberPatch, MemberRegistry } from './upstream/members.js'
 
 export interface EdgeDeps {
   readonly log: Logger
@@ -18,7 +23,10 @@ export interface EdgeDeps {
   readonly onEvent?: (type: string, message: string, fields: Record<string, unknown>) => void
 }
 
-export interface MemberPatch { healthy?: boolean, recoveredAt?: number, draining?: boolean }
+export type { MemberPatch } from './upstream/members.js'
+
+/** A member the admin API registers (the control process has validated it against the config). */
+export interface AddedMember { readonly url: string, readonly weight: number, readonly healthy: boolean }
 
 function backendOptions (config: Config): { connectTimeout: number, keepAliveTimeout: number, maxHeaderSize: number } {
   let connectTimeout = 0
@@ -39,6 +47,8 @@ export class Edge {
   readonly store: BackendStore
   readonly log: Logger
   readonly metrics: EdgeMetrics
+  /** Every exchange's named moments; observers subscribe here (passive health, metrics, access log; next the mirror). */
+  readonly hooks: ExchangeHooks
   #table: EdgeTable
   #accessLog: AccessLog | undefined
   #tunnels: TunnelMembers | undefined
@@ -62,6 +72,11 @@ export class Edge {
     this.metrics.watchCertificates(() => this.certificates())
     this.metrics.watchTunnels(() => this.#tunnels?.sessionStats() ?? [])
     this.#accessLog = createAccessLog(config.log.access)
+    this.hooks = new ExchangeHooks({ log: this.log, countFault: () => { this.metrics.internalErrors.inc({ where: 'hook' }) } })
+    // Passive health first: an ejection an answer causes is in place before anything else looks at it.
+    this.hooks.subscribe(new PassiveHealth())
+    this.hooks.subscribe(new MetricsObserver(this.metrics))
+    this.hooks.subscribe(new AccessLogObserver(() => this.#accessLog))
   }
 
   get config (): Config { return this.#table.config }
@@ -83,13 +98,44 @@ export class Edge {
     return undefined
   }
 
+  get members (): MemberRegistry { return this.store.members }
+
   /** Applies a verdict from the control side (health checks, drain) to a pool's member in this process. */
   setMemberState (pool: string, url: string, patch: MemberPatch): boolean {
-    const m = this.store.findMember(pool, url)
-    if (m === undefined) return false
-    if (patch.healthy !== undefined) m.healthy = patch.healthy
-    if (patch.recoveredAt !== undefined) m.recoveredAt = patch.recoveredAt
-    if (patch.draining !== undefined) m.draining = patch.draining
+    return this.store.members.setStatus(pool, url, patch)
+  }
+
+  /** Adds an API member to a pool (it outlives reloads; a reload replaces only the config's members). */
+  addMember (pool: string, m: AddedMember): Member | undefined {
+    const p = this.config.pools.get(pool)
+    if (p === undefined) return undefined
+    if (p.tls !== undefined && !this.store.tlsSettings.has(m.url)) this.store.setTls(new Map([...this.store.tlsSettings, [m.url, p.tls]]))
+    // Registered again while its removal drains: the new registration wins.
+    if (this.store.members.get(pool, m.url)?.draining === true) this.store.members.setStatus(pool, m.url, { draining: false })
+    return this.store.members.add(pool, {
+      url: m.url,
+      weight: m.weight,
+      source: 'api',
+      healthy: m.healthy,
+      slowStart: p.healthCheck?.slowStart ?? 0,
+      maxInflight: p.limits.maxInflightPerBackend,
+    })
+  }
+
+  /**
+   * Drains an API member (no new requests; in-flight ones finish), then removes it once nothing is in flight on
+   * it or `drainMs` passed, whichever comes first. Resolves when it is gone.
+   */
+  async removeMember (pool: string, url: string, drainMs: number): Promise<boolean> {
+    const m = this.store.members.get(pool, url)
+    if (m === undefined || m.source === 'config') return false
+    this.store.members.setStatus(pool, url, { draining: true })
+    const deadline = Date.now() + drainMs
+    while (m.backend.inflight > 0 && Date.now() < deadline && !this.#closed) await new Promise(resolve => setTimeout(resolve, Math.min(50, Math.max(1, deadline - Date.now()))))
+    // Re-added while it drained (a POST after the DELETE): that registration wins.
+    if (this.store.members.get(pool, url) !== m || !m.draining) return false
+    this.store.members.remove(pool, url)
+    if (!this.config.pools.get(pool)?.backends.some(b => b.url === url)) this.store.release(url)
     return true
   }
 
@@ -112,6 +158,7 @@ export class Edge {
       get accessLog () { return self.#accessLog },
       log: this.log,
       metrics: this.metrics,
+      hooks: this.hooks,
     }
     const started: EdgeListener[] = []
     const onCertEvent = logCertEvent(this.log)
@@ -167,7 +214,7 @@ export class Edge {
       await fresh?.start()
       this.#tunnels = fresh
     }
-    this.store.setTls(backendTls(config))
+    this.store.setTls(backendTls(config, this.store.members))
     const next = new EdgeTable(config, this.store, this.#tunnels)
     const oldLog = this.#accessLog
     if (config.log.access !== this.#table.config.log.access) {
@@ -192,8 +239,13 @@ export class Edge {
   }
 }
 
-function backendTls (config: Config): Map<string, BackendTlsConfig> {
+function backendTls (config: Config, members?: MemberRegistry): Map<string, BackendTlsConfig> {
   const m = new Map<string, BackendTlsConfig>()
-  for (const p of config.pools.values()) if (p.tls !== undefined) for (const b of p.backends) m.set(b.url, p.tls)
+  for (const p of config.pools.values()) {
+    if (p.tls === undefined) continue
+    for (const b of p.backends) m.set(b.url, p.tls)
+    // Members the API added use their pool's settings too.
+    if (members !== undefined) for (const url of members.urls(p.name)) if (!m.has(url)) m.set(url, p.tls)
+  }
   return m
 }

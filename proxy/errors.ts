@@ -1,55 +1,5 @@
-// Every failure the edge reports has a stable code; one function maps codes to HTTP status.
-
-export const errorCodes = [
-  'EP_ERR_CONFIG',
-  'EP_ERR_NO_ROUTE',
-  'EP_ERR_NO_HEALTHY_BACKEND',
-  'EP_ERR_SHARD_UNAVAILABLE',
-  'EP_ERR_UPSTREAM_CONNECT',
-  'EP_ERR_UPSTREAM_TIMEOUT',
-  'EP_ERR_UPSTREAM_RESPONSE',
-  'EP_ERR_UPSTREAM_RESET',
-  'EP_ERR_BAD_REQUEST',
-  'EP_ERR_HEADERS_TOO_LARGE',
-  'EP_ERR_OVERLOADED',
-  'EP_ERR_CLIENT_ABORTED',
-  'EP_ERR_TLS_CERT',
-  'EP_ERR_HTTP_VERSION',
-  'EP_ERR_INTERNAL',
-] as const
-
-export type ErrorCode = (typeof errorCodes)[number]
-
-export class EdgeError extends Error {
-  readonly code: ErrorCode
-  constructor (code: ErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options)
-    this.name = 'EdgeError'
-    this.code = code
-  }
-}
-
-const statusByCode: Record<ErrorCode, number> = {
-  EP_ERR_CONFIG: 500,
-  EP_ERR_NO_ROUTE: 404,
-  EP_ERR_NO_HEALTHY_BACKEND: 503,
-  EP_ERR_SHARD_UNAVAILABLE: 503,
-  EP_ERR_UPSTREAM_CONNECT: 502,
-  EP_ERR_UPSTREAM_TIMEOUT: 504,
-  EP_ERR_UPSTREAM_RESPONSE: 502,
-  EP_ERR_UPSTREAM_RESET: 502,
-  EP_ERR_BAD_REQUEST: 400,
-  EP_ERR_HEADERS_TOO_LARGE: 431,
-  EP_ERR_OVERLOADED: 503,
-  EP_ERR_CLIENT_ABORTED: 499,
-  EP_ERR_TLS_CERT: 500,
-  EP_ERR_HTTP_VERSION: 505,
-  EP_ERR_INTERNAL: 500,
-}
-
-export function statusFor (code: ErrorCode): number {
-  return statusByCode[code]
-}
+// Proxy-specific error helpers. The codes, EdgeError and the code -> HTTP status map are config/errors.ts's.
+import type { ErrorCode } from '../config/errors.js'
 
 /** Classifies an error raised by undici (or a socket) into one of our codes. */
 export function classifyUpstreamError (err: unknown): ErrorCode {

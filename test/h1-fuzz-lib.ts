@@ -364,9 +364,9 @@ function crashSignature (words: string): string {
 
 /**
  * Judges one case. Findings, in order: a crash; an exception the edge caught (logged as an internal error); a
- * forwarded request without the edge's headers or under "/deny" (on either server); the edge forwarding what
- * node:http did not, or something else. The edge forwarding some of node:http's requests (or one cut short) and
- * no other is fine ("edge-stricter").
+ * forwarded request without the edge's headers or under "/deny", or a connection held open after the client's
+ * FIN (on either server); the edge forwarding what node:http did not, or something else. The edge forwarding
+ * some of node:http's requests (or one cut short) and no other is fine ("edge-stricter").
  */
 export function judge (r: Record<Engine, SideResult>): Verdict {
   const crashed = ENGINES.filter(e => r[e].crashed !== undefined)
@@ -381,8 +381,8 @@ export function judge (r: Record<Engine, SideResult>): Verdict {
     return { ok: false, cls: `internal-error:${side}: ${crashSignature(r[faulted[0] as Engine].internal as string)}`, detail: faulted.map(e => `${e}: ${r[e].internal ?? ''}`).join('\n') }
   }
   // Facts of each server on its own; "both" when node:http lets it through as well.
-  const side = (bad: (e: Engine) => Forwarded | undefined): string | undefined => {
-    const who = ENGINES.filter(e => bad(e) !== undefined)
+  const side = (bad: (e: Engine) => unknown): string | undefined => {
+    const who = ENGINES.filter(e => bad(e) !== undefined && bad(e) !== false)
     return who.length === 0 ? undefined : who.length === 2 ? 'both' : who[0]
   }
   const unmarked = (e: Engine): Forwarded | undefined => r[e].forwarded.find(x => !x.marked)
@@ -397,6 +397,10 @@ export function judge (r: Record<Engine, SideResult>): Verdict {
     const x = (denied('edge') ?? denied('node')) as Forwarded
     return { ok: false, cls: `deny-reached:${d}`, detail: `forwarded ${JSON.stringify(x.head.split('\n')[0])} past the /deny respond route` }
   }
+  // Both servers are half-open, but a client's FIN with nothing left to answer closes the connection: one still
+  // open a second later is held for nothing (a socket per request, for as long as the client likes).
+  const k = side(e => r[e].keptAfterFin)
+  if (k !== undefined) return { ok: false, cls: `kept-open-after-fin:${k}`, detail: 'the connection was still open 1 s after the client\'s FIN' }
   // Compared as multisets: node:http hands pipelined requests to the proxy at once, so they reach the backend on
   // several pooled connections in any order; the edge's own server starts each after the answer before it.
   const E = r.edge.forwarded

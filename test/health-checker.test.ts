@@ -6,7 +6,7 @@ import http from 'node:http'
 import net from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { HealthChecker, slowStartFactor, type HealthEvent, type HealthState } from '../health/checker.js'
-import type { HealthCheckConfig } from '../health/config.js'
+import type { HealthCheckConfig } from '../config/health.js'
 
 const INTERVAL = 60
 

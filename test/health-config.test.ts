@@ -2,7 +2,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { parse } from 'smol-toml'
-import { formatStatusRanges, parseStatusRanges, poolHealthSchema, resolvePoolHealth, statusMatches } from '../health/config.js'
+import { formatStatusRanges, parseStatusRanges, poolHealthSchema, resolvePoolHealth, statusMatches } from '../config/health.js'
 
 function pool (toml: string): ReturnType<typeof poolHealthSchema.safeParse> {
   const doc = parse(toml) as { pools: { api: unknown } }

@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net'
 import { request } from 'undici'
 import { refusedUrl } from './helpers.js'
 import { ejectionTime, MAX_EJECTION, OutlierDetector, type OutlierEvent } from '../health/outlier.js'
-import type { OutlierConfig } from '../health/config.js'
+import type { OutlierConfig } from '../config/health.js'
 
 async function backend (t: TestContext, status: { code: number }): Promise<string> {
   const server = http.createServer((_req, res) => { res.writeHead(status.code).end() })

@@ -1,23 +1,22 @@
 // One Exchange per proxied request: it is the undici dispatch handler (the low-level, raw-header API, which
-// neither parses nor copies headers), streams both ways with backpressure, retries where that is safe, feeds
-// passive health, and turns failures into answers.
+// neither parses nor copies headers), streams both ways with backpressure, retries where retry.ts allows it, and
+// turns failures into answers. What watches an exchange (metrics, access log, passive health, latency, a mirror)
+// hangs off its hooks (hooks.ts), never in its path.
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Dispatcher } from 'undici'
 import type { RouteConfig } from '../../config/types.js'
-import type { RetryOn } from '../../health/config.js'
 import type { Member } from '../upstream/member.js'
 import type { PoolRuntime, Shard } from '../upstream/pool.js'
-import { classifyUpstreamError, EdgeError, statusFor, type ErrorCode } from '../errors.js'
+import { classifyUpstreamError } from '../errors.js'
+import { EdgeError, statusFor, type ErrorCode } from '../../config/errors.js'
 import { connectionNamed, isHopByHop, stripNamed } from './headers.js'
 import { trailerRecord } from '../listen/h2.js'
 import { H1Request } from '../listen/h1.js'
 import type { Readable } from 'node:stream'
 import type { Socket } from 'node:net'
-
-export interface ExchangeObserver {
-  /** Called once per request when the exchange is over (response finished, failed or abandoned). */
-  onExchangeEnd (x: Exchange): void
-}
+import type { ExchangeHooks } from './hooks.js'
+import { failureKind, mayRetry, statusKind } from './retry.js'
+import { BodyTee, type BodyCopy } from './tee.js'
 
 const kExchange = Symbol('exchange')
 type WithExchange = ServerResponse & { [kExchange]?: Exchange }
@@ -37,20 +36,6 @@ function onTryTimeout (x: Exchange): void {
 
 export type PoolAction = Extract<RouteConfig['action'], { kind: 'pool' }>
 
-/** Methods whose repetition has no further effect (RFC 9110 9.2.2): a failed try may be sent again. */
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
-
-const RETRY_STATUS: Record<number, RetryOn | undefined> = { 500: '500', 502: '502', 503: '503', 504: '504' }
-
-function retryKind (code: ErrorCode): RetryOn | undefined {
-  switch (code) {
-    case 'EP_ERR_UPSTREAM_CONNECT': return 'connect-failure'
-    case 'EP_ERR_UPSTREAM_RESET': return 'reset'
-    case 'EP_ERR_UPSTREAM_TIMEOUT': return 'timeout'
-    default: return undefined
-  }
-}
-
 export class Exchange implements Dispatcher.DispatchHandler {
   readonly req: IncomingMessage
   readonly res: ServerResponse
@@ -65,7 +50,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   readonly hasBody: boolean
   /** The request body stream (the request itself on node:http and HTTP/2), or null. */
   readonly body: Readable | null
-  readonly observer: ExchangeObserver
+  readonly hooks: ExchangeHooks
 
   member: Member | undefined
   shard: Shard | undefined
@@ -76,6 +61,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   upstreamMs = -1
   durationMs = 0
   retries = 0
+  /** The route's whole-exchange timeout ended it (not one try's failure). */
+  routeTimedOut = false
   /**
    * The client's socket, kept: node:http sets `req.socket` to null once a request body has been read and the
    * request is done, which is before the access log asks.
@@ -93,10 +80,13 @@ export class Exchange implements Dispatcher.DispatchHandler {
   #gotHeaders = false
   /** A retryable status arrived: its body is read and dropped, then the request goes to another member. */
   #discarding = false
+  /** Set only when an observer asked for a copy of the body: then undici reads the tee instead of the body. */
+  #tee: BodyTee | undefined
+  #dispatched = false
 
   constructor (req: IncomingMessage, res: ServerResponse, route: RouteConfig, action: PoolAction, pool: PoolRuntime,
     requestId: string, clientIp: string, start: number, path: string, upstreamHeaders: string[], hasBody: boolean,
-    observer: ExchangeObserver) {
+    hooks: ExchangeHooks) {
     this.req = req
     this.res = res
     this.route = route
@@ -109,7 +99,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.upstreamHeaders = upstreamHeaders
     this.hasBody = hasBody
     this.body = !hasBody ? null : req instanceof H1Request ? req.body : req
-    this.observer = observer
+    this.hooks = hooks
     this.socket = req.socket
     this.bytesOutStart = req.socket.bytesWritten
     ;(res as WithExchange)[kExchange] = this
@@ -150,13 +140,15 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#discarding = false
     this.#tryTimedOut = false
     this.upstreamStart = performance.now()
+    if (this.hooks.request.length !== 0) this.hooks.emitRequest(this)
+    this.#dispatched = true
     const perTry = this.pool.config.retry.perTryTimeout
     if (perTry !== undefined) this.#tryTimer = setTimeout(onTryTimeout, perTry, this)
     backend.dispatcher.dispatch({
       path: this.path,
       method: this.req.method as Dispatcher.HttpMethod,
       headers,
-      body: this.body,
+      body: this.#tee ?? this.body,
       headersTimeout: 0,
       bodyTimeout: this.action.idleTimeout,
       idempotent: false,
@@ -164,22 +156,23 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   /**
-   * Whether a failed try may go to another member: the kind is listed in retry.on, attempts and the pool's budget
-   * allow it, and nothing unrepeatable was sent (a refused connection sent nothing; otherwise only idempotent
-   * methods without a streamed body, which cannot be replayed).
+   * A copy of the request body for an observer, up to `cap` bytes (tee.ts): the primary request never waits for
+   * it, and past the cap it is abandoned (`truncated`). Only before the body first goes upstream, that is from
+   * onRequest of the first try; undefined when the request has no body or it is too late.
    */
-  private mayRetry (kind: RetryOn | undefined, now: number): boolean {
-    const retry = this.pool.config.retry
-    if (kind === undefined || this.retries >= retry.attempts || !retry.on.has(kind)) return false
-    if (kind === 'connect-failure') {
-      if (this.body?.readableDidRead === true) return false
-    } else if (this.hasBody || !IDEMPOTENT.has(this.req.method ?? '')) {
-      return false
-    }
-    // With nowhere else to go, the backend's own answer stands (and no budget is spent).
-    if (!this.pool.hasOther(now, this.shard, this.member)) return false
-    return this.pool.state.budget.tryRetry(now)
+  teeBody (cap: number): BodyCopy | undefined {
+    if (this.body === null || this.#dispatched || this.#done) return undefined
+    if (this.#tee === undefined) { this.#tee = new BodyTee(this.body); this.hooks.teesCreated++ }
+    return this.#tee.copy(cap)
   }
+
+  // --- what retry.ts and the observers read ---
+
+  get method (): string { return this.req.method ?? '' }
+  /** Some of the body was read by undici (so some may have been sent): a refused connection is retried only before. */
+  get bodyRead (): boolean { return (this.#tee ?? this.body)?.readableDidRead === true }
+  /** The backend's response head went to the client: a failure now breaks the transfer, and is never retried. */
+  get responseStarted (): boolean { return this.#gotHeaders && !this.#discarding }
 
   /** Sends the request to another member of the same pool (or shard); false when there is none. */
   private retryElsewhere (now: number): boolean {
@@ -207,13 +200,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (this.#done) return false
     if (statusCode < 200) return true // 1xx informational: Node answers 100-continue itself
     const nowMs = performance.now()
-    const m = this.member as Member
-    const now = Date.now()
     this.#gotHeaders = true
     this.upstreamMs = nowMs - this.upstreamStart
-    m.backend.observeLatency(this.upstreamMs, now)
-    this.pool.state.outlier.observe(m.backend.url, statusCode, now)
-    if (statusCode >= 500 && this.mayRetry(RETRY_STATUS[statusCode], now)) {
+    // Passive health and latency see every answer before the retry decision (an ejection it causes counts there).
+    if (this.hooks.responseStart.length !== 0) this.hooks.emitResponseStart(this, statusCode, rawHeaders)
+    if (statusCode >= 500 && mayRetry(this, statusKind(statusCode), Date.now())) {
       this.#discarding = true
       return true
     }
@@ -293,14 +284,11 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const now = Date.now()
     m.backend.failures++
     m.failures++
-    if (code === 'EP_ERR_UPSTREAM_CONNECT') {
-      m.backend.markUnreachable(now, this.pool.config.unreachableCooldown)
-      this.pool.state.outlier.observe(m.backend.url, 0, now)
-    } else if (!this.#gotHeaders || this.#discarding) {
-      this.pool.state.outlier.failure(m.backend.url, now, code)
-    }
+    if (code === 'EP_ERR_UPSTREAM_CONNECT') m.backend.markUnreachable(now, this.pool.config.unreachableCooldown)
+    // Every failed try, a retry hiding it or not (passive health, edge_upstream_errors_total for this member).
+    if (this.hooks.error.length !== 0) this.hooks.emitError(this, code, err)
     if (!this.#gotHeaders || this.#discarding) {
-      if (this.mayRetry(retryKind(code), now) && this.retryElsewhere(now)) return
+      if (mayRetry(this, failureKind(code), now) && this.retryElsewhere(now)) return
       if (code === 'EP_ERR_UPSTREAM_CONNECT' && this.shard !== undefined) {
         this.fail('EP_ERR_SHARD_UNAVAILABLE', `shard "${this.shard.name}" unavailable: no reachable backend`)
         return
@@ -339,6 +327,9 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const abort = this.#abort
     this.#abort = null
     const err = new EdgeError('EP_ERR_UPSTREAM_TIMEOUT', 'timeout')
+    this.routeTimedOut = true
+    // The try in flight failed with the exchange (undici's own onError comes after the end and is dropped).
+    if (this.member !== undefined && this.errorCode !== 'EP_ERR_CLIENT_ABORTED' && this.hooks.error.length !== 0) this.hooks.emitError(this, 'EP_ERR_UPSTREAM_TIMEOUT', err)
     if (!this.#gotHeaders || this.#discarding) {
       this.fail('EP_ERR_UPSTREAM_TIMEOUT', `no complete answer within ${this.action.timeout} ms`)
       abort?.(err)
@@ -365,6 +356,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.errorCode = code
     const status = statusFor(code)
     this.status = status
+    if (this.hooks.responseStart.length !== 0) this.hooks.emitResponseStart(this, status, undefined)
     sendError(this.res, status, code, message, this.requestId)
     this.finish()
   }
@@ -374,7 +366,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.#done = true
     if (this.#timer !== undefined) clearTimeout(this.#timer)
     this.durationMs = performance.now() - this.start
-    this.observer.onExchangeEnd(this)
+    this.#tee?.release()
+    if (this.hooks.responseEnd.length !== 0) this.hooks.emitResponseEnd(this)
   }
 }
 

@@ -5,11 +5,12 @@ import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
 import type { ListenerConfig } from '../../config/types.js'
 import { formatAddress } from '../../config/address.js'
-import { Exchange, sendError, type ExchangeObserver, type PoolAction } from '../forward/exchange.js'
+import { Exchange, sendError, type PoolAction } from '../forward/exchange.js'
+import type { ExchangeHooks } from '../forward/hooks.js'
 import type { EdgeTable } from '../route/table.js'
 import type { AccessLog } from '../ops/log.js'
 import { proxyUpgrade } from './upgrade.js'
-import { errorKind, type EdgeMetrics } from '../ops/metrics.js'
+import type { EdgeMetrics } from '../ops/metrics.js'
 import type { TunnelMembers } from '../upstream/tunnels.js'
 import type { PoolRuntime } from '../upstream/pool.js'
 import { clientIpOf, closeAfter, kClosing, rewritePath, scanRequest, versionRefusal, type ClosingSocket, type ScannedRequest } from './request.js'
@@ -23,6 +24,8 @@ export interface ListenerDeps {
   readonly accessLog: AccessLog | undefined
   readonly log: Logger
   readonly metrics: EdgeMetrics | undefined
+  /** Observers of every exchange (metrics, access log, passive health...). */
+  readonly hooks: ExchangeHooks
 }
 
 export interface HttpServerOptions {
@@ -33,7 +36,7 @@ export interface HttpServerOptions {
   readonly http1Server: 'edge' | 'node'
 }
 
-export class HttpListener implements ExchangeObserver {
+export class HttpListener {
   readonly config: ListenerConfig
   /** The HTTP/1.1 server: the edge's own (H1Server) or node:http's; both are net.Servers with the same calls. */
   readonly server: http.Server | H1Server
@@ -209,38 +212,10 @@ export class HttpListener implements ExchangeObserver {
           return
         }
         const x = new Exchange(req, res, route, action as PoolAction, pool, scanned.requestId, clientIp, start,
-          rewritePath(url, route, action.stripPrefix), scanned.headers, scanned.hasBody, this)
+          rewritePath(url, route, action.stripPrefix), scanned.headers, scanned.hasBody, this.#deps.hooks)
         x.run(Date.now())
       }
     }
-  }
-
-  onExchangeEnd (x: Exchange): void {
-    const metrics = this.#deps.metrics
-    if (metrics !== undefined) {
-      metrics.countRequest(x.route.name, x.status)
-      if (x.member !== undefined) {
-        if (x.upstreamMs >= 0) metrics.observeUpstream(x.pool.name, x.member, x.upstreamMs / 1000)
-        if (x.errorCode !== undefined && x.errorCode !== 'EP_ERR_CLIENT_ABORTED') metrics.countUpstreamError(x.pool.name, x.member.backend.url, errorKind(x.errorCode))
-      }
-      if (x.retries > 0) metrics.retries.labels(x.pool.name).inc(x.retries)
-    }
-    const log = this.#deps.accessLog
-    if (log === undefined) return
-    log.write({
-      requestId: x.requestId,
-      clientIp: x.clientIp,
-      method: x.req.method ?? '',
-      host: x.req.headers.host ?? String(x.req.headers[':authority'] ?? ''),
-      path: x.req.url ?? '',
-      status: x.status,
-      bytesIn: x.bodyBytes,
-      bytesOut: x.socket.bytesWritten - x.bytesOutStart,
-      durationMs: x.durationMs,
-      route: x.route.name,
-      backend: x.member?.backend.url ?? '',
-      error: x.errorCode,
-    })
   }
 
   private logSimple (req: IncomingMessage, res: ServerResponse, s: ScannedRequest, clientIp: string, start: number, route: string, error: string | undefined): void {

@@ -8,7 +8,7 @@ import type { Logger } from 'pino'
 import { isLoopbackIp, type Address } from '../../config/address.js'
 import type { EventLog } from './events.js'
 import { STATUS_PAGE } from './status-page.js'
-import { EdgeError } from '../errors.js'
+import { EdgeError } from '../../config/errors.js'
 import { HostPolicy, Sessions, crossOriginReason } from './admin-guard.js'
 
 export interface AdminDeps {
@@ -23,8 +23,38 @@ export interface AdminDeps {
   status (): Promise<unknown>
   /** Sets or clears draining on a pool's backend in every worker; rejects with a reason. */
   drain (pool: string, backend: string, draining: boolean): Promise<string>
+  /** Runtime registration (/api/pools/NAME/backends); absent: those endpoints answer 404. */
+  readonly members?: MemberOps
   readonly events: EventLog
 }
+
+/** A pool member as the registration API shows it. */
+export interface MemberJson {
+  readonly url: string
+  readonly weight: number
+  readonly source: string
+  readonly state: string
+}
+
+/** The registration API's operations; each rejects with an AdminRefusal (400, 404, 409) when it changes nothing. */
+export interface MemberOps {
+  /** Registers a member (body: {url, weight}) in every worker. */
+  add (pool: string, body: unknown): Promise<MemberJson>
+  /** Drains then removes an API member in every worker; `drain` is the ?drain= text (default 30s). */
+  remove (pool: string, url: string, drain: string | null): Promise<string>
+  /** Every member of a pool with its source and state. */
+  list (pool: string): Promise<MemberJson[]>
+}
+
+/** A refused admin call: the HTTP status to answer (400 bad input, 404 unknown, 409 conflict) and why. */
+export class AdminRefusal extends Error {
+  constructor (readonly status: 400 | 404 | 409, message: string) {
+    super(message)
+  }
+}
+
+/** Registration bodies are small; anything larger is refused before it is parsed. */
+const MAX_BODY = 64 * 1024
 
 export interface AdminOptions {
   readonly address: Address
@@ -37,6 +67,20 @@ function json (res: ServerResponse, status: number, body: unknown): void {
   const text = `${JSON.stringify(body, null, 2)}\n`
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' })
   res.end(text)
+}
+
+/** The request body as text, or undefined when it is over `max` bytes. */
+function readBody (req: IncomingMessage, max: number): Promise<string | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = []
+    let size = 0
+    req.on('data', (c: Buffer) => {
+      size += c.length
+      if (size <= max) chunks.push(c)
+    })
+    req.on('end', () => { resolve(size > max ? undefined : Buffer.concat(chunks).toString('utf8')) })
+    req.on('error', reject)
+  })
 }
 
 function same (given: string, token: string): boolean {
@@ -172,6 +216,11 @@ export class AdminServer {
       this.streamEvents(req, res)
       return
     }
+    const members = path === undefined ? null : /^\/api\/pools\/([^/]+)\/backends(?:\/([^/]+))?$/.exec(path)
+    if (members !== null && this.deps.members !== undefined) {
+      this.members(this.deps.members, req, res, members[1] as string, members[2])
+      return
+    }
     const drain = path === undefined ? null : /^\/api\/pools\/([^/]+)\/backends\/([^/]+)\/(drain|undrain)$/.exec(path)
     if (drain !== null) {
       if (req.method !== 'POST') { res.writeHead(405, { allow: 'POST' }); res.end(); return }
@@ -199,6 +248,47 @@ export class AdminServer {
       return
     }
     json(res, 404, { error: `no admin endpoint ${req.method ?? ''} ${path ?? ''}` })
+  }
+
+  /** GET and POST /api/pools/NAME/backends, DELETE /api/pools/NAME/backends/URL-ENCODED[?drain=30s]. */
+  private members (ops: MemberOps, req: IncomingMessage, res: ServerResponse, rawPool: string, rawUrl: string | undefined): void {
+    let pool: string
+    let url: string | undefined
+    try {
+      pool = decodeURIComponent(rawPool)
+      url = rawUrl === undefined ? undefined : decodeURIComponent(rawUrl)
+    } catch {
+      json(res, 400, { ok: false, error: 'bad URL encoding in the path' })
+      return
+    }
+    const refused = (err: unknown): void => {
+      if (err instanceof AdminRefusal) { json(res, err.status, { ok: false, error: err.message }); return }
+      this.deps.log.error({ err, path: req.url }, 'internal error in the admin API')
+      json(res, 500, { ok: false, error: 'internal error' })
+    }
+    if (url === undefined) {
+      if (req.method === 'GET') {
+        ops.list(pool).then(list => { json(res, 200, list) }, refused)
+        return
+      }
+      if (req.method !== 'POST') { res.writeHead(405, { allow: 'GET, POST' }); res.end(); return }
+      readBody(req, MAX_BODY).then(text => {
+        if (text === undefined) { json(res, 413, { ok: false, error: `the body is over ${MAX_BODY} bytes` }); return }
+        let body: unknown
+        try {
+          body = JSON.parse(text)
+        } catch {
+          json(res, 400, { ok: false, error: 'the body is not JSON; send e.g. {"url": "http://127.0.0.1:9003", "weight": 2}' })
+          return
+        }
+        ops.add(pool, body).then(m => { json(res, 201, m) }, refused)
+      }, () => { res.destroy() })
+      return
+    }
+    if (req.method !== 'DELETE') { res.writeHead(405, { allow: 'DELETE' }); res.end(); return }
+    const q = (req.url ?? '').indexOf('?')
+    const drain = q === -1 ? null : new URLSearchParams((req.url ?? '').slice(q + 1)).get('drain')
+    ops.remove(pool, url, drain).then(message => { json(res, 202, { ok: true, message }) }, refused)
   }
 
   private streamEvents (req: IncomingMessage, res: ServerResponse): void {

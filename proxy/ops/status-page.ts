@@ -127,8 +127,8 @@ function renderPools(st, now) {
       if (lat.p95 !== undefined) p95s.push(lat.p95);
       if (lat.p99 !== undefined) p99s.push(lat.p99);
       if (cls === "up") up++;
-      return '<tr data-backend="' + esc(b.url) + '" data-state="' + cls + '"><td><span class="dot ' + cls + '"></span>' + esc(b.url) + '</td>' +
-        '<td class="state-' + cls + '">' + label + '</td><td>' + b.weight + '</td><td>' + fmt(r) + '</td><td>' + b.inflight + '</td>' +
+      return '<tr data-backend="' + esc(b.url) + '" data-state="' + cls + '" data-source="' + esc(b.source || "config") + '"><td><span class="dot ' + cls + '"></span>' + esc(b.url) + '</td>' +
+        '<td class="state-' + cls + '">' + label + '</td><td class="source">' + esc(b.source || "config") + '</td><td>' + b.weight + '</td><td>' + fmt(r) + '</td><td>' + b.inflight + '</td>' +
         '<td>' + fmt(lat.p50 !== undefined ? lat.p50 : b.ewma_ms, 2) + '</td><td>' + fmt(lat.p95, 2) + '</td><td>' + fmt(lat.p99, 2) + '</td>' +
         '<td>' + b.requests + '</td><td>' + b.failures + '</td></tr>';
     }).join("");
@@ -140,7 +140,7 @@ function renderPools(st, now) {
     history.set(p.name, h);
     const shards = p.shards ? '<div class="muted">shards: ' + p.shards.map(s => esc(s.name) + " (" + s.backends.length + ")").join(", ") + '</div>' : "";
     return '<div class="pool" data-pool="' + esc(p.name) + '"><h3>' + esc(p.name) + ' <span class="' + (up === p.backends.length ? "state-up" : up === 0 ? "state-down" : "state-drain") + '">' + up + '/' + p.backends.length + ' up</span> <span class="muted">' + esc(p.balance) + ' · ' + fmt(poolRps) + ' req/s</span></h3>' + shards +
-      '<table><tr><th>backend</th><th>state</th><th>weight</th><th>req/s</th><th>in flight</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>requests</th><th>failures</th></tr>' + rows + '</table>' +
+      '<table><tr><th>backend</th><th>state</th><th>source</th><th>weight</th><th>req/s</th><th>in flight</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>requests</th><th>failures</th></tr>' + rows + '</table>' +
       chart(h) + '</div>';
   }).join("");
   document.getElementById("pools").innerHTML = html || '<div class="muted">no pools</div>';

@@ -3,10 +3,13 @@ import type { Edge } from '../edge.js'
 import { formatAddress } from '../../config/address.js'
 import { WINDOWS } from '../../health/latency.js'
 import type { CertificateRow } from '../tls/edge-tls.js'
+import type { MemberSource } from '../upstream/members.js'
 
 export interface BackendStatus {
   url: string
   weight: number
+  /** Who added the member: config, api, tunnel, scale or cluster. */
+  source: MemberSource
   healthy: boolean
   available: boolean
   draining: boolean
@@ -69,6 +72,7 @@ export function edgeStatus (edge: Edge): EdgeStatus {
       backends: p.members.map(m => ({
         url: m.backend.url,
         weight: m.weight,
+        source: m.source,
         healthy: m.healthy,
         available: m.available(now),
         draining: m.draining,

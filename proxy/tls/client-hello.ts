@@ -2,7 +2,7 @@
 // peer likes); the hello may be split over several handshake records (RFC 8446 §5.1 allows it). The result is
 // need-more, done {sni, alpn}, or invalid: anything that is not a well-formed ClientHello within the size cap.
 // It never throws, never reads past what it has, and copies each byte at most twice. Timing is the caller's job.
-import { normalizeServerName } from './names.js'
+import { normalizeServerName } from '../../config/names.js'
 
 export type HelloResult =
   | { readonly kind: 'need-more' }

@@ -1,11 +1,12 @@
 // A backend as a member of one pool: the pool's weight and verdicts over a shared backend.
 import type { Backend } from './backend.js'
 import { slowStartFactor } from '../../health/checker.js'
+import type { MemberSource } from './members.js'
 
 /**
  * A backend as a member of one pool. The backend (connections, in-flight, latency) is shared by every pool naming
  * its URL; weight, health verdict, ejection, drain and balancer scratch belong to the pool. Members live in the
- * BackendStore, so this state survives config reloads.
+ * MemberRegistry (members.ts), so this state survives config reloads; only the registry's setStatus() changes it.
  */
 export class Member {
   /** Smooth weighted round robin's current weight. */
@@ -23,6 +24,8 @@ export class Member {
   /** Requests and failures through this pool (the backend's own counters add up every pool naming it). */
   requests = 0
   failures = 0
+  /** Who added it: the config file, the admin API, a tunnel session... */
+  source: MemberSource = 'config'
 
   constructor (public backend: Backend, public weight: number) {}
 

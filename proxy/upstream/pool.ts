@@ -29,12 +29,12 @@ export interface TunnelSource {
 export class PoolRuntime {
   readonly name: string
   readonly config: PoolConfig
-  /** Static members, then the live tunnel sessions of `config.tunnel` (re-read when the tunnel side changes). */
+  /** The pool's members in the registry (config, API...), then the live tunnel sessions of `config.tunnel`. */
   members: readonly Member[]
-  readonly #static: readonly Member[]
   readonly #store: BackendStore
   readonly #tunnels: TunnelSource | undefined
-  #seen = -1
+  #seenMembers = -1
+  #seenTunnels = -1
   readonly balancer: Balancer
   readonly shards: readonly Shard[] | undefined
   readonly usesKey: boolean
@@ -50,36 +50,40 @@ export class PoolRuntime {
     this.#store = store
     this.#tunnels = config.tunnel === undefined ? undefined : tunnels
     this.config = config
-    const members = new Map<string, Member>()
-    for (const b of config.backends) {
-      const m = store.member(config.name, b.url, b.weight)
-      m.slowStart = config.healthCheck?.slowStart ?? 0
-      m.maxInflight = config.limits.maxInflightPerBackend
-      members.set(b.url, m)
-    }
-    this.#static = [...members.values()]
-    this.members = this.#static
+    // The config file is one member source among others: its members go through the registry like the rest.
+    const registry = store.members
+    const byUrl = new Map<string, Member>()
+    const slowStart = config.healthCheck?.slowStart ?? 0
+    const maxInflight = config.limits.maxInflightPerBackend
+    for (const b of config.backends) byUrl.set(b.url, registry.add(config.name, { url: b.url, weight: b.weight, source: 'config', slowStart, maxInflight }))
+    // Members other sources added take this generation's pool settings too.
+    for (const m of registry.list(config.name)) { m.slowStart = slowStart; m.maxInflight = maxInflight }
+    this.members = registry.list(config.name)
     this.state = store.poolState(config)
     this.refresh()
     this.balancer = balancers[config.balance]()
-    this.shards = config.shards?.map(s => new Shard(s.name, s.backends.map(b => members.get(b.url) as Member)))
+    this.shards = config.shards?.map(s => new Shard(s.name, s.backends.map(b => byUrl.get(b.url) as Member)))
     this.usesKey = config.balance === 'hash'
   }
 
-  /** Re-reads tunnel members when sessions came or went (one integer compare when nothing changed). */
+  /** Re-reads members when the registry or the tunnel side changed (two integer compares when nothing did). */
   refresh (): void {
     const t = this.#tunnels
-    if (t === undefined || t.version === this.#seen) return
-    this.#seen = t.version
-    const list = [...this.#static]
-    for (const b of t.backendsFor(this.config.tunnel as string, this.tunnelService)) list.push(this.#store.member(this.name, b.url, 1))
+    const registry = this.#store.members
+    if (registry.version === this.#seenMembers && (t === undefined || t.version === this.#seenTunnels)) return
+    if (t !== undefined && t.version !== this.#seenTunnels) {
+      this.#seenTunnels = t.version
+      for (const b of t.backendsFor(this.config.tunnel as string, this.tunnelService)) registry.add(this.name, { url: b.url, weight: 1, source: 'tunnel', backend: b })
+    }
+    this.#seenMembers = registry.version
+    const list = registry.list(this.name)
     this.members = list
     this.state.outlier.update(list.map(m => m.backend.url))
   }
 
   /** Picks a member for a request; with shards, only inside the key's shard. */
   select (req: { readonly headers: IncomingHttpHeaders }, path: string, clientIp: string, now: number, exclude: Member | undefined, key?: string): Selection {
-    if (this.#tunnels !== undefined) this.refresh()
+    this.refresh()
     const k = key ?? (this.usesKey ? hashKeyOf(this.config.hashKey, req, path, clientIp) : '')
     if (this.shards !== undefined) {
       const shard = pickShard(this.shards, k) as Shard

@@ -3,7 +3,8 @@ import type { BackendTlsConfig, PoolConfig } from '../../config/types.js'
 import { OutlierDetector, type OutlierEvent } from '../../health/outlier.js'
 import { RetryBudget } from '../../health/retry-budget.js'
 import { Backend } from './backend.js'
-import { Member } from './member.js'
+import type { Member } from './member.js'
+import { MemberRegistry } from './members.js'
 import { transportKey, type BackendOptions } from './transport.js'
 
 /** State of one pool that outlives reloads: passive outlier detection and the retry budget. */
@@ -16,10 +17,11 @@ export class PoolState {
   readonly outlier: OutlierDetector
   readonly budget: RetryBudget
   readonly key: string
-  constructor (config: PoolConfig, members: ReadonlyMap<string, Member>, onEvent: (e: OutlierEvent) => void) {
+  constructor (config: PoolConfig, members: MemberRegistry, onEvent: (e: OutlierEvent) => void) {
     this.key = PoolState.keyOf(config)
-    this.outlier = new OutlierDetector(config.name, config.outlier, members.keys(), {
-      setEjected: (url, until) => { const m = members.get(url); if (m !== undefined) m.ejectedUntil = until },
+    const pool = config.name
+    this.outlier = new OutlierDetector(pool, config.outlier, members.urls(pool), {
+      setEjected: (url, until) => { members.setStatus(pool, url, { ejectedUntil: until }) },
       onEvent,
     })
     this.budget = new RetryBudget({ budget: config.retry.budget })
@@ -28,50 +30,39 @@ export class PoolState {
 
 export class BackendStore {
   readonly #backends = new Map<string, Backend>()
-  /** pool name -> url -> member */
-  readonly #members = new Map<string, Map<string, Member>>()
+  /** Pool membership and member state (health, ejection, drain), kept across reloads. */
+  readonly members: MemberRegistry
   readonly #pools = new Map<string, PoolState>()
   #tls: ReadonlyMap<string, BackendTlsConfig> = new Map()
-  constructor (private readonly opts: BackendOptions, private readonly onOutlierEvent: (e: OutlierEvent) => void = () => {}) {}
-
-  /** The pool's member for `url`, kept across reloads with its health, ejection and drain state. */
-  member (pool: string, url: string, weight: number): Member {
-    let byUrl = this.#members.get(pool)
-    if (byUrl === undefined) { byUrl = new Map(); this.#members.set(pool, byUrl) }
-    let m = byUrl.get(url)
-    const backend = this.get(url)
-    if (m === undefined) {
-      m = new Member(backend, weight)
-      byUrl.set(url, m)
-    } else if (m.backend !== backend) {
-      m.backend = backend // replaced (new tls settings); the member keeps its health and drain state
-    }
-    m.weight = weight
-    return m
+  constructor (private readonly opts: BackendOptions, private readonly onOutlierEvent: (e: OutlierEvent) => void = () => {}) {
+    this.members = new MemberRegistry(url => this.get(url))
   }
 
   findMember (pool: string, url: string): Member | undefined {
-    return this.#members.get(pool)?.get(url)
+    return this.members.get(pool, url)
   }
 
   /** The pool's outlier detector and retry budget, rebuilt only when their config changed. */
   poolState (config: PoolConfig): PoolState {
-    const members = this.#members.get(config.name) ?? new Map<string, Member>()
     let st = this.#pools.get(config.name)
     const key = PoolState.keyOf(config)
     if (st === undefined || st.key !== key) {
       void st?.outlier.close()
-      st = new PoolState(config, members, this.onOutlierEvent)
+      st = new PoolState(config, this.members, this.onOutlierEvent)
       this.#pools.set(config.name, st)
     } else {
-      st.outlier.update(members.keys())
+      st.outlier.update(this.members.urls(config.name))
     }
     return st
   }
 
-  /** TLS settings by backend URL for the next table; get() replaces a backend whose settings changed. */
+  /** TLS settings by backend URL for the next table (config and API members); get() replaces a backend whose settings changed. */
   setTls (byUrl: ReadonlyMap<string, BackendTlsConfig>): void {
     this.#tls = byUrl
+  }
+
+  get tlsSettings (): ReadonlyMap<string, BackendTlsConfig> {
+    return this.#tls
   }
 
   get (url: string): Backend {
@@ -94,7 +85,15 @@ export class BackendStore {
   /** Forgets an adopted backend and its memberships (the tunnel session is gone). */
   drop (url: string): void {
     this.#backends.delete(url)
-    for (const byUrl of this.#members.values()) byUrl.delete(url)
+    this.members.removeEverywhere(url)
+  }
+
+  /** Closes a backend no member uses any more (an API member was removed), after its in-flight requests. */
+  release (url: string): void {
+    const b = this.#backends.get(url)
+    if (b === undefined || b.tunnel !== undefined || this.members.uses(url)) return
+    this.#backends.delete(url)
+    void b.close().catch(() => {})
   }
 
   get options (): BackendOptions {
@@ -112,21 +111,24 @@ export class BackendStore {
   /** Closes (gracefully: in-flight requests finish) every backend not in `keep`; forgets pools and members gone. */
   async retain (keep: ReadonlySet<string>, pools?: ReadonlyMap<string, PoolConfig>): Promise<void> {
     if (pools !== undefined) {
-      for (const [name, byUrl] of this.#members) {
+      // A reload replaces the config's members only: API, tunnel (and later scaler) members stay.
+      for (const name of [...this.members.pools()]) {
         const p = pools.get(name)
-        if (p === undefined) {
-          this.#members.delete(name)
+        if (p === undefined && !name.startsWith('tunnel:')) {
+          this.members.removePool(name)
           void this.#pools.get(name)?.outlier.close()
           this.#pools.delete(name)
           continue
         }
-        const urls = new Set(p.backends.map(b => b.url))
-        for (const [url, m] of byUrl) if (!urls.has(url) && m.backend.tunnel === undefined) byUrl.delete(url)
+        const urls = new Set(p?.backends.map(b => b.url))
+        for (const url of [...this.members.urls(name)]) if (!urls.has(url)) this.members.remove(name, url, 'config')
       }
     }
+    const kept = new Set(keep)
+    for (const name of this.members.pools()) for (const url of this.members.urls(name)) kept.add(url)
     const closing: Promise<void>[] = []
     for (const [url, b] of this.#backends) {
-      if (!keep.has(url) && b.tunnel === undefined) {
+      if (!kept.has(url) && b.tunnel === undefined) {
         this.#backends.delete(url)
         closing.push(b.close().catch(() => {}))
       }

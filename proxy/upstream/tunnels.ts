@@ -7,7 +7,7 @@ import { isIP } from 'node:net'
 import type { Logger } from 'pino'
 import { Pool } from 'undici'
 import type { Config, RouteConfig, TunnelConfig } from '../../config/types.js'
-import { defaultPoolConfig } from '../../config/load.js'
+import { defaultPoolAction, defaultPoolConfig } from '../../config/load.js'
 import { DEFAULT_CIPHERS } from '../../config/tls.js'
 import { TunnelServer } from '../../packer/server.js'
 import type { Session } from '../../packer/session.js'
@@ -124,7 +124,7 @@ export class TunnelMembers {
           index: -1,
           listeners: undefined,
           match: Object.freeze({ host: name, pathPrefix: undefined, methods: undefined, headers: undefined }),
-          action: Object.freeze({ kind: 'pool', pool: poolConfig, stripPrefix: false, hostHeader: 'client', timeout: 30_000, connectTimeout: 5_000, idleTimeout: 60_000 }),
+          action: defaultPoolAction(poolConfig),
         }) as RouteConfig,
       }
       this.#auto.set(name, a)

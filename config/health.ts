@@ -1,8 +1,8 @@
-// Config pieces for a pool's health: [pools.NAME.health], .outlier, .retry and .limits. The lead merges the
-// schemas into config/schema.ts (spread `poolHealthKeys` into poolSchema) and calls resolvePoolHealth() from
-// resolvePool(); the raw (snake_case, as written) and resolved (camelCase, ms) shapes differ on purpose.
+// Config pieces for a pool's health: [pools.NAME.health], .outlier, .retry and .limits. schema.ts spreads
+// `poolHealthKeys` into poolSchema and load.ts calls resolvePoolHealth() from resolvePool(); health/ reads the
+// resolved types. The raw (snake_case, as written) and resolved (camelCase, ms) shapes differ on purpose.
 import { z } from 'zod'
-import { duration } from '../config/primitives.js'
+import { duration } from './primitives.js'
 
 /** An inclusive range of HTTP status codes a health check accepts. */
 export type StatusRange = readonly [lo: number, hi: number]
