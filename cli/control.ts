@@ -1,16 +1,209 @@
-// Admin operations shared by the single-process and the cluster modes: they differ only in how a change reaches
-// the processes that serve traffic (directly, or broadcast over IPC).
+// The one control object: reload, admin actions, health checks, signals and shutdown go through it, for one
+// process and for a cluster primary alike (and next: HA role changes, upgrades, the scaler). The two modes differ
+// only in their Serving side: how a change reaches the processes that serve traffic (the Edge in this process,
+// or the workers over IPC). Nothing here exits the process: `stopped` resolves with the exit code, and
+// cli/main.ts exits.
 import { readFile } from 'node:fs/promises'
+import type { Logger } from 'pino'
 import type { Config } from '../config/types.js'
-import { ConfigError, parseConfigText } from '../config/load.js'
-import type { EventLog } from '../proxy/ops/events.js'
+import { ConfigError, parseConfigText, summarize } from '../config/load.js'
+import { formatAddress } from '../config/address.js'
+import { AdminServer, type AdminDeps } from '../proxy/ops/admin.js'
+import { EventLog } from '../proxy/ops/events.js'
+import type { EdgeStatus } from '../proxy/ops/status.js'
+import type { MemberPatch } from '../proxy/upstream/members.js'
+import type { DemoBackends } from './demo.js'
+import { HealthControl, type MemberVerdict } from './health-control.js'
+import { reasonOf } from './messages.js'
+import { memberOps, Registrations, type Registered } from './registrations.js'
+
+/** How the control side reaches the processes that serve traffic. */
+export interface Serving {
+  /** Applies a validated config everywhere; rejects (and changes nothing the caller keeps) when some process refused it. */
+  reload (config: Config, text: string): Promise<void>
+  setMember (pool: string, url: string, patch: MemberPatch): void
+  addMember (r: Registered, healthy: boolean): void
+  removeMember (pool: string, url: string, drainMs: number): void
+  /** The serving processes' merged status, or undefined when none answered. */
+  status (): Promise<EdgeStatus | undefined>
+  metrics (): Promise<string>
+  /** Serving processes alive now. */
+  workers (): number
+  /** Drains and stops every serving process within `timeoutMs`. */
+  close (timeoutMs: number): Promise<void>
+}
+
+/** What a serving process that starts late needs to catch up with: health verdicts, drains, registrations. */
+export interface MemberSnapshot {
+  readonly verdicts: readonly MemberVerdict[]
+  readonly drains: readonly { pool: string, url: string, draining: boolean }[]
+  readonly registered: readonly (Registered & { healthy: boolean })[]
+}
+
+export interface ControlOptions {
+  readonly log: Logger
+  readonly demo?: DemoBackends | undefined
+  /** The config text being served (workers and restarted processes run these bytes). */
+  readonly text: string
+  /** Told each config text that takes effect (the supervisor restarts a serving process with it). */
+  readonly onConfigText?: (text: string) => void
+  /** Extra Prometheus text appended to /metrics (process restarts). */
+  readonly extraMetrics?: () => string
+}
+
+export class Control {
+  readonly events = new EventLog()
+  readonly registrations = new Registrations()
+  readonly health: HealthControl
+  readonly log: Logger
+  generation = 1
+  /** Resolves with the process's exit code once the edge has stopped. */
+  readonly stopped: Promise<number>
+  #config: Config
+  #text: string
+  #serving: Serving | undefined
+  #admin: AdminServer | undefined
+  #stopping = false
+  #resolveStopped!: (code: number) => void
+  readonly #opts: ControlOptions
+  /** Drain state set through the admin API, replayed to serving processes that start later. */
+  readonly #drains = new Map<string, { pool: string, url: string, draining: boolean }>()
+
+  constructor (initial: Config, opts: ControlOptions) {
+    this.#config = initial
+    this.#text = opts.text
+    this.#opts = opts
+    this.log = opts.log
+    this.stopped = new Promise(resolve => { this.#resolveStopped = resolve })
+    this.health = new HealthControl(v => { this.#serving?.setMember(v.pool, v.url, v) }, this.events, this.log, pool => this.registrations.urls(pool))
+  }
+
+  get config (): Config { return this.#config }
+  get text (): string { return this.#text }
+  get stopping (): boolean { return this.#stopping }
+
+  /** Starts health checks and the admin listener over `serving` (already started). */
+  async start (serving: Serving): Promise<void> {
+    this.#serving = serving
+    this.health.sync(this.#config)
+    this.#admin = new AdminServer(this.#config.admin, this.adminDeps(serving))
+    await this.#admin.listen()
+    this.log.info({ address: formatAddress({ host: this.#config.admin.address.host, port: this.#admin.port }) }, 'admin listening')
+  }
+
+  get adminPort (): number | undefined { return this.#admin?.port }
+
+  /** Re-reads and validates the config file, applies it everywhere, and says what now runs. */
+  async reload (): Promise<string> {
+    const serving = this.#serving
+    if (serving === undefined || this.#stopping) throw new Error('the edge is not running')
+    try {
+      const { config, text } = await readAndValidate(this.#config.file)
+      await serving.reload(config, text)
+      this.#config = config
+      this.#text = text
+      this.#opts.onConfigText?.(text)
+      this.registrations.retain(config)
+      this.health.sync(config)
+      this.generation++
+      this.log.info({ generation: this.generation, workers: serving.workers() }, 'config reloaded')
+      this.events.push('reload', `config reloaded (generation ${this.generation}, ${serving.workers()} worker${serving.workers() === 1 ? '' : 's'})`)
+      return summarize(config)
+    } catch (err) {
+      this.log.error({ reason: reasonOf(err) }, 'config reload failed; keeping the running config')
+      this.events.push('reload-failed', reasonOf(err))
+      throw err
+    }
+  }
+
+  /** Sets or clears draining on a config member in every serving process. */
+  drain (pool: string, backend: string, draining: boolean): Promise<string> {
+    return applyDrain(this.#config, this.events, pool, backend, draining, (p, url, d) => {
+      this.#drains.set(`${p} ${url}`, { pool: p, url, draining: d })
+      this.#serving?.setMember(p, url, { draining: d })
+    })
+  }
+
+  /** Member state a serving process that starts now must be told, in order. */
+  snapshot (): MemberSnapshot {
+    const registered = this.registrations.all().map(r => ({
+      ...r,
+      healthy: this.health.up(r.pool, r.url) ?? this.#config.pools.get(r.pool)?.healthCheck === undefined,
+    }))
+    return { verdicts: this.health.verdicts(), drains: [...this.#drains.values()], registered }
+  }
+
+  /**
+   * Stops the edge: the admin listener and health checks first, then every serving process drains within
+   * shutdown_timeout; `stopped` resolves with `code`. The whole stop is bounded: past the timeout (plus a second)
+   * it resolves anyway, and main exits with whatever still holds on.
+   */
+  async shutdown (reason: string, code = 0, timeout = this.#config.server.shutdownTimeout): Promise<void> {
+    if (this.#stopping) return
+    this.#stopping = true
+    this.log.info({ reason, timeout_ms: timeout }, 'shutting down: finishing in-flight requests')
+    const overrun = setTimeout(() => {
+      this.log.warn({ timeout_ms: timeout }, 'shutdown overran its bound; exiting now')
+      this.#finish(code)
+    }, timeout + 1000)
+    try {
+      await this.#admin?.close()
+      await this.health.close()
+      await this.#serving?.close(timeout)
+      await this.#opts.demo?.close()
+      this.log.info('stopped')
+    } catch (err) {
+      this.log.error({ reason: reasonOf(err) }, 'error while stopping')
+    } finally {
+      clearTimeout(overrun)
+      this.#finish(code)
+    }
+  }
+
+  #finish (code: number): void {
+    this.log.flush()
+    this.#resolveStopped(code)
+  }
+
+  /** SIGHUP reloads; SIGTERM and SIGINT drain and stop. */
+  handleSignals (): void {
+    process.on('SIGHUP', () => { this.reload().catch(() => {}) })
+    process.on('SIGTERM', () => { void this.shutdown('SIGTERM') })
+    process.on('SIGINT', () => { void this.shutdown('SIGINT') })
+  }
+
+  private adminDeps (serving: Serving): AdminDeps {
+    return {
+      log: this.log,
+      events: this.events,
+      reload: () => this.reload(),
+      health: () => ({ generation: this.generation, workers: serving.workers() }),
+      metrics: async () => `${await serving.metrics()}${this.#opts.extraMetrics?.() ?? ''}`,
+      status: async () => {
+        const st = await serving.status()
+        return { generation: this.generation, workers: serving.workers(), ...st }
+      },
+      drain: (pool, backend, draining) => this.drain(pool, backend, draining),
+      members: memberOps({
+        config: () => this.#config,
+        registrations: this.registrations,
+        health: this.health,
+        events: this.events,
+        status: () => serving.status(),
+        apply: {
+          add: (r, healthy) => { serving.addMember(r, healthy) },
+          remove: (pool, url, drainMs) => { serving.removeMember(pool, url, drainMs) },
+        },
+      }),
+    }
+  }
+}
 
 /** Checks a drain request against the running config and says what it did. */
 export function validateDrain (config: Config, pool: string, backend: string): string | undefined {
   const p = config.pools.get(pool)
   if (p === undefined) return `no pool named "${pool}"`
-  let url = backend
-  try { url = new URL(backend).origin } catch { /* compare as given */ }
+  const url = normalizeBackend(backend)
   if (!p.backends.some(b => b.url === url)) return `pool "${pool}" has no backend ${backend}`
   return undefined
 }
@@ -37,10 +230,3 @@ export async function readAndValidate (file: string): Promise<{ text: string, co
   })
   return { text, config: parseConfigText(text, file) }
 }
-
-export function onSignals (reload: () => Promise<unknown>, shutdown: (signal: string) => Promise<void>): void {
-  process.on('SIGHUP', () => { reload().catch(() => {}) })
-  process.on('SIGTERM', () => { void shutdown('SIGTERM') })
-  process.on('SIGINT', () => { void shutdown('SIGINT') })
-}
-

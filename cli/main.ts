@@ -8,6 +8,7 @@ import { dirname, join, resolve } from 'node:path'
 import { ConfigError, loadConfigFile, parseConfigText, summarize } from '../config/load.js'
 import { CONFIG_TEXT_ENV, SUPERVISED_ENV, supervise } from './supervisor.js'
 import { createEventLog } from '../proxy/ops/log.js'
+import type { Logger } from 'pino'
 
 const HELP = `edge-proxy: an edge routing proxy and load balancer
 
@@ -64,11 +65,12 @@ async function main (argv: string[]): Promise<number> {
     case 'check':
     case 'run': {
       let config
+      let primaryText: string | undefined
       // The example config's https listener serves .demo-certs/ beside it: make them before the config is read.
       if (values.demo === true) await demoCertificates(file)
       try {
         // A cluster worker, or a serving process its supervisor restarted, runs the config its parent last served.
-        const primaryText = cluster.isWorker || process.env[SUPERVISED_ENV] === '1' ? process.env[CONFIG_TEXT_ENV] : undefined
+        primaryText = cluster.isWorker || process.env[SUPERVISED_ENV] === '1' ? process.env[CONFIG_TEXT_ENV] : undefined
         config = primaryText === undefined ? await loadConfigFile(file) : parseConfigText(primaryText, resolve(file))
       } catch (err) {
         if (err instanceof ConfigError) {
@@ -80,13 +82,16 @@ async function main (argv: string[]): Promise<number> {
       if (command === 'check') { process.stdout.write(`${summarize(config)}\n`); return 0 }
       if (config.server.workers <= 1 && !cluster.isWorker && process.env[SUPERVISED_ENV] !== '1') {
         // One serving process: it runs under a supervisor that restarts it if it dies (cli/supervisor.ts).
-        supervise(rest, await readFile(resolve(file), 'utf8'), createEventLog(config.log.level))
-        return -1
+        exitWith(await supervise(rest, await readFile(resolve(file), 'utf8'), createEventLog(config.log.level)))
       }
+      const text = primaryText ?? await readFile(resolve(file), 'utf8')
+      const log = createEventLog(config.log.level)
+      // A serving process (a cluster worker, or the supervised one): state after an uncaught throw cannot be
+      // trusted, so it is logged with its stack and the process ends; its parent starts a clean one.
+      if (cluster.isWorker || config.server.workers <= 1) exitOnUncaught(log)
       // Loaded here, not at the top: the supervisor never serves, so it stays a small process.
       const { runEdge } = await import('./run.js')
-      await runEdge(config, { file, demo: values.demo === true })
-      return -1 // keeps running
+      exitWith(await runEdge(config, { file, demo: values.demo === true, text, log }))
     }
     default:
       process.stderr.write(`edge-proxy: unknown command "${command}"\n\n${HELP}`)
@@ -100,6 +105,21 @@ async function demoCertificates (file: string): Promise<void> {
   const { ensureDemoCertificates, DEMO_NAMES } = await import('../proxy/tls/demo-certs.js')
   const made = await ensureDemoCertificates(dir, [...DEMO_NAMES, 'demo.localhost', 'api.localhost', 'users.localhost'])
   if (made.created) process.stderr.write(`edge-proxy: made demo certificates in ${dir}; trust ${made.files.ca} (curl --cacert)\n`)
+}
+
+/** Ends the process: the edge stopped (handles such as a lingering socket must not keep it alive). */
+function exitWith (code: number): never {
+  process.exit(code)
+}
+
+function exitOnUncaught (log: Logger): void {
+  const die = (err: unknown, kind: string): void => {
+    log.fatal({ err, kind }, `${kind}: this serving process ends and a new one is started`)
+    log.flush()
+    process.exit(70)
+  }
+  process.on('uncaughtException', err => { die(err, 'uncaught exception') })
+  process.on('unhandledRejection', err => { die(err, 'unhandled rejection') })
 }
 
 main(process.argv.slice(2)).then(

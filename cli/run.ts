@@ -1,106 +1,73 @@
-// Running the edge: one process (workers = 1) or a node:cluster primary with N workers sharing the listeners.
+// Running the edge: one process (workers = 1, under its supervisor) or a node:cluster primary with N workers
+// sharing the listeners. Either way one Control (control.ts) drives it; only the Serving side differs.
 import cluster from 'node:cluster'
 import type { Logger } from 'pino'
 import type { Config } from '../config/types.js'
-import { summarize } from '../config/load.js'
-import { formatAddress } from '../config/address.js'
 import { Edge } from '../proxy/edge.js'
-import { AdminServer } from '../proxy/ops/admin.js'
-import { EventLog } from '../proxy/ops/events.js'
-import { createEventLog } from '../proxy/ops/log.js'
 import { edgeStatus } from '../proxy/ops/status.js'
-import { startDemoBackends, type DemoBackends } from './demo.js'
-import { applyDrain, onSignals, readAndValidate } from './control.js'
-import { reasonOf } from './messages.js'
-import { runPrimary } from './primary.js'
+import { startDemoBackends } from './demo.js'
+import { Control, type Serving } from './control.js'
+import { ClusterServing } from './primary.js'
 import { runWorker } from './worker.js'
-import { HealthControl } from './health-control.js'
-import { memberOps, Registrations } from './registrations.js'
-import { exitOnUncaught, restartsMetric, restartsSoFar, SUPERVISED_ENV, tellSupervisor } from './supervisor.js'
+import { restartsMetric, restartsSoFar, SUPERVISED_ENV, tellSupervisor } from './supervisor.js'
 
 export interface RunOptions {
   readonly file: string
   readonly demo: boolean
+  /** The config file's text as it was read (what workers and restarted processes run). */
+  readonly text: string
+  readonly log: Logger
 }
 
-export async function runEdge (config: Config, opts: RunOptions): Promise<void> {
-  if (cluster.isWorker) { await runWorker(config); return }
-  const log = createEventLog(config.log.level)
+/** Runs the edge until it is stopped; resolves with the process's exit code. */
+export async function runEdge (config: Config, opts: RunOptions): Promise<number> {
+  const log = opts.log
+  if (cluster.isWorker) return await runWorker(config, log)
   const demo = opts.demo ? await startDemoBackends(config) : undefined
   if (demo !== undefined && demo.urls.length > 0) log.info({ backends: demo.urls }, 'demo backends started')
-  if (config.server.workers <= 1) await runSingle(config, log, demo)
-  else await runPrimary(config, log, demo)
-}
-
-async function runSingle (initial: Config, log: Logger, demo: DemoBackends | undefined): Promise<void> {
-  exitOnUncaught(log)
-  const events = new EventLog()
-  const edge = new Edge(initial, { log, onEvent: (type, message, fields) => { events.push(type, message, fields) } })
-  await edge.start()
-  const registrations = new Registrations()
-  const health = new HealthControl(v => { edge.setMemberState(v.pool, v.url, v) }, events, log, pool => registrations.urls(pool))
-  health.sync(initial)
-  let generation = 1
-  const reload = async (): Promise<string> => {
+  if (config.server.workers > 1) {
+    const control = new Control(config, { log, demo, text: opts.text, extraMetrics: () => restartsMetric(serving.restarts) })
+    const serving: ClusterServing = new ClusterServing(config, opts.text, control)
+    control.handleSignals()
     try {
-      const { config, text } = await readAndValidate(initial.file)
-      await edge.reload(config)
-      tellSupervisor({ type: 'config', text })
-      registrations.retain(config)
-      health.sync(config)
-      generation++
-      log.info({ generation }, 'config reloaded')
-      events.push('reload', `config reloaded (generation ${generation})`)
-      return summarize(config)
+      await serving.start()
     } catch (err) {
-      log.error({ reason: reasonOf(err) }, 'config reload failed; keeping the running config')
-      events.push('reload-failed', reasonOf(err))
+      await control.shutdown('no worker could start', 1, 0)
       throw err
     }
+    await control.start(serving)
+    return await control.stopped
   }
-  const admin = new AdminServer(initial.admin, {
+  const control = new Control(config, {
     log,
-    events,
-    reload,
-    health: () => ({ generation, workers: 1 }),
-    metrics: async () => `${await edge.metrics.text()}${restartsMetric(restartsSoFar())}`,
-    status: async () => ({ generation, workers: 1, ...edgeStatus(edge) }),
-    drain: (pool, backend, draining) => applyDrain(edge.config, events, pool, backend, draining, (pool, url, d) => { edge.setMemberState(pool, url, { draining: d }) }),
-    members: memberOps({
-      config: () => edge.config,
-      registrations,
-      health,
-      events,
-      status: async () => edgeStatus(edge),
-      apply: {
-        add: (r, healthy) => { edge.addMember(r.pool, { url: r.url, weight: r.weight, healthy }) },
-        remove: (pool, url, drainMs) => { void edge.removeMember(pool, url, drainMs) },
-      },
-    }),
+    demo,
+    text: opts.text,
+    onConfigText: text => { tellSupervisor({ type: 'config', text }) },
+    extraMetrics: () => restartsMetric(restartsSoFar()),
   })
-  await admin.listen()
-  log.info({ address: formatAddress({ host: initial.admin.address.host, port: admin.port }) }, 'admin listening')
-  let stopping = false
-  const stop = async (signal: string, timeout: number): Promise<void> => {
-    if (stopping) return
-    stopping = true
-    log.info({ signal, timeout_ms: timeout }, 'shutting down: finishing in-flight requests')
-    // shutdown_timeout bounds the whole stop: whatever still holds on past it (a close that never settles) is cut.
-    setTimeout(() => { log.warn({ timeout_ms: timeout }, 'shutdown overran its bound; exiting now'); log.flush(); process.exit(0) }, timeout + 1000)
-    await admin.close()
-    await health.close()
-    await edge.close(timeout)
-    await demo?.close()
-    log.info('stopped')
-    log.flush()
-    process.exit(0)
-  }
-  onSignals(reload, signal => stop(signal, edge.config.server.shutdownTimeout))
+  const edge = new Edge(config, { log, onEvent: (type, message, fields) => { control.events.push(type, message, fields) } })
+  await edge.start()
+  await control.start(new LocalServing(edge))
+  control.handleSignals()
   // The supervisor itself was killed (SIGKILL, say): whoever did it wants the edge down, so do not linger as an
   // orphan holding the ports.
   if (process.env[SUPERVISED_ENV] === '1') {
-    process.on('disconnect', () => { void stop('supervisor gone', 0) })
-    if (!process.connected) void stop('supervisor gone', 0) // it died while this process was starting
+    process.on('disconnect', () => { void control.shutdown('supervisor gone', 0, 0) })
+    if (!process.connected) void control.shutdown('supervisor gone', 0, 0) // it died while this process was starting
   }
   tellSupervisor({ type: 'ready' })
+  return await control.stopped
+}
+
+/** The Edge in this process serves traffic itself. */
+export class LocalServing implements Serving {
+  constructor (readonly edge: Edge) {}
+  reload (config: Config): Promise<void> { return this.edge.reload(config) }
+  setMember (pool: string, url: string, patch: Parameters<Edge['setMemberState']>[2]): void { this.edge.setMemberState(pool, url, patch) }
+  addMember (r: { pool: string, url: string, weight: number }, healthy: boolean): void { this.edge.addMember(r.pool, { url: r.url, weight: r.weight, healthy }) }
+  removeMember (pool: string, url: string, drainMs: number): void { void this.edge.removeMember(pool, url, drainMs) }
+  status (): Promise<ReturnType<typeof edgeStatus>> { return Promise.resolve(edgeStatus(this.edge)) }
+  metrics (): Promise<string> { return this.edge.metrics.text() }
+  workers (): number { return 1 }
+  close (timeoutMs: number): Promise<void> { return this.edge.close(timeoutMs) }
 }

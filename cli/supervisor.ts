@@ -27,31 +27,19 @@ export function restartsSoFar (): number {
   return Number.isFinite(n) ? n : 0
 }
 
-/**
- * In a serving process: an exception nothing caught is logged with its stack, and the process exits so that its
- * supervisor (or the cluster primary) starts a clean one; state after an uncaught throw cannot be trusted.
- */
-export function exitOnUncaught (log: Logger): void {
-  const die = (err: unknown, kind: string): void => {
-    log.fatal({ err, kind }, `${kind}: this serving process ends and a new one is started`)
-    log.flush()
-    process.exit(70)
-  }
-  process.on('uncaughtException', err => { die(err, 'uncaught exception') })
-  process.on('unhandledRejection', err => { die(err, 'unhandled rejection') })
-}
-
 /** Tells the supervisor, if any, something about this serving process. */
 export function tellSupervisor (m: ToSupervisor): void {
   if (process.env[SUPERVISED_ENV] === '1') process.send?.(m)
 }
 
 /**
- * Runs `argv` (this CLI's own arguments) as the serving child and keeps one running. Resolves never; exits the
- * process with the child's code once a signal asked it to stop, or if the first child fails before it is ready
- * (a taken port, say: restarting would not help).
+ * Runs `argv` (this CLI's own arguments) as the serving child and keeps one running. Resolves with the child's
+ * exit code once a signal asked it to stop, or if the first child fails before it is ready (a taken port, say:
+ * restarting would not help).
  */
-export function supervise (argv: readonly string[], configText: string, log: Logger): void {
+export function supervise (argv: readonly string[], configText: string, log: Logger): Promise<number> {
+  let done!: (code: number) => void
+  const stopped = new Promise<number>(resolve => { done = resolve })
   let text = configText
   let restarts = 0
   let stopping = false
@@ -71,8 +59,8 @@ export function supervise (argv: readonly string[], configText: string, log: Log
     })
     c.on('exit', (code, signal) => {
       if (child === c) child = undefined
-      if (stopping || (code === 0 && signal === null)) { process.exit(code ?? 0); return }
-      if (!everReady && !ready) { process.exit(code ?? 1); return } // never served: restarting would not help
+      if (stopping || (code === 0 && signal === null)) { done(code ?? 0); return }
+      if (!everReady && !ready) { done(code ?? 1); return } // never served: restarting would not help
       const now = Date.now()
       deaths.push(now)
       while (deaths.length > 0 && (deaths[0] as number) < now - 10_000) deaths.shift()
@@ -86,11 +74,12 @@ export function supervise (argv: readonly string[], configText: string, log: Log
 
   const forward = (signal: NodeJS.Signals): void => {
     if (signal !== 'SIGHUP') stopping = true
-    if (child === undefined) { if (stopping) process.exit(0); return }
+    if (child === undefined) { if (stopping) done(0); return }
     child.kill(signal)
   }
   process.on('SIGHUP', () => { forward('SIGHUP') })
   process.on('SIGTERM', () => { forward('SIGTERM') })
   process.on('SIGINT', () => { forward('SIGINT') })
   start()
+  return stopped
 }

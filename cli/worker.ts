@@ -3,18 +3,18 @@ import { AggregatorRegistry } from 'prom-client'
 import type { Config } from '../config/types.js'
 import { parseConfigText } from '../config/load.js'
 import { Edge } from '../proxy/edge.js'
-import { createEventLog } from '../proxy/ops/log.js'
+import type { Logger } from 'pino'
 import { edgeStatus } from '../proxy/ops/status.js'
 import { reasonOf, type FromWorker, type ToWorker } from './messages.js'
-import { exitOnUncaught } from './supervisor.js'
 
 function send (m: FromWorker): void {
   process.send?.(m)
 }
 
-export async function runWorker (initial: Config): Promise<void> {
-  const log = createEventLog(initial.log.level)
-  exitOnUncaught(log)
+/** Serves until the primary says stop (or goes away); resolves with the exit code. */
+export async function runWorker (initial: Config, log: Logger): Promise<number> {
+  let exit!: (code: number) => void
+  const stopped = new Promise<number>(resolve => { exit = resolve })
   // The primary orchestrates signals; a terminal's Ctrl-C reaches the whole group, so workers ignore it.
   process.on('SIGINT', () => {})
   process.on('SIGTERM', () => {})
@@ -29,7 +29,7 @@ export async function runWorker (initial: Config): Promise<void> {
     closing = true
     await edge.close(timeout)
     log.flush()
-    process.exit(0)
+    exit(0)
   }
   process.on('message', (m: ToWorker) => {
     switch (m.type) {
@@ -71,7 +71,8 @@ export async function runWorker (initial: Config): Promise<void> {
     send({ type: 'failed', error: reasonOf(err) })
     log.error({ reason: reasonOf(err) }, 'worker could not start')
     log.flush()
-    process.exit(1)
+    return 1
   }
   send({ type: 'ready' })
+  return await stopped
 }
