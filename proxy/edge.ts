@@ -10,6 +10,7 @@ import { TlsListener } from './listen/tls-listener.js'
 import { certificateRows, logCertEvent, type CertificateRow } from './tls/edge-tls.js'
 import { createAccessLog, type AccessLog } from './ops/log.js'
 import { EdgeMetrics } from './ops/metrics.js'
+import { defaultRoute } from '../config/load.js'
 import { AccessLogObserver, MetricsObserver } from './ops/observers.js'
 import { ExchangeHooks } from './forward/hooks.js'
 import { PassiveHealth } from './forward/passive-health.js'
@@ -28,10 +29,30 @@ export type { MemberPatch } from './upstream/members.js'
 /** A member the admin API registers (the control process has validated it against the config). */
 export interface AddedMember { readonly url: string, readonly weight: number, readonly healthy: boolean }
 
+/** Backend defaults: connections no route names (tunnel auto routes, health probes) get the route default. */
 function backendOptions (config: Config): { connectTimeout: number, keepAliveTimeout: number, maxHeaderSize: number } {
-  let connectTimeout = 0
-  for (const r of config.routes) if (r.action.kind === 'pool') connectTimeout = Math.max(connectTimeout, r.action.connectTimeout)
-  return { connectTimeout: connectTimeout === 0 ? 5000 : connectTimeout, keepAliveTimeout: 4000, maxHeaderSize: config.server.maxHeaderBytes }
+  return { connectTimeout: defaultRoute.connectTimeout, keepAliveTimeout: 4000, maxHeaderSize: config.server.maxHeaderBytes }
+}
+
+/**
+ * Each backend's connect timeout is the connect_timeout of the routes that send to its pools, not the largest of
+ * all routes. A backend shared by routes with different values (one undici pool serves them all) takes the largest
+ * of those, so no route's connections are cut sooner than it asked.
+ */
+function connectTimeouts (config: Config, members: MemberRegistry): Map<string, number> {
+  const byPool = new Map<string, number>()
+  for (const r of config.routes) {
+    if (r.action.kind !== 'pool') continue
+    const name = r.action.pool.name
+    byPool.set(name, Math.max(byPool.get(name) ?? 0, r.action.connectTimeout))
+  }
+  const byUrl = new Map<string, number>()
+  for (const [pool, timeout] of byPool) {
+    const p = config.pools.get(pool)
+    const urls = new Set([...(p?.backends.map(b => b.url) ?? []), ...members.urls(pool)])
+    for (const url of urls) byUrl.set(url, Math.max(byUrl.get(url) ?? 0, timeout))
+  }
+  return byUrl
 }
 
 function listenerKey (l: Config['listeners'][number]): string {
@@ -65,6 +86,7 @@ export class Edge {
       deps.onEvent?.(type, `${e.backend} in pool ${e.pool}: ${e.reason}`, { pool: e.pool, backend: e.backend })
     })
     this.store.setTls(backendTls(config))
+    this.store.setConnectTimeouts(connectTimeouts(config, this.store.members))
     this.#deps = deps
     this.#tunnels = this.makeTunnels(config)
     this.#table = new EdgeTable(config, this.store, this.#tunnels)
@@ -112,6 +134,12 @@ export class Edge {
     if (p.tls !== undefined && !this.store.tlsSettings.has(m.url)) this.store.setTls(new Map([...this.store.tlsSettings, [m.url, p.tls]]))
     // Registered again while its removal drains: the new registration wins.
     if (this.store.members.get(pool, m.url)?.draining === true) this.store.members.setStatus(pool, m.url, { draining: false })
+    // Its connect timeout is that of the routes to its pool, as for the file's members.
+    const timeouts = connectTimeouts(this.config, this.store.members)
+    for (const r of this.config.routes) {
+      if (r.action.kind === 'pool' && r.action.pool.name === pool) timeouts.set(m.url, Math.max(timeouts.get(m.url) ?? 0, r.action.connectTimeout))
+    }
+    this.store.setConnectTimeouts(timeouts)
     return this.store.members.add(pool, {
       url: m.url,
       weight: m.weight,
@@ -215,6 +243,7 @@ export class Edge {
       this.#tunnels = fresh
     }
     this.store.setTls(backendTls(config, this.store.members))
+    this.store.setConnectTimeouts(connectTimeouts(config, this.store.members))
     const next = new EdgeTable(config, this.store, this.#tunnels)
     const oldLog = this.#accessLog
     if (config.log.access !== this.#table.config.log.access) {

@@ -7,6 +7,7 @@ import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import type { ListenerConfig, RouteConfig } from '../../config/types.js'
 import { formatAddress } from '../../config/address.js'
+import { defaultRoute } from '../../config/load.js'
 import type { Backend } from '../upstream/backend.js'
 import type { Member } from '../upstream/member.js'
 import type { EdgeTable } from '../route/table.js'
@@ -37,7 +38,8 @@ const NO_HEADERS = { headers: {} }
 class BackendLease implements PassthroughTarget {
   readonly open: (() => Duplex) | undefined
   readonly backend: Backend
-  constructor (readonly host: string, readonly port: number, readonly member: Member, readonly cooldown: number, client: string, sni: string | undefined) {
+  constructor (readonly host: string, readonly port: number, readonly member: Member, readonly cooldown: number, client: string, sni: string | undefined,
+    readonly connectTimeoutMs: number) {
     const backend = member.backend
     this.backend = backend
     member.requests++
@@ -117,9 +119,11 @@ export class TlsListener {
     const ip = clientIpOf(client)
     const member = pool?.select(NO_HEADERS, '/', ip, Date.now(), undefined).member
     if (pool === undefined || member === undefined) return undefined
-    if (member.backend.openRaw !== undefined) return new BackendLease('tunnel', 0, member, pool.config.unreachableCooldown, ip, sni)
+    // The route's own connect_timeout (a tunnel's auto route has the route default).
+    const connectTimeout = route !== undefined && route.action.kind === 'pool' && pool.name === route.action.pool.name ? route.action.connectTimeout : defaultRoute.connectTimeout
+    if (member.backend.openRaw !== undefined) return new BackendLease('tunnel', 0, member, pool.config.unreachableCooldown, ip, sni, connectTimeout)
     const t = parseTcpTarget(member.backend.url)
-    return new BackendLease(t.host, t.port, member, pool.config.unreachableCooldown, ip, sni)
+    return new BackendLease(t.host, t.port, member, pool.config.unreachableCooldown, ip, sni, connectTimeout)
   }
 
   private onEvent (e: PassthroughEvent): void {

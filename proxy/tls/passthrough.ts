@@ -14,6 +14,8 @@ export interface PassthroughTarget {
   readonly open?: (() => Duplex) | undefined
   /** Called once when the upstream side is gone: `connected` false means the connection never opened. */
   readonly done?: (connected: boolean, error: Error | undefined) => void
+  /** How long the TCP connect may take (the route's connect_timeout); default: the listener's. */
+  readonly connectTimeoutMs?: number
 }
 
 /** Chooses where a connection goes; undefined closes it. May be backed by a pool and a balancer. */
@@ -168,7 +170,7 @@ class PassthroughConnection {
     } else {
       const sock = net.connect({ host: target.host, port: target.port, allowHalfOpen: true })
       sock.setNoDelay(true)
-      sock.setTimeout(this.#opts.connectTimeoutMs ?? 5000)
+      sock.setTimeout(target.connectTimeoutMs ?? this.#opts.connectTimeoutMs ?? 5000)
       sock.once('timeout', () => { sock.destroy(new Error('connect timeout')) })
       up = sock
     }

@@ -41,7 +41,7 @@ export class Backend {
     this.host = host ?? new URL(url).host
     this.seed = hash32(url)
     this.tls = tls
-    this.transport = transportKey(tls)
+    this.transport = transportKey(tls, opts.connectTimeout)
     this.dispatcher = dispatcher ?? createDispatcher(url, opts, tls)
   }
 

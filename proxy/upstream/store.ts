@@ -34,6 +34,7 @@ export class BackendStore {
   readonly members: MemberRegistry
   readonly #pools = new Map<string, PoolState>()
   #tls: ReadonlyMap<string, BackendTlsConfig> = new Map()
+  #connectTimeouts: ReadonlyMap<string, number> = new Map()
   constructor (private readonly opts: BackendOptions, private readonly onOutlierEvent: (e: OutlierEvent) => void = () => {}) {
     this.members = new MemberRegistry(url => this.get(url))
   }
@@ -61,6 +62,14 @@ export class BackendStore {
     this.#tls = byUrl
   }
 
+  /**
+   * Connect timeouts by backend URL for the next table: the connect_timeout of the routes that send to the
+   * backend's pools (the largest, when routes with different ones share a backend); others get the default.
+   */
+  setConnectTimeouts (byUrl: ReadonlyMap<string, number>): void {
+    this.#connectTimeouts = byUrl
+  }
+
   get tlsSettings (): ReadonlyMap<string, BackendTlsConfig> {
     return this.#tls
   }
@@ -68,10 +77,11 @@ export class BackendStore {
   get (url: string): Backend {
     let b = this.#backends.get(url)
     const tls = this.#tls.get(url)
-    if (b === undefined || b.transport !== transportKey(tls)) {
+    const connectTimeout = this.#connectTimeouts.get(url) ?? this.opts.connectTimeout
+    if (b === undefined || b.transport !== transportKey(tls, connectTimeout)) {
       // The old one finishes what it has in flight (requests of the previous table), then closes.
       if (b !== undefined) void b.close().catch(() => {})
-      b = new Backend(url, this.opts, tls)
+      b = new Backend(url, connectTimeout === this.opts.connectTimeout ? this.opts : { ...this.opts, connectTimeout }, tls)
       this.#backends.set(url, b)
     }
     return b

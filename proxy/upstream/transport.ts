@@ -28,8 +28,8 @@ export function tlsConnectOptions (tls: BackendTlsConfig | undefined): Connectio
 }
 
 /** Identity of a transport setting: a backend whose settings changed on reload gets a new dispatcher. */
-export function transportKey (tls: BackendTlsConfig | undefined): string {
-  return tls === undefined ? '' : JSON.stringify(tls)
+export function transportKey (tls: BackendTlsConfig | undefined, connectTimeout = 0): string {
+  return `${connectTimeout}${tls === undefined ? '' : JSON.stringify(tls)}`
 }
 
 export class RefusingDispatcher extends Dispatcher {
