@@ -1,6 +1,7 @@
 // `edge-proxy backends add|remove|list`: runtime registration through a running edge's admin API.
 import { parseArgs } from 'node:util'
 import { parseDuration } from '../config/duration.js'
+import { BACKEND_WEIGHT } from '../config/schema.js'
 
 export const BACKENDS_HELP = `Usage: edge-proxy backends add    [--admin HOST:PORT] [--token T] [--weight N] POOL URL
        edge-proxy backends remove [--admin HOST:PORT] [--token T] [--drain 30s] POOL URL
@@ -41,7 +42,7 @@ export async function runBackendsCommand (argv: string[], out: NodeJS.WritableSt
   let weight: number | undefined
   if (values.weight !== undefined) {
     weight = Number(values.weight)
-    if (!/^\d+$/.test(values.weight) || weight < 1 || weight > 1000) return usage(err, `--weight "${values.weight}" is not an integer from 1 to 1000`)
+    if (!/^\d+$/.test(values.weight) || weight < BACKEND_WEIGHT.min || weight > BACKEND_WEIGHT.max) return usage(err, `--weight "${values.weight}" is not an integer from ${BACKEND_WEIGHT.min} to ${BACKEND_WEIGHT.max}`)
   }
   if (values.drain !== undefined && parseDuration(values.drain) === undefined) return usage(err, `--drain "${values.drain}" is not a duration like 30s`)
   const admin = values.admin ?? '127.0.0.1:9901'

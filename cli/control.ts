@@ -43,8 +43,6 @@ export interface MemberSnapshot {
 export interface ControlOptions {
   readonly log: Logger
   readonly demo?: DemoBackends | undefined
-  /** The config text being served (workers and restarted processes run these bytes). */
-  readonly text: string
   /** Told each config text that takes effect (the supervisor restarts a serving process with it). */
   readonly onConfigText?: (text: string) => void
   /** Extra Prometheus text appended to /metrics (process restarts). */
@@ -60,7 +58,6 @@ export class Control {
   /** Resolves with the process's exit code once the edge has stopped. */
   readonly stopped: Promise<number>
   #config: Config
-  #text: string
   #serving: Serving | undefined
   #admin: AdminServer | undefined
   #stopping = false
@@ -71,7 +68,6 @@ export class Control {
 
   constructor (initial: Config, opts: ControlOptions) {
     this.#config = initial
-    this.#text = opts.text
     this.#opts = opts
     this.log = opts.log
     this.stopped = new Promise(resolve => { this.#resolveStopped = resolve })
@@ -79,7 +75,6 @@ export class Control {
   }
 
   get config (): Config { return this.#config }
-  get text (): string { return this.#text }
   get stopping (): boolean { return this.#stopping }
 
   /** Starts health checks and the admin listener over `serving` (already started). */
@@ -91,8 +86,6 @@ export class Control {
     this.log.info({ address: formatAddress({ host: this.#config.admin.address.host, port: this.#admin.port }) }, 'admin listening')
   }
 
-  get adminPort (): number | undefined { return this.#admin?.port }
-
   /** Re-reads and validates the config file, applies it everywhere, and says what now runs. */
   async reload (): Promise<string> {
     const serving = this.#serving
@@ -101,7 +94,6 @@ export class Control {
       const { config, text } = await readAndValidate(this.#config.file)
       await serving.reload(config, text)
       this.#config = config
-      this.#text = text
       this.#opts.onConfigText?.(text)
       this.registrations.retain(config)
       this.health.sync(config)

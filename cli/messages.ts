@@ -7,6 +7,7 @@ export type ToWorker =
   | { type: 'shutdown', timeout: number }
   | { type: 'member', pool: string, url: string, healthy?: boolean, recoveredAt?: number, draining?: boolean }
   | { type: 'status', id: number }
+  | { type: 'metrics', id: number }
   /** Runtime registration: the primary keeps the set and replays it to workers that start later. */
   | { type: 'member-add', pool: string, url: string, weight: number, healthy: boolean }
   | { type: 'member-remove', pool: string, url: string, drainMs: number }
@@ -16,6 +17,8 @@ export type FromWorker =
   | { type: 'reloaded', id: number, error?: string }
   | { type: 'failed', error: string }
   | { type: 'status', id: number, status: EdgeStatus }
+  /** The worker's registry as JSON; the primary sums them. */
+  | { type: 'metrics', id: number, metrics: object[] }
   | { type: 'event', event: EdgeEvent }
 
 export function reasonOf (err: unknown): string {

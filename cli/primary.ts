@@ -14,14 +14,13 @@ function liveWorkers (): Worker[] {
   return Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && w.isConnected())
 }
 
-/** Sends a request to every live worker and collects the answers (missing ones after `timeout` are dropped). */
+/** Sends a request to live workers (default: all) and collects the answers (missing ones after `timeout` are dropped). */
 class Gather<T> {
   #next = 0
   readonly #pending = new Map<number, { want: Set<number>, got: T[], done: () => void }>()
 
-  ask (make: (id: number) => ToWorker, timeout: number): Promise<T[]> {
+  ask (make: (id: number) => ToWorker, timeout: number, workers: Worker[] = liveWorkers()): Promise<T[]> {
     const id = ++this.#next
-    const workers = liveWorkers()
     return new Promise(resolve => {
       const entry = { want: new Set(workers.map(w => w.id)), got: [] as T[], done: () => { this.#pending.delete(id); resolve(entry.got) } }
       this.#pending.set(id, entry)
@@ -53,7 +52,9 @@ export class ClusterServing implements Serving {
   readonly #starts: number[] = []
   readonly #reloads = new Gather<string | undefined>()
   readonly #statuses = new Gather<EdgeStatus>()
-  readonly #aggregator = new AggregatorRegistry()
+  readonly #metrics = new Gather<object[]>()
+  /** Workers that reported ready: only they are asked for metrics (one still starting would hold /metrics up). */
+  readonly #ready = new Set<number>()
   readonly #control: Control
 
   constructor (initial: Config, text: string, control: Control) {
@@ -68,6 +69,8 @@ export class ClusterServing implements Serving {
     cluster.on('exit', (w, code, signal) => {
       this.#reloads.forget(w.id)
       this.#statuses.forget(w.id)
+      this.#metrics.forget(w.id)
+      this.#ready.delete(w.id)
       if (this.#control.stopping) return
       this.restarts++
       this.#control.log.warn({ worker: w.process.pid, code, signal, restarts: this.restarts }, 'worker died; starting a new one')
@@ -89,6 +92,7 @@ export class ClusterServing implements Serving {
       switch (m.type) {
         case 'reloaded': this.#reloads.answer(w.id, m.id, m.error); return
         case 'status': this.#statuses.answer(w.id, m.id, m.status); return
+        case 'metrics': this.#metrics.answer(w.id, m.id, m.metrics); return
         case 'event': control.events.add(m.event); return
         case 'failed':
           control.log.error({ worker: w.process.pid, reason: m.error }, 'worker failed to start')
@@ -97,6 +101,7 @@ export class ClusterServing implements Serving {
           return
         case 'ready': {
           this.#readyCount++
+          this.#ready.add(w.id)
           if (this.#readyCount === this.#wanted) control.log.info({ workers: this.#readyCount }, 'all workers ready')
           const snap = control.snapshot()
           for (const v of snap.verdicts) w.send({ type: 'member', ...v } satisfies ToWorker)
@@ -140,8 +145,11 @@ export class ClusterServing implements Serving {
     return mergeStatus(await this.#statuses.ask(id => ({ type: 'status', id }), 2000))
   }
 
-  metrics (): Promise<string> {
-    return this.#aggregator.clusterMetrics()
+  /** Every ready worker's registry, summed (prom-client's aggregation); a worker that does not answer in 2 s is left out. */
+  async metrics (): Promise<string> {
+    const ready = liveWorkers().filter(w => this.#ready.has(w.id))
+    const parts = await this.#metrics.ask(id => ({ type: 'metrics', id }), 2000, ready)
+    return await AggregatorRegistry.aggregate(parts).metrics()
   }
 
   workers (): number {

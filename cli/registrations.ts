@@ -3,6 +3,7 @@
 // checks in step, and hands the change to whatever reaches the serving processes (directly, or over IPC).
 import type { Config, PoolConfig } from '../config/types.js'
 import { backendOrigin } from '../config/load.js'
+import { BACKEND_WEIGHT } from '../config/schema.js'
 import { parseDuration } from '../config/duration.js'
 import { AdminRefusal, type MemberJson, type MemberOps } from '../proxy/ops/admin.js'
 import type { EventLog } from '../proxy/ops/events.js'
@@ -12,9 +13,8 @@ import type { HealthControl } from './health-control.js'
 
 /** A DELETE without ?drain= lets in-flight requests finish for up to this long. */
 export const DEFAULT_DRAIN_MS = 30_000
-/** The config's weight range (config/schema.ts: backends' `weight`). */
-const WEIGHT_MIN = 1
-const WEIGHT_MAX = 1000
+const WEIGHT_MIN = BACKEND_WEIGHT.min
+const WEIGHT_MAX = BACKEND_WEIGHT.max
 
 export interface Registered {
   readonly pool: string

@@ -1,5 +1,4 @@
 // A cluster worker: serves traffic with its own Edge and obeys the primary (reload, backend state, shutdown).
-import { AggregatorRegistry } from 'prom-client'
 import type { Config } from '../config/types.js'
 import { parseConfigText } from '../config/load.js'
 import { Edge } from '../proxy/edge.js'
@@ -20,9 +19,6 @@ export async function runWorker (initial: Config, log: Logger): Promise<number> 
   process.on('SIGTERM', () => {})
   process.on('SIGHUP', () => {})
   const edge = new Edge(initial, { log, onEvent: (type, message, fields) => { send({ type: 'event', event: { time: new Date().toISOString(), type, message, ...fields } }) } })
-  // The primary's /metrics asks every worker for this registry and sums them.
-  AggregatorRegistry.setRegistries([edge.metrics.registry])
-  void new AggregatorRegistry() // installs prom-client's worker-side IPC listener
   let closing = false
   const close = async (timeout: number): Promise<void> => {
     if (closing) return
@@ -49,6 +45,10 @@ export async function runWorker (initial: Config, log: Logger): Promise<number> 
         return
       case 'status':
         send({ type: 'status', id: m.id, status: edgeStatus(edge) })
+        return
+      case 'metrics':
+        // The primary's /metrics sums every ready worker's registry.
+        edge.metrics.registry.getMetricsAsJSON().then(metrics => { send({ type: 'metrics', id: m.id, metrics }) }, () => { /* left out of this scrape */ })
         return
       case 'reload': {
         let error: string | undefined

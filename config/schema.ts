@@ -6,10 +6,13 @@ import { listenerTlsKeys, poolTlsSchema } from './tls.js'
 
 export { address, duration }
 
+/** A backend's weight range: the file's, the registration API's and the CLI's. */
+export const BACKEND_WEIGHT = Object.freeze({ min: 1, max: 1000 })
+
 const backendUrl = z.string()
 const backendEntry = z.union([
   backendUrl,
-  z.strictObject({ url: backendUrl, weight: z.number().int().min(1).max(1000).default(1) }),
+  z.strictObject({ url: backendUrl, weight: z.number().int().min(BACKEND_WEIGHT.min).max(BACKEND_WEIGHT.max).default(1) }),
 ], { error: 'expected a backend URL string or { url = "...", weight = N }' })
 
 export const poolSchema = z.strictObject({

@@ -39,7 +39,7 @@ function backendOptions (config: Config): { connectTimeout: number, keepAliveTim
  * all routes. A backend shared by routes with different values (one undici pool serves them all) takes the largest
  * of those, so no route's connections are cut sooner than it asked.
  */
-function connectTimeouts (config: Config, members: MemberRegistry): Map<string, number> {
+function connectTimeouts (config: Config, members: MemberRegistry, adding?: { pool: string, url: string }): Map<string, number> {
   const byPool = new Map<string, number>()
   for (const r of config.routes) {
     if (r.action.kind !== 'pool') continue
@@ -50,6 +50,7 @@ function connectTimeouts (config: Config, members: MemberRegistry): Map<string, 
   for (const [pool, timeout] of byPool) {
     const p = config.pools.get(pool)
     const urls = new Set([...(p?.backends.map(b => b.url) ?? []), ...members.urls(pool)])
+    if (adding?.pool === pool) urls.add(adding.url)
     for (const url of urls) byUrl.set(url, Math.max(byUrl.get(url) ?? 0, timeout))
   }
   return byUrl
@@ -135,11 +136,7 @@ export class Edge {
     // Registered again while its removal drains: the new registration wins.
     if (this.store.members.get(pool, m.url)?.draining === true) this.store.members.setStatus(pool, m.url, { draining: false })
     // Its connect timeout is that of the routes to its pool, as for the file's members.
-    const timeouts = connectTimeouts(this.config, this.store.members)
-    for (const r of this.config.routes) {
-      if (r.action.kind === 'pool' && r.action.pool.name === pool) timeouts.set(m.url, Math.max(timeouts.get(m.url) ?? 0, r.action.connectTimeout))
-    }
-    this.store.setConnectTimeouts(timeouts)
+    this.store.setConnectTimeouts(connectTimeouts(this.config, this.store.members, { pool, url: m.url }))
     return this.store.members.add(pool, {
       url: m.url,
       weight: m.weight,
