@@ -106,7 +106,10 @@ export class Edge {
   get tunnels (): TunnelMembers | undefined { return this.#tunnels }
 
   private makeTunnels (config: Config): TunnelMembers | undefined {
-    return config.tunnel === undefined ? undefined : new TunnelMembers(config.tunnel, { log: this.log, store: this.store, ...(this.#deps.onEvent === undefined ? {} : { onEvent: this.#deps.onEvent }) })
+    if (config.tunnel === undefined) return undefined
+    const t = new TunnelMembers(config.tunnel, { log: this.log, store: this.store, ...(this.#deps.onEvent === undefined ? {} : { onEvent: this.#deps.onEvent }) })
+    t.usePools(config)
+    return t
   }
   table (): EdgeTable { return this.#table }
   listeners (): EdgeListener[] { return [...this.#listeners.values()] }
@@ -179,7 +182,6 @@ export class Edge {
     const self = this
     const deps = {
       table: () => self.#table,
-      tunnels: () => self.#tunnels,
       get accessLog () { return self.#accessLog },
       log: this.log,
       metrics: this.metrics,
@@ -238,6 +240,8 @@ export class Edge {
       await old?.close()
       await fresh?.start()
       this.#tunnels = fresh
+    } else {
+      this.#tunnels?.usePools(config)
     }
     this.store.setTls(backendTls(config, this.store.members))
     this.store.setConnectTimeouts(connectTimeouts(config, this.store.members))

@@ -183,3 +183,36 @@ test('a token that expires during a live session ends it: GOAWAY, names unregist
   await tun.log.wait(/EP_ERR_TOKEN_EXPIRED/, 40_000)
   assert.equal(edge.log.count(/"msg":"tunnel registered"/), 1, 'the expired token did not get back in')
 })
+
+test('tunnel sessions are one member source: listed with source "tunnel"; a reload that takes `tunnel` off the pool removes them', async t => {
+  const edge = await startEdge(t, { autoRoute: false })
+  const app = await httpServer(t, echo('app'))
+  const plain = await httpServer(t, echo('plain'))
+  await startRegisteredTunnel(t, edge, 'app.tunnel.test', app.url)
+  const members = async (): Promise<Array<{ url: string, source: string }>> =>
+    JSON.parse((await request(edge.admin, '127.0.0.1', '/api/pools/app/backends')).body) as Array<{ url: string, source: string }>
+  const before = await members()
+  assert.equal(before.length, 1, JSON.stringify(before))
+  assert.equal(before[0]?.source, 'tunnel')
+  assert.match(before[0]?.url ?? '', /^tunnel:\/\/app\.tunnel\.test\//)
+  assert.equal(JSON.parse((await request(edge.ports.http, 'app.tunnel.test')).body).id, 'app')
+
+  // The pool now names a config backend instead of the tunnel: its tunnel member goes, the session stays.
+  const { readFileSync, writeFileSync } = await import('node:fs')
+  const original = readFileSync(edge.file, 'utf8')
+  writeFileSync(edge.file, original.replace('tunnel = "app.tunnel.test"', `backends = ["${plain.url}"]`))
+  let from = edge.log.mark
+  edge.child.kill('SIGHUP')
+  await edge.log.wait(/"msg":"config reloaded"/, 5000, from)
+  assert.deepEqual((await members()).map(m => [m.url, m.source]), [[plain.url, 'config']])
+  for (let i = 0; i < 3; i++) assert.equal(JSON.parse((await request(edge.ports.http, 'app.tunnel.test')).body).id, 'plain')
+
+  // And back: the live session is a member again at once, without reconnecting.
+  writeFileSync(edge.file, original)
+  from = edge.log.mark
+  edge.child.kill('SIGHUP')
+  await edge.log.wait(/"msg":"config reloaded"/, 5000, from)
+  assert.deepEqual((await members()).map(m => m.source), ['tunnel'])
+  assert.equal(JSON.parse((await request(edge.ports.http, 'app.tunnel.test')).body).id, 'app')
+  assert.equal(edge.log.count(/tunnel unregistered/), 0)
+})

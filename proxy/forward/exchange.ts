@@ -132,7 +132,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
         if (headers[i] === 'host') { headers[i + 1] = this.action.hostHeader === 'backend' ? backend.host : this.action.hostHeader; break }
       }
     }
-    if (backend.tunnel !== undefined) backend.lastClient = this.clientIp
+    const opener = backend.opener
+    if (opener !== undefined) opener.client = this.clientIp
     backend.inflight++
     backend.requests++
     m.requests++

@@ -11,16 +11,12 @@ import type { EdgeTable } from '../route/table.js'
 import type { AccessLog } from '../ops/log.js'
 import { proxyUpgrade } from './upgrade.js'
 import type { EdgeMetrics } from '../ops/metrics.js'
-import type { TunnelMembers } from '../upstream/tunnels.js'
-import type { PoolRuntime } from '../upstream/pool.js'
 import { clientIpOf, closeAfter, kClosing, rewritePath, scanRequest, versionRefusal, type ClosingSocket, type ScannedRequest } from './request.js'
 import { H1Server, h1Available, type H1Request, type H1Response } from './h1.js'
 
 export interface ListenerDeps {
   /** The current table; read once per request. */
   table (): EdgeTable
-  /** The tunnel side, for auto_route of claimed hosts. */
-  tunnels (): TunnelMembers | undefined
   readonly accessLog: AccessLog | undefined
   readonly log: Logger
   readonly metrics: EdgeMetrics | undefined
@@ -54,7 +50,7 @@ export class HttpListener {
       try {
         const table = this.#deps.table()
         const server = table.config.server
-        proxyUpgrade(req, socket, head, table, this.config.name, this.config.protocol, this.#deps.log, this.#deps.tunnels(),
+        proxyUpgrade(req, socket, head, table, this.config.name, this.config.protocol, this.#deps.log,
           { maxHeaderBytes: server.maxHeaderBytes, idleTimeout: server.tunnelIdleTimeout })
       } catch (err) {
         this.fault(err, undefined, 'upgrade')
@@ -172,19 +168,13 @@ export class HttpListener {
       this.logSimple(req, res, scanned, clientIp, start, '', undefined)
       return
     }
-    const router = table.routers.get(this.config.name)
-    let route = router?.match(scanned.host, url, method, req)
-    let autoPool: PoolRuntime | undefined
-    if (route === undefined || route.match.host === undefined) {
-      // auto_route: a host claimed by a tunnel beats host-less routes (a catch-all must not hide it).
-      const auto = this.#deps.tunnels()?.autoRoute(scanned.host)
-      if (auto !== undefined) { route = auto.route; autoPool = auto.pool }
-    }
-    if (route === undefined) {
+    const resolved = table.resolver.resolve(this.config.name, scanned.host, url, method, req)
+    if (resolved === undefined) {
       sendError(res, 404, 'EP_ERR_NO_ROUTE', `no route for ${scanned.host === '' ? '(no host)' : scanned.host}${url.split('?')[0] ?? ''}`, scanned.requestId)
       this.logSimple(req, res, scanned, clientIp, start, '', 'EP_ERR_NO_ROUTE')
       return
     }
+    const route = resolved.route
     const action = route.action
     switch (action.kind) {
       case 'respond': {
@@ -206,7 +196,7 @@ export class HttpListener {
         return
       }
       case 'pool': {
-        const pool = autoPool ?? table.pool(action.pool.name)
+        const pool = resolved.pool
         if (pool === undefined) { // cannot happen after validation; answer rather than throw
           sendError(res, 503, 'EP_ERR_NO_HEALTHY_BACKEND', `pool "${action.pool.name}" missing`, scanned.requestId)
           return

@@ -5,22 +5,17 @@
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
-import type { ListenerConfig, RouteConfig } from '../../config/types.js'
+import type { ListenerConfig } from '../../config/types.js'
 import { formatAddress } from '../../config/address.js'
 import { defaultRoute } from '../../config/load.js'
 import type { Backend } from '../upstream/backend.js'
 import type { Member } from '../upstream/member.js'
 import type { EdgeTable } from '../route/table.js'
-import type { PoolRuntime } from '../upstream/pool.js'
-import type { TunnelMembers } from '../upstream/tunnels.js'
 import { clientIpOf } from './request.js'
-import { sniMatches } from '../tls/names.js'
 import { TlsPassthroughListener, parseTcpTarget, type PassthroughEvent, type PassthroughTarget } from '../tls/passthrough.js'
 
 export interface TlsListenerDeps {
   table (): EdgeTable
-  /** Tunnel sessions that claimed `tls:` names: pool members, and auto routes by SNI. */
-  tunnels? (): TunnelMembers | undefined
   readonly log: Logger
 }
 
@@ -43,9 +38,9 @@ class BackendLease implements PassthroughTarget {
     const backend = member.backend
     this.backend = backend
     member.requests++
-    const raw = backend.openRaw
+    const opener = backend.opener
     // A tunnel member: the connection travels as a stream over the client's session.
-    this.open = raw === undefined ? undefined : () => raw(client, sni)
+    this.open = opener === undefined ? undefined : () => opener.openRaw(client, sni)
     backend.inflight++
     backend.requests++
   }
@@ -64,8 +59,6 @@ export class TlsListener {
   readonly config: ListenerConfig
   readonly #deps: TlsListenerDeps
   readonly #inner: TlsPassthroughListener
-  /** This listener's routes for the table they came from, rebuilt when a reload swaps the table. */
-  #routes: { table: EdgeTable, list: readonly RouteConfig[] } | undefined
 
   constructor (config: ListenerConfig, deps: TlsListenerDeps, options: TlsListenerOptions) {
     this.config = config
@@ -95,33 +88,16 @@ export class TlsListener {
 
   get connections (): number { return this.#inner.connections }
 
-  /** The route a server name goes to: first match in file order. */
-  route (sni: string | undefined): RouteConfig | undefined {
-    const table = this.#deps.table()
-    if (this.#routes?.table !== table) {
-      this.#routes = { table, list: table.config.routes.filter(r => r.listeners?.has(this.config.name) === true) }
-    }
-    for (const r of this.#routes.list) {
-      if (r.match.sni === undefined || sniMatches(r.match.sni, sni)) return r
-    }
-    return undefined
-  }
-
   private pick (sni: string | undefined, client: Socket): PassthroughTarget | undefined {
-    const route = this.route(sni)
-    let pool: PoolRuntime | undefined
-    // A name claimed by a tunnel (tls:NAME) beats a route without match.sni, as auto_route does for Host.
-    if (route === undefined || route.match.sni === undefined) pool = this.#deps.tunnels?.()?.autoTlsPool(sni)
-    if (pool === undefined) {
-      if (route === undefined || route.action.kind !== 'pool') return undefined
-      pool = this.#deps.table().pool(route.action.pool.name)
-    }
+    const resolved = this.#deps.table().resolver.resolveSni(this.config.name, sni)
+    const pool = resolved?.pool
+    if (resolved === undefined || pool === undefined) return undefined
     const ip = clientIpOf(client)
-    const member = pool?.select(NO_HEADERS, '/', ip, Date.now(), undefined).member
-    if (pool === undefined || member === undefined) return undefined
-    // The route's own connect_timeout (a tunnel's auto route has the route default).
-    const connectTimeout = route !== undefined && route.action.kind === 'pool' && pool.name === route.action.pool.name ? route.action.connectTimeout : defaultRoute.connectTimeout
-    if (member.backend.openRaw !== undefined) return new BackendLease('tunnel', 0, member, pool.config.unreachableCooldown, ip, sni, connectTimeout)
+    const member = pool.select(NO_HEADERS, '/', ip, Date.now(), undefined).member
+    if (member === undefined) return undefined
+    const action = resolved.route.action
+    const connectTimeout = action.kind === 'pool' ? action.connectTimeout : defaultRoute.connectTimeout
+    if (member.backend.opener !== undefined) return new BackendLease('tunnel', 0, member, pool.config.unreachableCooldown, ip, sni, connectTimeout)
     const t = parseTcpTarget(member.backend.url)
     return new BackendLease(t.host, t.port, member, pool.config.unreachableCooldown, ip, sni, connectTimeout)
   }

@@ -8,8 +8,6 @@ import { STATUS_CODES, type IncomingMessage } from 'node:http'
 import type { Logger } from 'pino'
 import type { Duplex } from 'node:stream'
 import type { EdgeTable } from '../route/table.js'
-import type { TunnelMembers } from '../upstream/tunnels.js'
-import type { PoolRuntime } from '../upstream/pool.js'
 import { clientIpOf, rewritePath, scanRequest, versionRefusal } from './request.js'
 import { tlsConnectOptions } from '../upstream/transport.js'
 import { parserEvents, responseParser } from './h1.js'
@@ -35,7 +33,7 @@ function refuse (socket: Socket, status: string, message: string, requestId: str
 /** Response headers that describe the backend connection, not the answer: the client's connection closes instead. */
 const HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-connection', 'te', 'trailer'])
 
-export function proxyUpgrade (req: IncomingMessage, socket: Socket, head: Buffer, table: EdgeTable, listener: string, proto: string, log: Logger, tunnels: TunnelMembers | undefined, opts: UpgradeOptions): void {
+export function proxyUpgrade (req: IncomingMessage, socket: Socket, head: Buffer, table: EdgeTable, listener: string, proto: string, log: Logger, opts: UpgradeOptions): void {
   socket.on('error', () => { socket.destroy() })
   const clientIp = clientIpOf(socket)
   const scanned = scanRequest(req, proto, clientIp, true)
@@ -43,16 +41,12 @@ export function proxyUpgrade (req: IncomingMessage, socket: Socket, head: Buffer
   if (refusal !== undefined) { refuse(socket, '505 HTTP Version Not Supported', refusal, scanned.requestId); return }
   if (scanned.bad !== undefined) { refuse(socket, '400 Bad Request', scanned.bad, scanned.requestId); return }
   const url = req.url ?? '/'
-  let route = table.routers.get(listener)?.match(scanned.host, url, req.method ?? 'GET', req)
-  let autoPool: PoolRuntime | undefined
-  if (route === undefined || route.match.host === undefined) {
-    const auto = tunnels?.autoRoute(scanned.host)
-    if (auto !== undefined) { route = auto.route; autoPool = auto.pool }
-  }
-  if (route === undefined) {
+  const resolved = table.resolver.resolve(listener, scanned.host, url, req.method ?? 'GET', req)
+  if (resolved === undefined) {
     refuse(socket, '404 Not Found', 'no route for this upgrade request', scanned.requestId)
     return
   }
+  const route = resolved.route
   const action = route.action
   // The edge's own answers hold for upgrade requests too: the connection closes after them.
   if (action.kind === 'respond') {
@@ -65,7 +59,7 @@ export function proxyUpgrade (req: IncomingMessage, socket: Socket, head: Buffer
     answer(socket, `${action.status} ${statusText(action.status)}`, `location: ${to}\r\nx-request-id: ${scanned.requestId}\r\n`, '')
     return
   }
-  const pool = autoPool ?? table.pool(action.pool.name)
+  const pool = resolved.pool
   const sel = pool?.select(req, url, clientIp, Date.now(), undefined)
   if (pool === undefined || sel?.member === undefined) {
     refuse(socket, '503 Service Unavailable', sel?.shard !== undefined ? `shard "${sel.shard.name}" unavailable` : 'no live backend', scanned.requestId)
@@ -86,9 +80,9 @@ export function proxyUpgrade (req: IncomingMessage, socket: Socket, head: Buffer
   for (let i = 0; i < headers.length; i += 2) handshake += `${headers[i] as string}: ${headers[i + 1] as string}\r\n`
   handshake += '\r\n'
 
-  const raw = backend.openRaw
-  const upstream: Duplex = raw !== undefined
-    ? raw(clientIp)
+  const opener = backend.opener
+  const upstream: Duplex = opener !== undefined
+    ? opener.openRaw(clientIp)
     : target.protocol === 'https:'
       ? tls.connect({ host: target.hostname, port, servername: target.hostname, ...tlsConnectOptions(backend.tls) })
       : net.connect({ host: target.hostname, port })
@@ -179,7 +173,7 @@ export function proxyUpgrade (req: IncomingMessage, socket: Socket, head: Buffer
     upstream.on('data', onAnswer)
     upstream.write(handshake)
   }
-  if (raw !== undefined) setImmediate(onOpen) // a tunnel stream is open at once
+  if (opener !== undefined) setImmediate(onOpen) // a tunnel stream is open at once
   else upstream.once(target.protocol === 'https:' ? 'secureConnect' : 'connect', onOpen)
   upstream.on('error', (err) => {
     clearTimeout(timer)

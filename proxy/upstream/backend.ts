@@ -6,8 +6,15 @@ import { LatencyStats } from '../../health/latency.js'
 import type { BackendTlsConfig } from '../../config/types.js'
 import { createDispatcher, transportKey, type BackendOptions } from './transport.js'
 
-
 const EWMA_DECAY = 0.2
+
+/** How a source reaches the service behind a backend it owns (packer streams over a tunnel session). */
+export interface StreamOpener {
+  /** The client whose request opens the next pooled connection (it travels in the stream's OPEN). */
+  client: string
+  /** Opens a raw stream to the service for a client (Upgrade requests, tls passthrough). */
+  openRaw (clientIp: string, servername?: string): Duplex
+}
 
 export class Backend {
   readonly url: string
@@ -25,19 +32,19 @@ export class Backend {
   /** p50/p95/p99 and rates over sliding windows. */
   readonly latency = new LatencyStats()
 
-  /** Set for a member that is a tunnel session: the name it serves. Tunnel backends are owned by the tunnel side. */
-  tunnel: string | undefined
-  /** For tunnel backends: the client whose request opens the next stream (it travels in the stream's OPEN). */
-  lastClient = ''
-  /** For tunnel backends: opens a raw stream to the service (Upgrade requests, tls passthrough). */
-  openRaw: ((clientIp: string, servername?: string) => Duplex) | undefined
+  /**
+   * Set for a backend whose source opens its connections (a tunnel session) instead of dialing its URL. Such a
+   * backend belongs to its source, which closes it; reloads and the store never do.
+   */
+  readonly opener: StreamOpener | undefined
 
   /** The pool `tls` settings this backend's connections use (https only). */
   readonly tls: BackendTlsConfig | undefined
   readonly transport: string
 
-  constructor (url: string, opts: BackendOptions, tls?: BackendTlsConfig, dispatcher?: Dispatcher, host?: string) {
+  constructor (url: string, opts: BackendOptions, tls?: BackendTlsConfig, dispatcher?: Dispatcher, host?: string, opener?: StreamOpener) {
     this.url = url
+    this.opener = opener
     this.host = host ?? new URL(url).host
     this.seed = hash32(url)
     this.tls = tls

@@ -1,7 +1,7 @@
 // A pool at run time: its members (shared backends with this pool's weights), its balancer, and its shards.
 import type { IncomingHttpHeaders } from 'node:http'
-import type { HashKey, PoolConfig } from '../../config/types.js'
-import { hash32, type Backend } from './backend.js'
+import type { Config, HashKey, PoolConfig } from '../../config/types.js'
+import { hash32 } from './backend.js'
 import type { BackendStore, PoolState } from './store.js'
 import { balancers, type Balancer } from './balancers/index.js'
 import { usable } from './balancers/balancer.js'
@@ -20,35 +20,22 @@ export type Selection =
   | { readonly member: Member, readonly shard: Shard | undefined, readonly key: string }
   | { readonly member: undefined, readonly shard: Shard | undefined, readonly key: string }
 
-/** Where tunnel members come from (proxy/upstream/tunnels.ts); `version` moves whenever a session comes or goes. */
-export interface TunnelSource {
-  readonly version: number
-  backendsFor (name: string, service?: 'http' | 'tls'): Backend[]
-}
-
 export class PoolRuntime {
   readonly name: string
   readonly config: PoolConfig
-  /** The pool's members in the registry (config, API...), then the live tunnel sessions of `config.tunnel`. */
+  /** The pool's members in the registry, from every source (config, API, tunnel sessions...). */
   members: readonly Member[]
   readonly #store: BackendStore
-  readonly #tunnels: TunnelSource | undefined
   #seenMembers = -1
-  #seenTunnels = -1
   readonly balancer: Balancer
   readonly shards: readonly Shard[] | undefined
   readonly usesKey: boolean
   /** Outlier detection and retry budget, shared with the pool's next generations. */
   readonly state: PoolState
 
-  /** Which tunnel claims feed this pool: "http" names, or "tls" names for pools behind tls passthrough routes. */
-  readonly tunnelService: 'http' | 'tls'
-
-  constructor (config: PoolConfig, store: BackendStore, tunnels?: TunnelSource, tunnelService: 'http' | 'tls' = 'http') {
-    this.tunnelService = tunnelService
+  constructor (config: PoolConfig, store: BackendStore) {
     this.name = config.name
     this.#store = store
-    this.#tunnels = config.tunnel === undefined ? undefined : tunnels
     this.config = config
     // The config file is one member source among others: its members go through the registry like the rest.
     const registry = store.members
@@ -66,15 +53,10 @@ export class PoolRuntime {
     this.usesKey = config.balance === 'hash'
   }
 
-  /** Re-reads members when the registry or the tunnel side changed (two integer compares when nothing did). */
+  /** Re-reads members when the registry changed (one integer compare when it did not). */
   refresh (): void {
-    const t = this.#tunnels
     const registry = this.#store.members
-    if (registry.version === this.#seenMembers && (t === undefined || t.version === this.#seenTunnels)) return
-    if (t !== undefined && t.version !== this.#seenTunnels) {
-      this.#seenTunnels = t.version
-      for (const b of t.backendsFor(this.config.tunnel as string, this.tunnelService)) registry.add(this.name, { url: b.url, weight: 1, source: 'tunnel', backend: b })
-    }
+    if (registry.version === this.#seenMembers) return
     this.#seenMembers = registry.version
     const list = registry.list(this.name)
     this.members = list
@@ -109,6 +91,16 @@ export class PoolRuntime {
     }
     return full
   }
+}
+
+/** Pools behind tls (passthrough) routes: their tunnel members are the sessions' tls: claims, not http ones. */
+export function tlsPools (config: Config): Set<string> {
+  const tlsListeners = new Set(config.listeners.filter(l => l.protocol === 'tls').map(l => l.name))
+  const out = new Set<string>()
+  for (const r of config.routes) {
+    if (r.action.kind === 'pool' && r.listeners !== undefined && [...r.listeners].some(n => tlsListeners.has(n))) out.add(r.action.pool.name)
+  }
+  return out
 }
 
 /** The request's hash key; an absent key is the empty string (documented: it always lands on one shard). */

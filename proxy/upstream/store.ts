@@ -101,7 +101,7 @@ export class BackendStore {
   /** Closes a backend no member uses any more (an API member was removed), after its in-flight requests. */
   release (url: string): void {
     const b = this.#backends.get(url)
-    if (b === undefined || b.tunnel !== undefined || this.members.uses(url)) return
+    if (b === undefined || b.opener !== undefined || this.members.uses(url)) return
     this.#backends.delete(url)
     void b.close().catch(() => {})
   }
@@ -138,7 +138,7 @@ export class BackendStore {
     for (const name of this.members.pools()) for (const url of this.members.urls(name)) kept.add(url)
     const closing: Promise<void>[] = []
     for (const [url, b] of this.#backends) {
-      if (!kept.has(url) && b.tunnel === undefined) {
+      if (!kept.has(url) && b.opener === undefined) {
         this.#backends.delete(url)
         closing.push(b.close().catch(() => {}))
       }
@@ -149,7 +149,7 @@ export class BackendStore {
   /** Closes every backend: in-flight requests get `graceMs` to finish (default: as long as they take), then are cut. */
   async close (graceMs = Infinity): Promise<void> {
     for (const st of this.#pools.values()) void st.outlier.close()
-    const own = [...this.#backends.values()].filter(b => b.tunnel === undefined)
+    const own = [...this.#backends.values()].filter(b => b.opener === undefined)
     const closing = this.retain(new Set(), new Map())
     if (graceMs === Infinity) { await closing; return }
     let timer: NodeJS.Timeout | undefined

@@ -1,6 +1,7 @@
 // Tunnel members: the edge side of the packer. Backends behind NAT dial in, claim names, and each live session
 // becomes a backend (an undici pool whose "connections" are streams opened over the session). Pools that say
-// `tunnel = "name"` take those backends as members; with auto_route a claimed host is routed without a route.
+// `tunnel = "name"` take those backends as members through the member registry, like any other source; with
+// auto_route a claimed host is a run-time entry of the resolver (proxy/route/resolve.ts).
 import https from 'node:https'
 import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
@@ -12,9 +13,11 @@ import { DEFAULT_CIPHERS } from '../../config/tls.js'
 import { TunnelServer } from '../../packer/server.js'
 import type { Session } from '../../packer/session.js'
 import type { Service } from '../../packer/payload.js'
-import { Backend } from './backend.js'
+import type { Duplex } from 'node:stream'
+import { Backend, type StreamOpener } from './backend.js'
 import type { BackendStore } from './store.js'
-import { PoolRuntime } from './pool.js'
+import { PoolRuntime, tlsPools } from './pool.js'
+import type { Resolved, RuntimeRoutes } from '../route/resolve.js'
 import { RefusingDispatcher } from './transport.js'
 import type { TunnelSessionStats } from '../ops/metrics.js'
 
@@ -26,16 +29,38 @@ export interface TunnelMembersDeps {
 
 let sessionSeq = 0
 
-export class TunnelMembers {
+/** Opens the streams of one session's claim: the backend's pooled connections and raw streams (Upgrade, tls). */
+class SessionOpener implements StreamOpener {
+  client = ''
+  constructor (private readonly server: TunnelServer, private readonly session: Session, private readonly name: string, private readonly service: 'http' | 'tls') {}
+
+  openRaw (clientIp: string, servername?: string): Duplex {
+    const stream = this.server.openStream(this.session, { family: isIP(clientIp) === 6 ? 6 : 4, address: clientIp === '' ? '0.0.0.0' : clientIp, port: 0, service: this.service, servername: servername ?? this.name })
+    stream.on('error', () => {})
+    return stream
+  }
+}
+
+/** A pool fed by tunnel sessions: a config pool naming `tunnel`, or the pool of a claim's auto route. */
+interface TunnelPool { readonly pool: string, readonly claim: string, readonly service: 'http' | 'tls' }
+
+/**
+ * The tunnel side as a member source: each session's claim is a backend, added to the member registry (source
+ * "tunnel") of every pool that names the claim, and, with auto_route, a run-time route entry of its own.
+ */
+export class TunnelMembers implements RuntimeRoutes {
   readonly config: TunnelConfig
   readonly server: TunnelServer
-  /** Bumped on every register/unregister: pools re-read their members when it moves. */
-  version = 0
   readonly #deps: TunnelMembersDeps
-  /** name -> session -> backend */
+  /** name ("tls:NAME" for tls claims) -> session -> backend */
   readonly #byName = new Map<string, Map<Session, Backend>>()
-  readonly #auto = new Map<string, { route: RouteConfig, pool: PoolRuntime }>()
-  readonly #autoTls = new Map<string, PoolRuntime>()
+  /** auto_route entries by claimed name, made when the first session claims it, gone with the last. */
+  readonly #auto = new Map<string, Resolved>()
+  readonly #autoTls = new Map<string, Resolved>()
+  /** The config's pools that name a tunnel (set by usePools on start and on each reload). */
+  #configPools: readonly TunnelPool[] = []
+  /** Pools this source added members to at the last sync (to empty those that stop naming a tunnel). */
+  #synced = new Set<string>()
   readonly #https: https.Server | undefined
 
   constructor (config: TunnelConfig, deps: TunnelMembersDeps) {
@@ -52,11 +77,10 @@ export class TunnelMembers {
     // http claims serve requests by Host; tls claims serve passthrough connections by SNI. (tcp claims are granted
     // but nothing routes raw TCP to them yet.)
     this.server.on('register', (name: string, session: Session, service: Service) => {
-      if (service === 'http') this.add(name, session)
-      else if (service === 'tls') this.addTls(name, session)
+      if (service === 'http' || service === 'tls') this.add(name, session, service)
     })
     this.server.on('unregister', (name: string, session: Session, service: Service) => {
-      if (service === 'http' || service === 'tls') this.remove(service === 'tls' ? `tls:${name}` : name, session)
+      if (service === 'http' || service === 'tls') this.remove(name, session, service)
     })
     this.server.on('refused', (err: Error, ip: string | undefined) => { deps.log.warn({ reason: err.message, ip }, 'tunnel refused') })
     this.server.on('session-close', (session: Session, err: (Error & { code?: string }) | undefined) => {
@@ -82,6 +106,15 @@ export class TunnelMembers {
     return typeof a === 'object' && a !== null ? a.port : 0
   }
 
+  /** Takes the pools of a config generation that name a tunnel, and gives them their members at once. */
+  usePools (config: Config): void {
+    const tls = tlsPools(config)
+    const list: TunnelPool[] = []
+    for (const p of config.pools.values()) if (p.tunnel !== undefined) list.push({ pool: p.name, claim: p.tunnel, service: tls.has(p.name) ? 'tls' : 'http' })
+    this.#configPools = list
+    this.sync()
+  }
+
   /** The backends currently serving `name` for a service (exact claims and wildcard claims). */
   backendsFor (name: string, service: 'http' | 'tls' = 'http'): Backend[] {
     const out: Backend[] = []
@@ -95,41 +128,47 @@ export class TunnelMembers {
     return out
   }
 
-  /** A pool for a server name claimed with tls: (passthrough auto_route), or undefined. */
-  autoTlsPool (sni: string | undefined): PoolRuntime | undefined {
-    if (!this.config.autoRoute || sni === undefined || sni === '' || this.server.lookup(sni, 'tls').length === 0) return undefined
-    const name = this.server.claimOf(sni, 'tls') as string
-    let pool = this.#autoTls.get(name)
-    if (pool === undefined) {
-      pool = new PoolRuntime(defaultPoolConfig(`tunnel:tls:${name}`, { balance: 'least_conn', tunnel: name }), this.#deps.store, this, 'tls')
-      this.#autoTls.set(name, pool)
-    }
-    return pool
+  /**
+   * auto_route: the entry for a host claimed by a tunnel. Keyed by the claimed name, not the host: under a wildcard
+   * claim the client picks the host, and per-host pools and metric series would be unbounded.
+   */
+  byHost (host: string): Resolved | undefined {
+    if (!this.config.autoRoute || host === '' || this.#auto.size === 0) return undefined
+    const name = this.server.claimOf(host, 'http')
+    return name === undefined ? undefined : this.#auto.get(name)
+  }
+
+  /** auto_route for tls passthrough: the entry for a server name claimed with tls:. */
+  bySni (sni: string | undefined): Resolved | undefined {
+    if (!this.config.autoRoute || sni === undefined || sni === '' || this.#autoTls.size === 0) return undefined
+    const name = this.server.claimOf(sni, 'tls')
+    return name === undefined ? undefined : this.#autoTls.get(name)
   }
 
   /**
-   * A route and pool for a host claimed by a tunnel (auto_route), or undefined. Keyed by the claimed name, not the
-   * host: under a wildcard claim the client picks the host, and per-host pools and metric series would be unbounded.
+   * Brings the registry in line with the live sessions: every pool fed by a claim has exactly the claim's session
+   * backends as its tunnel members. Runs when a session claims or drops a name and when the pools change (rare).
    */
-  autoRoute (host: string): { route: RouteConfig, pool: PoolRuntime } | undefined {
-    if (!this.config.autoRoute || host === '' || this.server.lookup(host, 'http').length === 0) return undefined
-    const name = this.server.claimOf(host, 'http') as string
-    let a = this.#auto.get(name)
-    if (a === undefined) {
-      const poolConfig = defaultPoolConfig(`tunnel:${name}`, { balance: 'least_conn', tunnel: name })
-      a = {
-        pool: new PoolRuntime(poolConfig, this.#deps.store, this),
-        route: Object.freeze({
-          name: `tunnel:${name}`,
-          index: -1,
-          listeners: undefined,
-          match: Object.freeze({ host: name, pathPrefix: undefined, methods: undefined, headers: undefined }),
-          action: defaultPoolAction(poolConfig),
-        }) as RouteConfig,
+  private sync (): void {
+    const registry = this.#deps.store.members
+    const want: TunnelPool[] = [...this.#configPools]
+    for (const [claim, e] of this.#auto) want.push({ pool: (e.pool as PoolRuntime).name, claim, service: 'http' })
+    for (const [claim, e] of this.#autoTls) want.push({ pool: (e.pool as PoolRuntime).name, claim, service: 'tls' })
+    const synced = new Set<string>()
+    for (const w of want) {
+      synced.add(w.pool)
+      const backends = this.backendsFor(w.claim, w.service)
+      const urls = new Set(backends.map(b => b.url))
+      for (const url of [...registry.urls(w.pool)]) {
+        if (!urls.has(url)) registry.remove(w.pool, url, 'tunnel')
       }
-      this.#auto.set(name, a)
+      for (const b of backends) if (registry.get(w.pool, b.url) === undefined) registry.add(w.pool, { url: b.url, weight: 1, source: 'tunnel', backend: b })
     }
-    return a
+    // A pool that no longer names a tunnel (reload) loses its tunnel members.
+    for (const pool of this.#synced) {
+      if (!synced.has(pool)) for (const url of [...registry.urls(pool)]) registry.remove(pool, url, 'tunnel')
+    }
+    this.#synced = synced
   }
 
   /** Per-session numbers for status and metrics. */
@@ -152,85 +191,86 @@ export class TunnelMembers {
     }
   }
 
-  private add (name: string, session: Session): void {
-    let byName = this.#byName.get(name)
-    if (byName === undefined) { byName = new Map(); this.#byName.set(name, byName) }
-    if (byName.has(session)) return
-    const url = `tunnel://${name}/${++sessionSeq}`
-    const backend: Backend = new Backend(url, this.#deps.store.options, undefined, new Pool(`http://${name}`, {
-      connections: null,
-      pipelining: 1,
-      keepAliveTimeout: this.#deps.store.options.keepAliveTimeout,
-      maxHeaderSize: this.#deps.store.options.maxHeaderSize,
-      headersTimeout: 0,
-      bodyTimeout: 0,
-      // Each pooled "connection" is a stream over the session; its OPEN names the client that caused it.
-      connect: (_opts, cb) => {
-        try {
-          const ip = backend.lastClient
-          const stream = this.server.openStream(session, { family: isIP(ip) === 6 ? 6 : 4, address: ip === '' ? '0.0.0.0' : ip, port: 0, service: 'http', servername: name })
-          stream.on('error', () => {})
-          // undici expects the connector to answer asynchronously, as a real connect does; a synchronous
-          // callback lands inside its resume loop and the request would sit in the queue.
-          process.nextTick(cb, null, stream as never)
-        } catch (err) {
-          process.nextTick(cb, err as Error, null)
-        }
-      },
-    }), name)
-    backend.tunnel = name
-    backend.openRaw = (ip) => {
-      const stream = this.server.openStream(session, { family: isIP(ip) === 6 ? 6 : 4, address: ip === '' ? '0.0.0.0' : ip, port: 0, service: 'http', servername: name })
-      stream.on('error', () => {})
-      return stream
-    }
-    byName.set(session, backend)
-    this.#deps.store.adopt(backend)
-    this.version++
-    this.#deps.log.info({ name, url, sub: session.meta.sub }, 'tunnel registered')
-    this.#deps.onEvent?.('tunnel-up', `tunnel for ${name} registered (${url})`, { name, backend: url })
-  }
-
-  /** A tls: claim: a backend with no HTTP side whose streams carry raw (still encrypted) client connections. */
-  private addTls (name: string, session: Session): void {
-    const key = `tls:${name}`
+  private add (name: string, session: Session, service: 'http' | 'tls'): void {
+    const key = service === 'tls' ? `tls:${name}` : name
     let byName = this.#byName.get(key)
     if (byName === undefined) { byName = new Map(); this.#byName.set(key, byName) }
     if (byName.has(session)) return
-    const url = `tunnel+tls://${name}/${++sessionSeq}`
-    const backend = new Backend(url, this.#deps.store.options, undefined, new RefusingDispatcher(), name)
-    backend.tunnel = name
-    backend.openRaw = (ip, servername) => {
-      const stream = this.server.openStream(session, { family: isIP(ip) === 6 ? 6 : 4, address: ip === '' ? '0.0.0.0' : ip, port: 0, service: 'tls', servername: servername ?? name })
-      stream.on('error', () => {})
-      return stream
+    const opener = new SessionOpener(this.server, session, name, service)
+    const opts = this.#deps.store.options
+    let backend: Backend
+    if (service === 'tls') {
+      // No HTTP side: the streams carry raw (still encrypted) client connections.
+      backend = new Backend(`tunnel+tls://${name}/${++sessionSeq}`, opts, undefined, new RefusingDispatcher(), name, opener)
+    } else {
+      backend = new Backend(`tunnel://${name}/${++sessionSeq}`, opts, undefined, new Pool(`http://${name}`, {
+        connections: null,
+        pipelining: 1,
+        keepAliveTimeout: opts.keepAliveTimeout,
+        maxHeaderSize: opts.maxHeaderSize,
+        headersTimeout: 0,
+        bodyTimeout: 0,
+        // Each pooled "connection" is a stream over the session; its OPEN names the client that caused it.
+        connect: (_opts, cb) => {
+          try {
+            const stream = opener.openRaw(opener.client, name)
+            // undici expects the connector to answer asynchronously, as a real connect does; a synchronous
+            // callback lands inside its resume loop and the request would sit in the queue.
+            process.nextTick(cb, null, stream as never)
+          } catch (err) {
+            process.nextTick(cb, err as Error, null)
+          }
+        },
+      }), name, opener)
     }
     byName.set(session, backend)
     this.#deps.store.adopt(backend)
-    this.version++
-    this.#deps.log.info({ name: key, url, sub: session.meta.sub }, 'tunnel registered')
-    this.#deps.onEvent?.('tunnel-up', `tunnel for ${key} registered (${url})`, { name: key, backend: url })
+    if (this.config.autoRoute) this.ensureAutoRoute(name, service)
+    this.sync()
+    this.#deps.log.info({ name: key, url: backend.url, sub: session.meta.sub }, 'tunnel registered')
+    this.#deps.onEvent?.('tunnel-up', `tunnel for ${key} registered (${backend.url})`, { name: key, backend: backend.url })
   }
 
-  private remove (name: string, session: Session): void {
-    const byName = this.#byName.get(name)
+  /** The auto_route entry of a claimed name: a route like the file's, with a least-connections pool of its own. */
+  private ensureAutoRoute (name: string, service: 'http' | 'tls'): void {
+    const map = service === 'tls' ? this.#autoTls : this.#auto
+    if (map.has(name)) return
+    const poolName = service === 'tls' ? `tunnel:tls:${name}` : `tunnel:${name}`
+    const poolConfig = defaultPoolConfig(poolName, { balance: 'least_conn', tunnel: name })
+    const route = Object.freeze({
+      name: poolName,
+      index: -1,
+      listeners: undefined,
+      match: Object.freeze(service === 'tls'
+        ? { host: undefined, pathPrefix: undefined, methods: undefined, headers: undefined, sni: name }
+        : { host: name, pathPrefix: undefined, methods: undefined, headers: undefined }),
+      action: defaultPoolAction(poolConfig),
+    }) as RouteConfig
+    map.set(name, Object.freeze({ route, pool: new PoolRuntime(poolConfig, this.#deps.store) }))
+  }
+
+  private remove (name: string, session: Session, service: 'http' | 'tls'): void {
+    const key = service === 'tls' ? `tls:${name}` : name
+    const byName = this.#byName.get(key)
     const backend = byName?.get(session)
     if (byName === undefined || backend === undefined) return
     byName.delete(session)
     // Names come and go with sessions: forget the auto route of one nobody serves any more.
     if (byName.size === 0) {
-      this.#byName.delete(name)
-      if (name.startsWith('tls:')) this.#autoTls.delete(name.slice(4))
-      else this.#auto.delete(name)
+      this.#byName.delete(key)
+      const map = service === 'tls' ? this.#autoTls : this.#auto
+      const entry = map.get(name)
+      map.delete(name)
+      if (entry?.pool !== undefined) this.#deps.store.members.removePool(entry.pool.name)
     }
     this.#deps.store.drop(backend.url)
-    this.version++
+    this.sync()
     // New requests go to the other members, or 503. A session that closed already failed its streams; one that is
     // draining (the client sent GOAWAY) finishes them, so close gracefully: in-flight requests complete, idle
     // keep-alive streams close, and the client's drain can end.
     void (session.closed ? backend.dispatcher.destroy() : backend.dispatcher.close()).catch(() => {})
-    this.#deps.log.info({ name, url: backend.url }, 'tunnel unregistered')
-    this.#deps.onEvent?.('tunnel-down', `tunnel for ${name} went away (${backend.url})`, { name, backend: backend.url })
+    this.#deps.log.info({ name: key, url: backend.url }, 'tunnel unregistered')
+    this.#deps.onEvent?.('tunnel-down', `tunnel for ${key} went away (${backend.url})`, { name: key, backend: backend.url })
   }
 
   /** True when the running tunnel endpoint can serve `config` as it is (else the edge rebuilds it). */
@@ -252,5 +292,8 @@ export class TunnelMembers {
       }
     }
     this.#byName.clear()
+    for (const e of [...this.#auto.values(), ...this.#autoTls.values()]) if (e.pool !== undefined) this.#deps.store.members.removePool(e.pool.name)
+    this.#auto.clear()
+    this.#autoTls.clear()
   }
 }
