@@ -68,11 +68,14 @@ export async function runTunnelCommand (argv: string[], err: NodeJS.WritableStre
   let draining = false
   client.on('disconnect', (url: string) => { err.write(`tunnel: lost ${url}${draining ? '' : ', reconnecting'}\n`) })
   client.on('dial-error', (url: string, e: Error) => { err.write(`tunnel: ${url}: ${e.message}\n`) })
+  client.on('refused', (url: string, e: Error) => { err.write(`edge-proxy tunnel: ${url}: ${e.message}; not retrying (exit 2)\n`) })
   client.start()
-  await new Promise<void>(resolve => {
-    process.once('SIGINT', resolve)
-    process.once('SIGTERM', resolve)
+  const stop = await new Promise<'signal' | 'refused'>(resolve => {
+    process.once('SIGINT', () => { resolve('signal') })
+    process.once('SIGTERM', () => { resolve('signal') })
+    client.on('refused', () => { resolve('refused') })
   })
+  if (stop === 'refused') { await client.close(); return 2 }
   draining = true
   err.write('tunnel: draining\n')
   await client.drain()

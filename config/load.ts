@@ -11,7 +11,7 @@ import { closest } from './suggest.js'
 import { isIP } from 'node:net'
 import { formatAddress, isLoopbackIp, loopbackProblem, type Address } from './address.js'
 import { resolvePoolHealth } from './health.js'
-import { resolveSecret } from '../packer/token.js'
+import { resolveSigningKey } from '../packer/token.js'
 import { dirname } from 'node:path'
 import type { TunnelConfig } from './types.js'
 import { baseDirOf, resolveListenerTls, resolvePoolTls } from './tls.js'
@@ -443,7 +443,7 @@ function resolveTunnel (raw: RawConfig, problems: Problems, workers: number, add
   const base = problems.file.startsWith('<') ? process.cwd() : dirname(problems.file)
   try {
     // file: paths are relative to the config file, like every other path in it.
-    secret = resolveSecret(t.secret.startsWith('file:') ? `file:${resolvePath(base, t.secret.slice(5))}` : t.secret)
+    secret = resolveSigningKey(t.secret.startsWith('file:') ? `file:${resolvePath(base, t.secret.slice(5))}` : t.secret)
   } catch (err) {
     problems.add(['tunnel', 'secret'], (err as Error).message)
   }

@@ -1,5 +1,6 @@
 // Backend side: holds a session to each edge, claims names, and on OPEN connects the stream to the
-// local target mapped to that name. A lost or refused session is redialled with full-jitter backoff.
+// local target mapped to that name. A lost session or a network error is redialled with full-jitter backoff; an
+// edge that refuses the token (401/403) or grants none of the claims gives a final answer: 'refused', no redial.
 import { EventEmitter } from 'node:events'
 import type { ClientRequest, IncomingMessage } from 'node:http'
 import { connect } from 'node:net'
@@ -51,6 +52,8 @@ class EdgeLink {
   attempt = 0
   ws: WebSocket | undefined
   timer: NodeJS.Timeout | undefined
+  /** A final refusal from this edge (bad or expired token, every claim refused): no more dialling. */
+  final: TunnelError | undefined
   constructor (readonly url: string) {}
 }
 
@@ -125,6 +128,8 @@ export class TunnelClient extends EventEmitter {
       res.on('data', (c: string) => { if (body.length < 1024) body += c })
       res.once('close', () => {
         refusal = new TunnelError(code, `edge refused the tunnel: ${res.statusCode ?? 0} ${code}${body.trim() === '' ? '' : `: ${body.trim().slice(0, 1024)}`}`)
+        // The token itself was refused: dialling again with it cannot succeed. Other answers (5xx) may pass.
+        if (res.statusCode === 401 || res.statusCode === 403) link.final = refusal
         ws.terminate()
       })
     })
@@ -136,6 +141,7 @@ export class TunnelClient extends EventEmitter {
       link.session = undefined
       link.grant = undefined
       if (had) this.emit('disconnect', link.url, why)
+      if (link.final !== undefined) { this.emit('refused', link.url, link.final); return }
       this.scheduleRedial(link)
     })
   }
@@ -148,9 +154,13 @@ export class TunnelClient extends EventEmitter {
       const grant = decodeGrant(payload)
       if (grant === undefined || !session.applyPeerSettings(grant)) { session.destroy(new TunnelError('EP_ERR_TUNNEL_PROTOCOL', 'malformed GRANT')); return }
       link.grant = grant
-      // Only a useful session resets the backoff: one granted nothing keeps backing off.
       if (grant.granted.length > 0) link.attempt = 0
       this.emit('session', link.url, session, grant)
+      if (grant.granted.length === 0 && grant.refused.length > 0) {
+        // Every claim refused (not allowed, or not in the token): the same token gets the same answer next time.
+        link.final = new TunnelError('EP_ERR_TUNNEL_REFUSED', `edge granted none of the names: refused ${grant.refused.map(c => `${c.service}:${c.name}`).join(', ')} (the token's names and the edge's [tunnel] allow must cover them)`)
+        session.destroy()
+      }
     })
     session.sendHandshake(FrameType.HELLO, encodeHello({ ...session.localSettings, claims: this.claims }))
   }

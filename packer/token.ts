@@ -1,5 +1,5 @@
 // HS256 JWTs for tunnel clients, with node:crypto only. Claims: sub, names[], exp, iat.
-import { createHmac, timingSafeEqual } from 'node:crypto'
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { TunnelError } from './errors.js'
 
@@ -72,4 +72,21 @@ export function resolveSecret (spec: string, env: NodeJS.ProcessEnv = process.en
   }
   if (value === '') throw new TunnelError('EP_ERR_TUNNEL_SECRET', 'the tunnel secret is empty')
   return Buffer.from(value, 'utf8')
+}
+
+/** An HS256 key must hold at least as many bytes as the hash (RFC 7518 section 3.2). */
+export const MIN_SECRET_BYTES = 32
+
+/** A signing key: resolveSecret() and at least MIN_SECRET_BYTES long, else an error that says how to make one. */
+export function resolveSigningKey (spec: string, env: NodeJS.ProcessEnv = process.env): Buffer {
+  const key = resolveSecret(spec, env)
+  if (key.length < MIN_SECRET_BYTES) {
+    throw new TunnelError('EP_ERR_TUNNEL_SECRET', `the tunnel secret is ${key.length} bytes; an HS256 key needs at least ${MIN_SECRET_BYTES}: make one with "edge-proxy token --new-secret" (or "openssl rand -base64 32")`)
+  }
+  return key
+}
+
+/** A fresh random key for [tunnel] secret: 32 random bytes, base64url (43 characters). */
+export function newSecret (): string {
+  return randomBytes(MIN_SECRET_BYTES).toString('base64url')
 }

@@ -184,7 +184,7 @@ test('the https and tunnel edge-proxy configs are valid', async t => {
   const https = parseConfigText(edgeConfig(18080, 19090, 1, { port: 18443, cert: tls.cert, key: tls.key }))
   assert.deepEqual(https.listeners.map(l => l.protocol), ['http', 'https'])
   const old = process.env.EDGE_TUNNEL_SECRET
-  process.env.EDGE_TUNNEL_SECRET = 'bench-test-secret'
+  process.env.EDGE_TUNNEL_SECRET = 'bench-test-secret-0123456789abcdef'
   t.after(() => { if (old === undefined) delete process.env.EDGE_TUNNEL_SECRET; else process.env.EDGE_TUNNEL_SECRET = old })
   const tunnel = parseConfigText(tunnelEdgeConfig(18080, 17000))
   assert.equal(tunnel.server.workers, 1)

@@ -227,7 +227,7 @@ backends = ["http://127.0.0.1:9"]
 })
 
 test('config: [tunnel] stream_window and max_streams bound a session, and are checked', () => {
-  process.env.EDGE_TEST_TUNNEL_SECRET = 'x'
+  process.env.EDGE_TEST_TUNNEL_SECRET = 'config-test-tunnel-secret-0123456789'
   const base = `[admin]
 listen = "127.0.0.1:0"
 [[listeners]]
@@ -245,4 +245,21 @@ allow = ["*.tunnel.test"]
   assert.equal(d.tunnel?.maxStreams, 1024)
   assert.equal(d.tunnel?.streamWindow, 256 * 1024)
   assert.throws(() => parseConfigText(`${base}stream_window = 1024\n`, 'tunnel.toml'), (err: ConfigError) => err.problems.some(p => p.path === 'tunnel.stream_window'))
+})
+
+test('config: a [tunnel] secret under 32 bytes is refused, naming the key and how to make one', () => {
+  process.env.EDGE_TEST_SHORT_SECRET = 'abc'
+  const text = `[[listeners]]
+name = "web"
+listen = "127.0.0.1:0"
+[tunnel]
+listen = "127.0.0.1:0"
+secret = "env:EDGE_TEST_SHORT_SECRET"
+allow = ["*.tunnel.test"]
+`
+  assert.throws(() => parseConfigText(text, 'short.toml'), (err: Error) => {
+    assert.match(err.message, /tunnel\.secret/)
+    assert.match(err.message, /3 bytes; an HS256 key needs at least 32: make one with "edge-proxy token --new-secret"/)
+    return true
+  })
 })

@@ -70,3 +70,19 @@ test('edge-proxy tunnel serves a name and drains on SIGTERM', async t => {
   assert.equal(code, 0)
   assert.match(Buffer.concat(stderr).toString(), /granted http:app\.tunnel\.test/)
 })
+
+test('token: a secret under 32 bytes is refused with how to make one; --new-secret makes one that works', () => {
+  const out = capture()
+  const err = capture()
+  process.env.PACKER_SHORT_SECRET = 'abc'
+  assert.equal(runTokenCommand(['--secret', 'env:PACKER_SHORT_SECRET', '--name', 'app.tunnel.test'], out.stream, err.stream), 2)
+  assert.match(err.text(), /3 bytes; an HS256 key needs at least 32: make one with "edge-proxy token --new-secret"/)
+  const made = capture()
+  assert.equal(runTokenCommand(['--new-secret'], made.stream, err.stream), 0)
+  const secret = made.text().trim()
+  assert.match(secret, /^[A-Za-z0-9_-]{43}$/)
+  process.env.PACKER_NEW_SECRET = secret
+  const tok = capture()
+  assert.equal(runTokenCommand(['--secret', 'env:PACKER_NEW_SECRET', '--name', 'app.tunnel.test'], tok.stream, err.stream), 0)
+  assert.match(tok.text(), /^[\w-]+\.[\w-]+\.[\w-]+\n$/)
+})

@@ -7,7 +7,7 @@ import { TunnelClient, type TunnelClientOptions, type TunnelRoute } from '../pac
 import { signToken } from '../packer/token.js'
 import type { Session } from '../packer/session.js'
 
-export const SECRET = Buffer.from('test-secret-test-secret')
+export const SECRET = Buffer.from('test-secret-test-secret-0123456789')
 
 export async function startEdge (t: TestContext, opts: Partial<TunnelServerOptions> = {}): Promise<{ edge: TunnelServer, url: string }> {
   const edge = new TunnelServer({ secret: SECRET, allow: ['*.tunnel.test'], ...opts })

@@ -20,7 +20,7 @@ test('refused tokens: bad signature, expired, name not allowed -> 401 / nothing 
   const edge = await startEdge(t)
   const backend = await httpServer(t, echo('b'))
   const cases = [
-    { name: 'app.tunnel.test', token: mintToken(['app.tunnel.test'], { secret: 'not-the-edge-secret' }), client: /401.*EP_ERR_TOKEN_BAD_SIGNATURE/, edge: /EP_ERR_TOKEN_BAD_SIGNATURE|signature does not match/ },
+    { name: 'app.tunnel.test', token: mintToken(['app.tunnel.test'], { secret: 'not-the-edge-secret-0123456789abcdef' }), client: /401.*EP_ERR_TOKEN_BAD_SIGNATURE/, edge: /EP_ERR_TOKEN_BAD_SIGNATURE|signature does not match/ },
     { name: 'app.tunnel.test', token: mintToken(['app.tunnel.test'], { ttl: '1s' }), client: /401.*EP_ERR_TOKEN_EXPIRED/, edge: /token expired/, wait: 2100 },
     // Signed correctly, but the edge's allow list does not cover the name: the session gets no grant.
     { name: 'app.other.test', token: mintToken(['app.other.test']), client: /granted nothing; refused http:app\.other\.test/ },
@@ -31,10 +31,12 @@ test('refused tokens: bad signature, expired, name not allowed -> 401 / nothing 
     if (c.wait !== undefined) await sleep(c.wait)
     const from = edge.log.mark
     const tun = startTunnel(t, edge.ports.tunnel, c.token, c.name, backend.url)
+    const exited = once(tun.child, 'exit')
     await tun.log.wait(c.client)
     if (c.edge !== undefined) await edge.log.wait(c.edge, 5000, from)
-    tun.child.kill('SIGKILL')
-    await once(tun.child, 'exit')
+    // A refusal is final: the client says so and exits 2 instead of retrying with the same token.
+    await tun.log.wait(/not retrying \(exit 2\)/)
+    assert.deepEqual(await exited, [2, null])
     assert.equal(edge.log.count(/tunnel registered/), 0)
   }
   // No route for either name: the explicit pool has no members (503), the other name has no route (404).
@@ -182,6 +184,9 @@ test('a token that expires during a live session ends it: GOAWAY, names unregist
   assert.equal((await request(edge.ports.http, 'app.tunnel.test')).status, 503)
   await tun.log.wait(/EP_ERR_TOKEN_EXPIRED/, 40_000)
   assert.equal(edge.log.count(/"msg":"tunnel registered"/), 1, 'the expired token did not get back in')
+  // An expired token is a final answer: the client exits 2 rather than redialling with it forever.
+  if (tun.child.exitCode === null) await once(tun.child, 'exit')
+  assert.equal(tun.child.exitCode, 2)
 })
 
 test('tunnel sessions are one member source: listed with source "tunnel"; a reload that takes `tunnel` off the pool removes them', async t => {
@@ -215,4 +220,23 @@ test('tunnel sessions are one member source: listed with source "tunnel"; a relo
   assert.deepEqual((await members()).map(m => m.source), ['tunnel'])
   assert.equal(JSON.parse((await request(edge.ports.http, 'app.tunnel.test')).body).id, 'app')
   assert.equal(edge.log.count(/tunnel unregistered/), 0)
+})
+
+test('an auto_route name whose client left answers 503 "tunnel offline" naming it, and serves again when a client returns', async t => {
+  const edge = await startEdge(t)
+  const app = await httpServer(t, echo('auto'))
+  const tun = await startRegisteredTunnel(t, edge, 'gone.tunnel.test', app.url)
+  assert.equal((await request(edge.ports.http, 'gone.tunnel.test')).status, 200)
+  const from = edge.log.mark
+  tun.child.kill('SIGTERM')
+  await edge.log.wait(/"msg":"tunnel unregistered"/, 10_000, from)
+  const off = await request(edge.ports.http, 'gone.tunnel.test')
+  assert.equal(off.status, 503, off.body)
+  assert.match(off.body, /tunnel offline: no tunnel client is connected for gone\.tunnel\.test/)
+  // A name nobody ever claimed is still no route.
+  assert.equal((await request(edge.ports.http, 'never.tunnel.test')).status, 404)
+  await startRegisteredTunnel(t, edge, 'gone.tunnel.test', app.url)
+  const back = await request(edge.ports.http, 'gone.tunnel.test')
+  assert.equal(back.status, 200, back.body)
+  assert.equal(JSON.parse(back.body).id, 'auto')
 })

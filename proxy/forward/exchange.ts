@@ -120,6 +120,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   private noMember (now: number): void {
     if (this.pool.saturated(now, this.shard)) this.fail('EP_ERR_OVERLOADED', `every backend of pool "${this.pool.name}" is at its in-flight limit`)
     else if (this.shard !== undefined) this.fail('EP_ERR_SHARD_UNAVAILABLE', `shard "${this.shard.name}" unavailable: no reachable backend`)
+    else if (this.pool.members.length === 0 && this.pool.config.tunnel !== undefined) this.fail('EP_ERR_NO_HEALTHY_BACKEND', `tunnel offline: no tunnel client is connected for ${this.pool.config.tunnel}`)
     else this.fail('EP_ERR_NO_HEALTHY_BACKEND', `no live backend in pool "${this.pool.name}"`)
   }
 

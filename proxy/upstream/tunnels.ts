@@ -6,6 +6,7 @@ import https from 'node:https'
 import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import type { Logger } from 'pino'
+import { LRUCache } from 'lru-cache'
 import { Pool } from 'undici'
 import type { Config, RouteConfig, TunnelConfig } from '../../config/types.js'
 import { defaultPoolAction, defaultPoolConfig } from '../../config/load.js'
@@ -28,6 +29,20 @@ export interface TunnelMembersDeps {
 }
 
 let sessionSeq = 0
+
+/** How many auto_route names that went offline are remembered for their 503 answer. */
+const OFFLINE_NAMES = 1024
+
+/** An offline name serving `host`: the host itself, or a wildcard claim over it ("*.b.c" for a.b.c, then "*.c"). */
+function offlineEntry (offline: LRUCache<string, Resolved>, host: string): Resolved | undefined {
+  const exact = offline.peek(host)
+  if (exact !== undefined) return exact
+  for (let dot = host.indexOf('.'); dot !== -1; dot = host.indexOf('.', dot + 1)) {
+    const e = offline.peek(`*${host.slice(dot)}`)
+    if (e !== undefined) return e
+  }
+  return offline.peek('*')
+}
 
 /** Opens the streams of one session's claim: the backend's pooled connections and raw streams (Upgrade, tls). */
 class SessionOpener implements StreamOpener {
@@ -57,6 +72,11 @@ export class TunnelMembers implements RuntimeRoutes {
   /** auto_route entries by claimed name, made when the first session claims it, gone with the last. */
   readonly #auto = new Map<string, Resolved>()
   readonly #autoTls = new Map<string, Resolved>()
+  /**
+   * auto_route names whose last session left, most recent last: they answer 503 "tunnel offline" rather than 404
+   * "no route". Bounded, so names that come and go cannot grow it.
+   */
+  readonly #offline = new LRUCache<string, Resolved>({ max: OFFLINE_NAMES })
   /** The config's pools that name a tunnel (set by usePools on start and on each reload). */
   #configPools: readonly TunnelPool[] = []
   /** Pools this source added members to at the last sync (to empty those that stop naming a tunnel). */
@@ -133,9 +153,10 @@ export class TunnelMembers implements RuntimeRoutes {
    * claim the client picks the host, and per-host pools and metric series would be unbounded.
    */
   byHost (host: string): Resolved | undefined {
-    if (!this.config.autoRoute || host === '' || this.#auto.size === 0) return undefined
+    if (!this.config.autoRoute || host === '' || (this.#auto.size === 0 && this.#offline.size === 0)) return undefined
     const name = this.server.claimOf(host, 'http')
-    return name === undefined ? undefined : this.#auto.get(name)
+    if (name !== undefined) return this.#auto.get(name)
+    return this.#offline.size === 0 ? undefined : offlineEntry(this.#offline, host)
   }
 
   /** auto_route for tls passthrough: the entry for a server name claimed with tls:. */
@@ -235,6 +256,10 @@ export class TunnelMembers implements RuntimeRoutes {
   private ensureAutoRoute (name: string, service: 'http' | 'tls'): void {
     const map = service === 'tls' ? this.#autoTls : this.#auto
     if (map.has(name)) return
+    if (service === 'http') {
+      const back = this.#offline.get(name)
+      if (back !== undefined) { this.#offline.delete(name); map.set(name, back); return }
+    }
     const poolName = service === 'tls' ? `tunnel:tls:${name}` : `tunnel:${name}`
     const poolConfig = defaultPoolConfig(poolName, { balance: 'least_conn', tunnel: name })
     const route = Object.freeze({
@@ -262,6 +287,7 @@ export class TunnelMembers implements RuntimeRoutes {
       const entry = map.get(name)
       map.delete(name)
       if (entry?.pool !== undefined) this.#deps.store.members.removePool(entry.pool.name)
+      if (entry !== undefined && service === 'http') this.#offline.set(name, entry)
     }
     this.#deps.store.drop(backend.url)
     this.sync()
@@ -295,5 +321,6 @@ export class TunnelMembers implements RuntimeRoutes {
     for (const e of [...this.#auto.values(), ...this.#autoTls.values()]) if (e.pool !== undefined) this.#deps.store.members.removePool(e.pool.name)
     this.#auto.clear()
     this.#autoTls.clear()
+    this.#offline.clear()
   }
 }
