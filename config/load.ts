@@ -24,6 +24,8 @@ export interface ConfigProblem {
   readonly file: string
   readonly path: string
   readonly line: number | undefined
+  /** Only for TOML syntax errors (smol-toml reports it); schema problems name a key, which is enough. */
+  readonly column?: number
   readonly message: string
 }
 
@@ -38,7 +40,7 @@ export class ConfigError extends EdgeError {
 }
 
 export function formatProblem (p: ConfigProblem): string {
-  const where = p.line === undefined ? p.file : `${p.file}:${p.line}`
+  const where = p.line === undefined ? p.file : p.column === undefined ? `${p.file}:${p.line}` : `${p.file}:${p.line}:${p.column}`
   return `${where}: ${p.path === '' ? '' : `${p.path}: `}${p.message}`
 }
 
@@ -96,14 +98,24 @@ export function parseConfigText (text: string, file = '<text>'): Config {
   } catch (err) {
     if (err instanceof TomlError) {
       const reason = err.message.split('\n')[0] ?? err.message
-      throw new ConfigError([{ file, path: '', line: err.line, message: `TOML syntax: ${reason}` }])
+      throw new ConfigError([{ file, path: '', line: err.line, column: err.column, message: `TOML syntax: ${reason}` }])
     }
     throw err
   }
   const problems = new Problems(file, text)
-  const parsed = configSchema.safeParse(doc)
+  const parsed = configSchema.safeParse(doc, { reportInput: true })
   if (!parsed.success) {
     for (const issue of parsed.error.issues) addZodIssue(problems, issue)
+    // Report the file's other problems too (a bad backend URL, an unknown pool), not only the first kind: drop the
+    // keys that failed, and if the rest then parses, check it as well, leaving out what sits under a dropped key.
+    const failed = parsed.error.issues.map(i => pathText(i.path.filter((p): p is string | number => typeof p !== 'symbol')))
+    const repaired = withoutPaths(doc, parsed.error.issues.map(i => i.path))
+    const again = repaired === undefined ? undefined : configSchema.safeParse(repaired)
+    if (again?.success === true) {
+      const more = new Problems(file, text)
+      try { resolveConfig(again.data, more) } catch { /* a half-valid file may trip a check that assumes more */ }
+      for (const p of more.list) if (!failed.some(f => f === '' || p.path === f || p.path.startsWith(`${f}.`) || p.path.startsWith(`${f}[`))) problems.list.push(p)
+    }
     throw new ConfigError(problems.list)
   }
   const config = resolveConfig(parsed.data, problems)
@@ -125,7 +137,49 @@ function addZodIssue (problems: Problems, issue: z.core.$ZodIssue): void {
     problems.add(path, `is required (${issue.message})`)
     return
   }
+  if (issue.code === 'invalid_union' && isTable(issue.input)) {
+    // A table matched no branch: the branch that takes tables says which of its keys is wrong (`weight = "2"`).
+    const branch = issue.errors.find(errs => errs.length > 0 && errs.every(e => e.path.length > 0))
+    if (branch !== undefined) {
+      for (const e of branch) addZodIssue(problems, { ...e, path: [...issue.path, ...e.path] } as z.core.$ZodIssue)
+      return
+    }
+  }
+  if (issue.code === 'invalid_type' && issue.input !== undefined) {
+    // zod's own wording ("Invalid input: expected number, received string") becomes the TOML reader's.
+    const expected = issue.message.startsWith('Invalid input') ? `expected a ${issue.expected}` : issue.message
+    const hint = typeof issue.input === 'number' && expected.includes('duration') ? ` (write it with a unit: "${issue.input}s")` : ''
+    problems.add(path, `${expected}; got ${describeValue(issue.input)}${hint}`)
+    return
+  }
   problems.add(path, issue.message)
+}
+
+function isTable (v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+}
+
+/** What a wrong value is, in TOML's words: `the number 10`, `the string "2"`, `a table`. */
+function describeValue (v: unknown): string {
+  if (typeof v === 'string') return `the string ${JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}...` : v)}`
+  if (typeof v === 'number' || typeof v === 'bigint') return `the number ${String(v)}`
+  if (typeof v === 'boolean') return `the boolean ${String(v)}`
+  if (Array.isArray(v)) return 'an array'
+  if (v instanceof Date) return 'a date'
+  return 'a table'
+}
+
+/** A deep copy of a parsed TOML document without the values at `paths` (table keys only), or undefined. */
+function withoutPaths (doc: unknown, paths: ReadonlyArray<readonly PropertyKey[]>): unknown {
+  const copy = structuredClone(doc)
+  for (const path of paths) {
+    const last = path[path.length - 1]
+    if (path.length === 0 || typeof last !== 'string') return undefined // an array element or the root: no repair
+    let at: unknown = copy
+    for (const p of path.slice(0, -1)) at = (at as Record<PropertyKey, unknown> | undefined)?.[p as string]
+    if (isTable(at)) delete at[last]
+  }
+  return copy
 }
 
 // Walks the schema along a data path to list the keys a table accepts.
@@ -389,7 +443,8 @@ function resolveConfig (raw: RawConfig, problems: Problems): Config {
   const names = new Set<string>()
   const addrs = new Map<string, string>()
   addrs.set(formatAddress(raw.admin.listen), 'admin')
-  raw.listeners.forEach((l, i) => {
+  if (raw.listeners === undefined) problems.add(['listeners'], 'is required: at least one [[listeners]] table, e.g. [[listeners]] with name = "web" and listen = "127.0.0.1:8080"')
+  ;(raw.listeners ?? []).forEach((l, i) => {
     if (names.has(l.name)) problems.add(['listeners', i, 'name'], `two listeners are named "${l.name}"`)
     names.add(l.name)
     const a = formatAddress(l.listen)

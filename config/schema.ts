@@ -94,7 +94,7 @@ export const configSchema = z.strictObject({
     max_streams: z.number().int().min(1).max(65_536).default(1024),
     stream_window: z.number().int().min(65_536).max(16 * 1024 * 1024).default(256 * 1024),
   }).optional(),
-  listeners: z.array(listenerSchema).min(1, { error: 'at least one [[listeners]] entry is needed' }),
+  listeners: z.array(listenerSchema, { error: 'expected [[listeners]] tables' }).min(1, { error: 'at least one [[listeners]] entry is needed' }).optional(),
   routes: z.array(routeSchema).default([]),
   pools: z.record(z.string(), poolSchema).default({}),
 })

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict'
 import { copyFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { ConfigError, parseConfigText, type ConfigProblem } from '../config/load.js'
+import { ConfigError, formatProblem, parseConfigText, type ConfigProblem } from '../config/load.js'
 import { freePort, runCli, tempDir } from './helpers.js'
 
 const HEAD = `[admin]
@@ -42,6 +42,8 @@ interface Case {
   /** A snippet on the line the problem must point at. */
   readonly marker: string
   readonly reason: RegExp
+  /** The column the problem must name (TOML syntax errors only). */
+  readonly column?: number
 }
 
 const cases: Case[] = [
@@ -138,6 +140,7 @@ name = "broken"   # the header above is the error
     path: '',
     marker: '[[routes]',
     reason: /TOML syntax/,
+    column: 10,
   },
 ]
 
@@ -162,7 +165,10 @@ for (const c of cases) {
     const [check, run] = await Promise.all([runCli(['check', '--config', file]), runCli(['--config', file])])
     assert.equal(check.code, 2, check.stderr)
     assert.equal(check.stdout, '')
-    const expectedPrefix = `${file}:${line}: ${c.path === '' ? '' : `${c.path}: `}`
+    // A TOML syntax error names the column too: "FILE:LINE:COLUMN: reason".
+    const column = c.column
+    if (column !== undefined) assert.equal(p.column, column)
+    const expectedPrefix = `${file}:${line}${column === undefined ? '' : `:${column}`}: ${c.path === '' ? '' : `${c.path}: `}`
     const printed = check.stderr.split('\n').find(l => l.startsWith(expectedPrefix))
     assert.ok(printed !== undefined, `no line starting with ${expectedPrefix} in:\n${check.stderr}`)
     assert.match(printed, c.reason)
@@ -262,4 +268,46 @@ allow = ["*.tunnel.test"]
     assert.match(err.message, /3 bytes; an HS256 key needs at least 32: make one with "edge-proxy token --new-secret"/)
     return true
   })
+})
+
+test('config errors in a new user\'s words: a number for a duration, a string for a weight, and every problem at once', () => {
+  const problems = (text: string): string[] => {
+    try { parseConfigText(text, 'words.toml'); return [] } catch (err) { return (err as ConfigError).problems.map(formatProblem) }
+  }
+  const got = problems(`[server]
+shutdown_timeout = 10
+[[listeners]]
+name = "web"
+listen = "127.0.0.1:0"
+[pools.a]
+backends = [{ url = "http://127.0.0.1:1", weight = "2" }]
+[[routes]]
+pool = "a"
+`)
+  assert.deepEqual(got, [
+    'words.toml:2: server.shutdown_timeout: expected a duration string such as "150ms", "2s" or "5m"; got the number 10 (write it with a unit: "10s")',
+    'words.toml:7: pools.a.backends[0].weight: expected a number; got the string "2"',
+  ])
+  // Without [[listeners]], the bad backend URL and the unknown pool are reported in the same run.
+  const all = problems(`[pools.a]
+backends = ["ftp://x"]
+[[routes]]
+pool = "nope"
+`)
+  assert.equal(all.length, 3, all.join('\n'))
+  assert.match(all[0] ?? '', /^words\.toml: listeners: is required: at least one \[\[listeners\]\] table/)
+  assert.match(all[1] ?? '', /^words\.toml:2: pools\.a\.backends\[0\]: "ftp:\/\/x": backend URLs are/)
+  assert.match(all[2] ?? '', /^words\.toml:4: routes\[0\]\.pool: .*names pool "nope", which is not defined/)
+  // A schema problem and a semantic one in other tables: both.
+  const mixed = problems(`[server]
+workers = "many"
+[[listeners]]
+name = "web"
+listen = "127.0.0.1:0"
+[[routes]]
+pool = "nope"
+`)
+  assert.equal(mixed.length, 2, mixed.join('\n'))
+  assert.match(mixed.join('\n'), /server\.workers/)
+  assert.match(mixed.join('\n'), /routes\[0\]\.pool/)
 })
