@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises'
 import cluster from 'node:cluster'
 import { dirname, join, resolve } from 'node:path'
 import { ConfigError, loadConfigFile, parseConfigText, summarize } from '../config/load.js'
+import { EdgeError } from '../config/errors.js'
 import { CONFIG_TEXT_ENV, SUPERVISED_ENV, supervise } from './supervisor.js'
 import { createEventLog } from '../proxy/ops/log.js'
 import type { Logger } from 'pino'
@@ -125,6 +126,9 @@ function exitOnUncaught (log: Logger): void {
 main(process.argv.slice(2)).then(
   code => { if (code >= 0) process.exitCode = code },
   (err: unknown) => {
+    // An EdgeError is the edge's own word on what went wrong (a port in use, say): one line, exit 2. Anything
+    // else is a bug, and its stack helps whoever reports it.
+    if (err instanceof EdgeError) { process.stderr.write(`edge-proxy: ${err.message}\n`); process.exit(2) }
     process.stderr.write(`edge-proxy: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`)
     process.exit(1)
   },

@@ -48,6 +48,8 @@ export class ClusterServing implements Serving {
   #text: string
   #file: string
   #readyCount = 0
+  /** A worker failed before any was ready: the edge is stopping with exit 2 (said once, not per worker). */
+  #failedStart = false
   readonly #wanted: number
   readonly #starts: number[] = []
   readonly #reloads = new Gather<string | undefined>()
@@ -97,7 +99,12 @@ export class ClusterServing implements Serving {
         case 'failed':
           control.log.error({ worker: w.process.pid, reason: m.error }, 'worker failed to start')
           // Nothing ever started (e.g. the port is taken): fail as workers = 1 would, do not respawn forever.
-          if (this.#readyCount === 0) void control.shutdown('no worker could start', 1, 0)
+          if (this.#readyCount === 0 && !this.#failedStart) {
+            this.#failedStart = true
+            // As workers = 1 says it: one line on stderr and exit 2 (the JSON log above has the details).
+            process.stderr.write(`edge-proxy: ${m.error}\n`)
+            void control.shutdown('no worker could start', 2, 0)
+          }
           return
         case 'ready': {
           this.#readyCount++

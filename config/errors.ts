@@ -5,6 +5,7 @@
 
 export const errorCodes = [
   'EP_ERR_CONFIG',
+  'EP_ERR_LISTEN',
   'EP_ERR_NO_ROUTE',
   'EP_ERR_NO_HEALTHY_BACKEND',
   'EP_ERR_SHARD_UNAVAILABLE',
@@ -52,6 +53,7 @@ export class EdgeError extends Error {
  */
 export const statusByCode: { readonly [C in ErrorCode]: number | undefined } = {
   EP_ERR_CONFIG: 500,
+  EP_ERR_LISTEN: undefined,
   EP_ERR_NO_ROUTE: 404,
   EP_ERR_NO_HEALTHY_BACKEND: 503,
   EP_ERR_SHARD_UNAVAILABLE: 503,
@@ -84,4 +86,17 @@ export const statusByCode: { readonly [C in ErrorCode]: number | undefined } = {
 /** The HTTP status for `code`; a code without one (see statusByCode) can only get here by a bug, hence 500. */
 export function statusFor (code: ErrorCode): number {
   return statusByCode[code] ?? 500
+}
+
+const LISTEN_REASONS: Readonly<Record<string, string>> = {
+  EADDRINUSE: 'address already in use (another process, or an edge already running, holds it: stop it or pick another port)',
+  EACCES: 'permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)',
+  EADDRNOTAVAIL: 'no interface of this machine has that address',
+}
+
+/** A listen() that failed, as one line naming what listens, where and why: `listener "web" cannot listen on ...`. */
+export function listenError (what: string, address: string, err: unknown): EdgeError {
+  const code = (err as { code?: string } | undefined)?.code
+  const reason = (code !== undefined ? LISTEN_REASONS[code] : undefined) ?? (err instanceof Error ? err.message : String(err))
+  return new EdgeError('EP_ERR_LISTEN', `${what} cannot listen on ${address}: ${reason}`, { cause: err })
 }

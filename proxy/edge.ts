@@ -2,6 +2,7 @@
 import type { Logger } from 'pino'
 import type { BackendTlsConfig, Config } from '../config/types.js'
 import { formatAddress } from '../config/address.js'
+import { listenError } from '../config/errors.js'
 import { BackendStore } from './upstream/store.js'
 import { EdgeTable } from './route/table.js'
 import { HttpListener } from './listen/http-listener.js'
@@ -208,7 +209,11 @@ export class Edge {
           : l.protocol === 'tls'
             ? new TlsListener(l, deps, { helloTimeout: config.server.headersTimeout, connectTimeout: backendOptions(config).connectTimeout, idleTimeout: config.server.tunnelIdleTimeout })
             : new HttpListener(l, deps, config.server)
-        await listener.listen()
+        try {
+          await listener.listen()
+        } catch (err) {
+          throw listenError(`listener "${l.name}"`, formatAddress(l.address), err)
+        }
         started.push(listener)
         this.#listeners.set(key, listener)
         this.log.info({ listener: l.name, address: listener.address() }, 'listening')

@@ -5,10 +5,10 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import { timingSafeEqual } from 'node:crypto'
 import type { Logger } from 'pino'
-import { isLoopbackIp, type Address } from '../../config/address.js'
+import { formatAddress, isLoopbackIp, type Address } from '../../config/address.js'
 import type { EventLog } from './events.js'
 import { STATUS_PAGE } from './status-page.js'
-import { EdgeError } from '../../config/errors.js'
+import { EdgeError, listenError } from '../../config/errors.js'
 import { HostPolicy, Sessions, crossOriginReason } from './admin-guard.js'
 
 export interface AdminDeps {
@@ -120,7 +120,7 @@ export class AdminServer {
 
   async listen (): Promise<void> {
     await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject)
+      this.server.once('error', (err) => { reject(listenError('the admin listener ([admin] listen)', formatAddress(this.opts.address), err)) })
       this.server.listen(this.opts.address.port, this.opts.address.host, () => {
         this.server.off('error', reject)
         resolve()

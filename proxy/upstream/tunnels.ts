@@ -11,6 +11,8 @@ import { Pool } from 'undici'
 import type { Config, RouteConfig, TunnelConfig } from '../../config/types.js'
 import { defaultPoolAction, defaultPoolConfig } from '../../config/load.js'
 import { DEFAULT_CIPHERS } from '../../config/tls.js'
+import { listenError } from '../../config/errors.js'
+import { formatAddress } from '../../config/address.js'
 import { TunnelServer } from '../../packer/server.js'
 import type { Session } from '../../packer/session.js'
 import type { Service } from '../../packer/payload.js'
@@ -109,6 +111,16 @@ export class TunnelMembers implements RuntimeRoutes {
   }
 
   async start (): Promise<void> {
+    try {
+      await this.listen()
+    } catch (err) {
+      throw listenError('the tunnel endpoint ([tunnel] listen)', formatAddress(this.config.address), err)
+    }
+    const a = this.#https?.address() ?? this.server.address()
+    this.#deps.log.info({ address: typeof a === 'object' && a !== null ? `${a.address}:${a.port}` : '', tls: this.#https !== undefined }, 'tunnel endpoint listening')
+  }
+
+  private async listen (): Promise<void> {
     if (this.#https !== undefined) {
       const srv = this.#https
       await new Promise<void>((resolve, reject) => {
@@ -117,8 +129,6 @@ export class TunnelMembers implements RuntimeRoutes {
       })
     }
     await this.server.start()
-    const a = this.#https?.address() ?? this.server.address()
-    this.#deps.log.info({ address: typeof a === 'object' && a !== null ? `${a.address}:${a.port}` : '', tls: this.#https !== undefined }, 'tunnel endpoint listening')
   }
 
   get port (): number {
