@@ -31,6 +31,8 @@ export class RecordStore {
   #size = 0
   #writing: Promise<void> | undefined
   #closed = false
+  /** The last rotated file's stamp: strictly increasing, so two rotations in one millisecond keep both files. */
+  #stamp = 0
   /** Records written (tests, status). */
   written = 0
 
@@ -102,7 +104,8 @@ export class RecordStore {
   async #rotate (): Promise<void> {
     await this.#handle?.close()
     this.#handle = undefined
-    await rename(this.file, join(this.dir, `shadow-${process.pid}-${Date.now()}.jsonl`))
+    this.#stamp = Math.max(Date.now(), this.#stamp + 1)
+    await rename(this.file, join(this.dir, `shadow-${process.pid}-${this.#stamp}.jsonl`))
     this.#size = 0
     const rotated = (await readdir(this.dir)).filter(f => /^shadow-\d+-\d+\.jsonl$/.test(f)).sort((a, b) => stampOf(a) - stampOf(b))
     for (const f of rotated.slice(0, Math.max(0, rotated.length - this.#maxFiles))) await unlink(join(this.dir, f)).catch(() => {})
