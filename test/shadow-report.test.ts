@@ -128,4 +128,11 @@ store = "${dir}"
   assert.equal(await card.locator('svg.chart rect').count() >= 6, true, 'a latency chart')
   await tab.screenshot({ path: join(OUT, 'shadow-report.png'), fullPage: true })
   assert.deepEqual(errors, [])
+  // The status page's shadow panel shows the same endpoints live.
+  await tab.goto(`${te.adminUrl}/`)
+  const row = tab.locator('#sec-shadow tr[data-endpoint="GET /users/:id"]')
+  await row.waitFor({ timeout: 5000 })
+  assert.match(await row.innerText(), /20\s+100\.0%\s+\$\.plan 100\.0%/)
+  assert.match(await tab.locator('#sec-shadow tr[data-endpoint="GET /catalog"]').innerText(), /20\s+0\.0%/)
+  await tab.locator('#sec-shadow').screenshot({ path: join(OUT, 'shadow-status-panel.png') })
 })

@@ -112,6 +112,11 @@ test('identical primary and shadow: the client gets the primary answer, the copy
   assert.equal(sum(s, 'edge_shadow_compared_total', { pool: 'api', endpoint: 'GET /users/:id' }), 10)
   assert.equal(sum(s, 'edge_shadow_differing_total', { pool: 'api' }), 0)
   const summary = te.edge.mirror.summary().pools[0]
+  const viaApi = JSON.parse((await get(`${te.adminUrl}/api/shadow`)).body) as ReturnType<typeof te.edge.mirror.summary>
+  assert.deepEqual(viaApi.pools[0]?.endpoints.map(e => [e.endpoint, e.compared, e.differing]), [['GET /users/:id', 10, 0]], 'GET /api/shadow: per pool and endpoint')
+  assert.equal(viaApi.pools[0]?.mirrored, 10)
+  const st = JSON.parse((await get(`${te.adminUrl}/api/status`)).body) as { shadow?: unknown }
+  assert.ok(st.shadow !== undefined, '/api/status has the shadow part for the status page')
   assert.equal(summary?.shadow_pool, 'api-remote1')
   assert.equal(summary?.endpoints[0]?.differing_rate, 0)
   assert.ok(summary?.endpoints[0]?.shadow_ms !== undefined && summary.endpoints[0].primary_ms !== undefined)
@@ -290,4 +295,21 @@ test('sample = 0 mirrors nothing; sample_key samples the same keys every time', 
   for (let i = 0; i < 5; i++) await get(`${none.url}/users/1`)
   assert.equal(sum(await metrics(none), 'edge_shadow_skipped_total', { reason: 'sampled_out' }), 5)
   assert.equal(shadow.hits, before)
+})
+
+test('worker summaries merge: counts add up, rates are recomputed', async () => {
+  const { mergeShadow } = await import('../proxy/mirror/summary.js')
+  const part = (compared: number, differing: number) => ({
+    pools: [{ pool: 'api', shadow_pool: 'r1', sample: 1, secondary: false, inflight: 1, max_inflight: 64, mirrored: compared, dropped: 1, errors: 0, skipped: { method: 2 },
+      endpoints: [{ endpoint: 'GET /u/:id', compared, differing, differing_rate: differing / compared, fields: [{ field: '$.a', count: differing, rate: differing / compared, noise_rate: 0, noise: false }], primary_ms: { p50: 1, p95: 2, p99: 3 }, shadow_ms: { p50: 10, p95: 20, p99: 30 } }] }],
+  })
+  const m = mergeShadow([part(10, 5), undefined, part(30, 0)])
+  const e = m?.pools[0]?.endpoints[0]
+  assert.equal(m?.pools[0]?.mirrored, 40)
+  assert.equal(m?.pools[0]?.skipped.method, 4)
+  assert.equal(e?.compared, 40)
+  assert.equal(e?.differing, 5)
+  assert.equal(e?.differing_rate, 0.125)
+  assert.equal(e?.fields[0]?.rate, 0.125)
+  assert.equal(mergeShadow([undefined]), undefined)
 })
