@@ -67,6 +67,7 @@ export const SCENARIOS: readonly Scenario[] = [
   { name: 'tunnel-64m-c1', title: 'GET 64 MiB through a tunnel, 1 connection, keep-alive (read MB/s)', method: 'GET', path: '/64m', connections: 1, tool: 'autocannon', host: TUNNEL_NAME, targets: TUNNEL_TARGETS },
   // Issue 7: "RSS flat (within 10%) across three consecutive 60-second load rounds (no leak)".
   { name: 'soak', title: 'GET 100 B, 50 connections, keep-alive: RSS after each of 3 consecutive rounds (leak check)', method: 'GET', path: '/100b', connections: 50, tool: 'wrk', fallback: 'autocannon', soak: { rounds: 3, tolerancePct: 10 } },
-  // Hooks for capabilities that are not built yet.
-  { name: 'shadow-100b-c50', title: 'GET 100 B with 100% shadowing to a second backend, 50 connections', method: 'GET', path: '/100b', connections: 50, tool: 'autocannon', pending: 'needs request mirroring' },
+  // Issue 14: "shadow with sample = 1.0 to a shadow backend 10x slower than the primary; client req/s and p99
+  // within 10% of the same run without shadowing" (edge-proxy beside edge-proxy-shadow).
+  { name: 'shadow-100b-c50', title: 'GET 100 B, 50 connections, keep-alive: without and with 100% shadowing to a slower backend', method: 'GET', path: '/100b', connections: 50, tool: 'autocannon', targets: ['direct', 'edge-proxy', 'edge-proxy-shadow'] },
 ]
