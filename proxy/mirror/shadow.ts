@@ -61,6 +61,8 @@ class EndpointState {
 
 /** What a pool's shadow has done since the edge started; outlives reloads (keyed by pool name). */
 class PoolStats {
+  /** Cases holding a slot, across config generations (a reload must not forget the copies still out). */
+  inflight = 0
   mirrored = 0
   dropped = 0
   errors = 0
@@ -79,7 +81,6 @@ interface Metrics {
 
 /** One pool's shadow for one config generation. */
 class PoolShadow {
-  inflight = 0
   readonly matcher: EndpointMatcher
   readonly rules: CompareRules
   readonly responseCap: number
@@ -96,6 +97,9 @@ class PoolShadow {
     this.mirroredC = metrics.mirrored.labels(pool)
     this.droppedC = metrics.dropped.labels(pool)
   }
+
+  get inflight (): number { return this.stats.inflight }
+  set inflight (n: number) { this.stats.inflight = n }
 
   skip (reason: SkipReason): void {
     let c = this.#skip.get(reason)
@@ -280,7 +284,6 @@ export class ShadowMirror implements ExchangeObserver {
     let stats = this.#stats.get(pool)
     if (stats === undefined) { stats = new PoolStats(); this.#stats.set(pool, stats) }
     const fresh = new PoolShadow(pool, config, stats, this.#metrics, config.store === undefined ? undefined : this.#store(config.store))
-    if (rt !== undefined) fresh.inflight = rt.inflight
     this.#byPool.set(pool, fresh)
     return fresh
   }
@@ -415,7 +418,7 @@ export class ShadowMirror implements ExchangeObserver {
         shadow_pool: config.pool,
         sample: config.sample,
         secondary: config.secondary,
-        inflight: this.#byPool.get(pool)?.inflight ?? 0,
+        inflight: stats.inflight,
         max_inflight: config.maxInflight,
         mirrored: stats.mirrored,
         dropped: stats.dropped,
