@@ -14,8 +14,9 @@ export interface ShadowRecord {
   shadow_pool: string
   endpoint: string
   request: { id: string, method: string, path: string, body_bytes: number }
-  primary: { status: number, ms: number, bytes: number, headers: Record<string, string>, body?: string }
-  shadow: { status: number, ms: number, bytes: number, headers: Record<string, string>, body?: string, error?: string, backend?: string }
+  /** headers and body only when some field differed (noise included). */
+  primary: { status: number, ms: number, bytes: number, headers?: Record<string, string>, body?: string }
+  shadow: { status: number, ms: number, bytes: number, headers?: Record<string, string>, body?: string, error?: string, backend?: string }
   secondary?: { status: number, ms: number, error?: string }
   diffs: FieldDiff[]
   noise?: string[]

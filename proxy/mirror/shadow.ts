@@ -385,6 +385,9 @@ export class ShadowMirror implements ExchangeObserver {
     if (significant.length > 0) { e.differing++; e.differ.inc() }
     if (c.primaryMs >= 0) e.primaryMs.add(c.primaryMs)
     if (shadow.ms >= 0) e.shadowMs.add(shadow.ms)
+    // Answers alike (no field differs, not even noise) are recorded without their headers and bodies: most
+    // comparisons are alike, and the record is most of the mirror's cost per request.
+    const full = diffs.length !== 0 || (noise !== undefined && noise.length !== 0)
     rt.store?.append({
       v: 1,
       time: new Date(c.start).toISOString(),
@@ -392,8 +395,10 @@ export class ShadowMirror implements ExchangeObserver {
       shadow_pool: rt.config.pool,
       endpoint: e.name,
       request: { id: c.requestId, method: c.method, path: c.url, body_bytes: c.requestBytes },
-      primary: { status: p.status, ms: round4(c.primaryMs), bytes: p.bytes, headers: p.headers, body: sample(p.body) },
-      shadow: { status: s.status, ms: round4(shadow.ms), bytes: s.bytes, headers: s.headers, body: sample(s.body), ...(s.error === undefined ? {} : { error: s.error }), backend: shadow.member.backend.url },
+      primary: full ? { status: p.status, ms: round4(c.primaryMs), bytes: p.bytes, headers: p.headers, body: sample(p.body) } : { status: p.status, ms: round4(c.primaryMs), bytes: p.bytes },
+      shadow: full
+        ? { status: s.status, ms: round4(shadow.ms), bytes: s.bytes, headers: s.headers, body: sample(s.body), ...(s.error === undefined ? {} : { error: s.error }), backend: shadow.member.backend.url }
+        : { status: s.status, ms: round4(shadow.ms), bytes: s.bytes, backend: shadow.member.backend.url },
       ...(sec === undefined ? {} : { secondary: { status: sec.status, ms: round4(sec.ms), ...(sec.error === undefined ? {} : { error: sec.error }) } }),
       diffs,
       ...(noise === undefined ? {} : { noise: noise.map(d => d.field) }),
