@@ -202,7 +202,7 @@ test('scenarios name only known targets; the tunnel and node:http targets run on
   const tunnel = SCENARIOS.filter(s => s.targets?.includes('edge-proxy-tunnel') === true && s.pending === undefined).map(s => s.name)
   assert.deepEqual(tunnel, ['tunnel-100b-c50', 'tunnel-64m-c1'])
   assert.deepEqual(SCENARIOS.filter(s => s.scheme === 'https' && s.pending === undefined).map(s => s.tool), ['autocannon', 'close'])
-  assert.deepEqual(SCENARIOS.filter(s => s.targets?.includes('edge-proxy-shadow') === true).map(s => [s.name, s.pending]), [['shadow-100b-c50', undefined]])
+  assert.deepEqual(SCENARIOS.filter(s => s.targets?.includes('edge-proxy-shadow') === true).map(s => [s.name, s.pending]), [['shadow-100b-c50', undefined], ['shadow-100b-c50-r1000', undefined]])
 })
 
 /** Starts the bench backend (with its https side) and returns the context targets start with. */

@@ -11,6 +11,12 @@ export const ROTATE_BYTES = 16 * 1024 * 1024
 export const MAX_FILES = 20
 /** Bytes queued before new records are dropped (a disk slower than the traffic must not grow the heap). */
 export const MAX_QUEUED = 8 * 1024 * 1024
+/** Records are gathered this long before a write: one write per batch, not one per record (a syscall each). */
+export const BATCH_MS = 100
+
+function onBatchTimer (s: RecordStore): void {
+  s.startDrain()
+}
 
 export interface StoreOptions {
   readonly rotateBytes?: number
@@ -30,6 +36,7 @@ export class RecordStore {
   #handle: FileHandle | undefined
   #size = 0
   #writing: Promise<void> | undefined
+  #timer: NodeJS.Timeout | undefined
   #closed = false
   /** The last rotated file's stamp: strictly increasing, so two rotations in one millisecond keep both files. */
   #stamp = 0
@@ -51,12 +58,19 @@ export class RecordStore {
     if (this.#queued + line.length > MAX_QUEUED) { this.#onDrop?.(); return false }
     this.#queue.push(line)
     this.#queued += line.length
-    this.#writing ??= this.#drain()
+    if (this.#writing === undefined && this.#timer === undefined) this.#timer = setTimeout(onBatchTimer, BATCH_MS, this).unref()
     return true
+  }
+
+  /** @internal the batch timer: writes what gathered. */
+  startDrain (): void {
+    if (this.#timer !== undefined) { clearTimeout(this.#timer); this.#timer = undefined }
+    this.#writing ??= this.#drain()
   }
 
   /** Resolves once everything queued so far is on disk. */
   async flush (): Promise<void> {
+    if (this.#queue.length > 0) this.startDrain()
     while (this.#writing !== undefined) await this.#writing
   }
 
