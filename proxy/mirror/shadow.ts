@@ -147,6 +147,8 @@ class ShadowCase implements ResponseWatcher, CallOwner {
   /** Slot given back (the calls are over, or the case was given up before sending). */
   released = false
   abandoned = false
+  /** While the request body copy fills: what the send needs, and the chunks so far. */
+  pending: { readonly x: Exchange, readonly headers: string[], readonly chunks: Buffer[] } | undefined
 
   constructor (mirror: ShadowMirror, rt: PoolShadow, x: Exchange) {
     this.mirror = mirror
@@ -201,6 +203,25 @@ class ShadowCase implements ResponseWatcher, CallOwner {
     // The comparison runs on its own turn: never inside the exchange's finish or an undici callback.
     setImmediate(runCompare, this)
   }
+}
+
+const kCase = Symbol('shadowCase')
+type TaggedCopy = BodyCopy & { [kCase]?: ShadowCase }
+
+function onCopyData (this: TaggedCopy, chunk: Buffer): void {
+  this[kCase]?.pending?.chunks.push(chunk)
+}
+function onCopyEnd (this: TaggedCopy): void {
+  const c = this[kCase]
+  if (c !== undefined) c.mirror.bodyDone(c)
+}
+function onCopyTruncated (this: TaggedCopy): void {
+  const c = this[kCase]
+  if (c !== undefined) { c.pending = undefined; c.abandon('body_too_large') }
+}
+function onCopyAborted (this: TaggedCopy): void {
+  const c = this[kCase]
+  if (c !== undefined) { c.pending = undefined; c.abandon('body_aborted') }
 }
 
 function runCompare (c: ShadowCase): void {
@@ -314,16 +335,25 @@ export class ShadowMirror implements ExchangeObserver {
     this.live.add(c)
     const headers = copyHeaders(x, config.header)
     if (body === undefined) { this.#send(c, x, headers, null); return }
-    // The copy fills while the primary streams; the shadow goes out once the whole body is in.
-    const chunks: Buffer[] = []
-    body.on('data', (chunk: Buffer) => { chunks.push(chunk) })
-    body.once('end', () => {
-      const buf = Buffer.concat(chunks)
-      c.requestBytes = buf.length
-      this.#send(c, x, headers, buf)
-    })
-    body.once('truncated', () => { c.abandon('body_too_large') })
-    body.once('aborted', () => { c.abandon('body_aborted') })
+    // The copy fills while the primary streams; the shadow goes out once the whole body is in. The listeners
+    // are module functions (`this` is the copy), so no closure is made per request.
+    c.pending = { x, headers, chunks: [] }
+    const tagged = body as TaggedCopy
+    tagged[kCase] = c
+    body.on('data', onCopyData)
+    body.once('end', onCopyEnd)
+    body.once('truncated', onCopyTruncated)
+    body.once('aborted', onCopyAborted)
+  }
+
+  /** @internal the request body copy is complete: send the copies. */
+  bodyDone (c: ShadowCase): void {
+    const p = c.pending
+    if (p === undefined) return
+    c.pending = undefined
+    const buf = Buffer.concat(p.chunks)
+    c.requestBytes = buf.length
+    this.#send(c, p.x, p.headers, buf)
   }
 
   #sampled (rt: PoolShadow, x: Exchange): boolean {
