@@ -5,7 +5,8 @@
 // watched by reference as it goes to the client (Exchange.watchResponse), and a slow or dead shadow only fills
 // the pool's `max_inflight` slots, past which copies are dropped and counted (Traefik's mirror, Envoy's shadow).
 import type { Logger } from 'pino'
-import { Counter, type Registry } from 'prom-client'
+import type { Registry } from 'prom-client'
+import { CellCounter, type CounterCell } from '../ops/metric-cells.js'
 import type { Dispatcher } from 'undici'
 import type { ShadowConfig } from '../../config/types.js'
 import type { Exchange, ResponseWatcher } from '../forward/exchange.js'
@@ -56,7 +57,7 @@ class EndpointState {
   differing = 0
   readonly primaryMs = new Ring()
   readonly shadowMs = new Ring()
-  constructor (readonly name: string, readonly compared: Counter.Internal, readonly differ: Counter.Internal) {}
+  constructor (readonly name: string, readonly compared: CounterCell, readonly differ: CounterCell) {}
 }
 
 /** What a pool's shadow has done since the edge started; outlives reloads (keyed by pool name). */
@@ -70,13 +71,14 @@ class PoolStats {
   readonly endpoints = new Map<string, EndpointState>()
 }
 
+/** Counted per request, so cells (metric-cells.ts): an add, no label hashing. */
 interface Metrics {
-  readonly mirrored: Counter<'pool'>
-  readonly skipped: Counter<'pool' | 'reason'>
-  readonly dropped: Counter<'pool'>
-  readonly compared: Counter<'pool' | 'endpoint'>
-  readonly differing: Counter<'pool' | 'endpoint'>
-  readonly errors: Counter<'pool' | 'kind'>
+  readonly mirrored: CellCounter
+  readonly skipped: CellCounter
+  readonly dropped: CellCounter
+  readonly compared: CellCounter
+  readonly differing: CellCounter
+  readonly errors: CellCounter
 }
 
 /** One pool's shadow for one config generation. */
@@ -85,17 +87,17 @@ class PoolShadow {
   readonly rules: CompareRules
   readonly responseCap: number
   readonly sampleBar: number
-  readonly #skip = new Map<SkipReason, Counter.Internal>()
-  readonly mirroredC: Counter.Internal
-  readonly droppedC: Counter.Internal
+  readonly #skip = new Map<SkipReason, CounterCell>()
+  readonly mirroredC: CounterCell
+  readonly droppedC: CounterCell
 
   constructor (readonly pool: string, readonly config: ShadowConfig, readonly stats: PoolStats, readonly metrics: Metrics, readonly store: RecordStore | undefined) {
     this.matcher = new EndpointMatcher(config.endpoints)
     this.rules = { ignoreHeaders: config.ignoreHeaders, ignoreJson: config.ignoreJson }
     this.responseCap = Math.max(config.maxBody, MIN_RESPONSE_CAP)
     this.sampleBar = config.sample * 0x1_0000_0000
-    this.mirroredC = metrics.mirrored.labels(pool)
-    this.droppedC = metrics.dropped.labels(pool)
+    this.mirroredC = metrics.mirrored.cell({ pool })
+    this.droppedC = metrics.dropped.cell({ pool })
   }
 
   get inflight (): number { return this.stats.inflight }
@@ -103,8 +105,8 @@ class PoolShadow {
 
   skip (reason: SkipReason): void {
     let c = this.#skip.get(reason)
-    if (c === undefined) { c = this.metrics.skipped.labels(this.pool, reason); this.#skip.set(reason, c) }
-    c.inc()
+    if (c === undefined) { c = this.metrics.skipped.cell({ pool: this.pool, reason }); this.#skip.set(reason, c) }
+    c.value++
     this.stats.skipped.set(reason, (this.stats.skipped.get(reason) ?? 0) + 1)
   }
 
@@ -117,7 +119,7 @@ class PoolShadow {
       e = this.stats.endpoints.get(name)
       if (e !== undefined) return e
     }
-    e = new EndpointState(name, this.metrics.compared.labels(this.pool, name), this.metrics.differing.labels(this.pool, name))
+    e = new EndpointState(name, this.metrics.compared.cell({ pool: this.pool, endpoint: name }), this.metrics.differing.cell({ pool: this.pool, endpoint: name }))
     this.stats.endpoints.set(name, e)
     return e
   }
@@ -281,14 +283,14 @@ export class ShadowMirror implements ExchangeObserver {
 
   constructor (deps: ShadowDeps) {
     this.#deps = deps
-    const registers = [deps.registry]
+    const r = deps.registry
     this.#metrics = {
-      mirrored: new Counter({ name: 'edge_shadow_mirrored_total', help: 'Requests copied to the shadow pool, by primary pool', labelNames: ['pool'], registers }),
-      skipped: new Counter({ name: 'edge_shadow_skipped_total', help: 'Requests not mirrored, by reason (sampled_out, method, body_too_large, body_aborted, no_backend, primary_failed)', labelNames: ['pool', 'reason'], registers }),
-      dropped: new Counter({ name: 'edge_shadow_dropped_total', help: 'Copies dropped because max_inflight shadow requests were in flight', labelNames: ['pool'], registers }),
-      compared: new Counter({ name: 'edge_shadow_compared_total', help: 'Primary and shadow answers compared, by endpoint', labelNames: ['pool', 'endpoint'], registers }),
-      differing: new Counter({ name: 'edge_shadow_differing_total', help: 'Compared answers that differ beyond ignore rules and learned noise, by endpoint', labelNames: ['pool', 'endpoint'], registers }),
-      errors: new Counter({ name: 'edge_shadow_errors_total', help: 'Shadow requests that got no full answer, by kind (timeout, connect, reset, ...)', labelNames: ['pool', 'kind'], registers }),
+      mirrored: new CellCounter('edge_shadow_mirrored_total', 'Requests copied to the shadow pool, by primary pool', r),
+      skipped: new CellCounter('edge_shadow_skipped_total', 'Requests not mirrored, by reason (sampled_out, method, body_too_large, body_aborted, no_backend, primary_failed)', r),
+      dropped: new CellCounter('edge_shadow_dropped_total', 'Copies dropped because max_inflight shadow requests were in flight', r),
+      compared: new CellCounter('edge_shadow_compared_total', 'Primary and shadow answers compared, by endpoint', r),
+      differing: new CellCounter('edge_shadow_differing_total', 'Compared answers that differ beyond ignore rules and learned noise, by endpoint', r),
+      errors: new CellCounter('edge_shadow_errors_total', 'Shadow requests that got no full answer, by kind (timeout, connect, reset, ...)', r),
     }
   }
 
@@ -321,7 +323,7 @@ export class ShadowMirror implements ExchangeObserver {
     const rt = this.#runtime(x.pool.name, config)
     if (!config.methods.has(x.method)) { rt.skip('method'); return }
     if (!this.#sampled(rt, x)) { rt.skip('sampled_out'); return }
-    if (rt.inflight >= config.maxInflight) { rt.droppedC.inc(); rt.stats.dropped++; return }
+    if (rt.inflight >= config.maxInflight) { rt.droppedC.value++; rt.stats.dropped++; return }
     let body: BodyCopy | undefined
     if (x.hasBody) {
       const declared = Number(x.req.headers['content-length'] ?? 0)
@@ -376,7 +378,7 @@ export class ShadowMirror implements ExchangeObserver {
     const shadowPool = this.#deps.table().pool(rt.config.pool)
     const m = shadowPool?.select(x.req, x.req.url ?? '/', x.clientIp, now, undefined).member
     if (m === undefined) { c.abandon('no_backend'); return }
-    rt.mirroredC.inc()
+    rt.mirroredC.value++
     rt.stats.mirrored++
     const method = x.method as Dispatcher.HttpMethod
     const cap = rt.responseCap
@@ -399,7 +401,7 @@ export class ShadowMirror implements ExchangeObserver {
     if (c.primaryComplete !== true) { rt.skip('primary_failed'); return }
     if (shadow.error !== undefined) {
       rt.stats.errors++
-      rt.metrics.errors.labels(rt.pool, shadow.error).inc()
+      rt.metrics.errors.cell({ pool: rt.pool, kind: shadow.error }).value++
     }
     const p = primarySide(c)
     const s = callSide(shadow)
@@ -411,8 +413,8 @@ export class ShadowMirror implements ExchangeObserver {
     const e = rt.endpoint(c.method, c.url)
     e.stats.add(diffs, noise)
     const significant = diffs.filter(d => e.stats.significant(d.field))
-    e.compared.inc()
-    if (significant.length > 0) { e.differing++; e.differ.inc() }
+    e.compared.value++
+    if (significant.length > 0) { e.differing++; e.differ.value++ }
     if (c.primaryMs >= 0) e.primaryMs.add(c.primaryMs)
     if (shadow.ms >= 0) e.shadowMs.add(shadow.ms)
     // Answers alike (no field differs, not even noise) are recorded without their headers and bodies: most
