@@ -6,267 +6,29 @@
 // the pool's `max_inflight` slots, past which copies are dropped and counted (Traefik's mirror, Envoy's shadow).
 import type { Logger } from 'pino'
 import type { Registry } from 'prom-client'
-import { CellCounter, type CounterCell } from '../ops/metric-cells.js'
+import { CellCounter } from '../ops/metric-cells.js'
 import type { Dispatcher } from 'undici'
 import type { ShadowConfig } from '../../config/types.js'
-import type { Exchange, ResponseWatcher } from '../forward/exchange.js'
+import type { Exchange } from '../forward/exchange.js'
 import type { ExchangeObserver } from '../forward/hooks.js'
 import type { BodyCopy } from '../forward/tee.js'
 import type { EdgeTable } from '../route/table.js'
 import { hash32 } from '../upstream/backend.js'
 import type { Member } from '../upstream/member.js'
 import { hashKeyOf } from '../upstream/pool.js'
-import { ShadowCall, type CallOwner } from './call.js'
-import { compare, FieldStats, headerRecord, round4, type CompareRules, type FieldDiff, type Side } from './compare.js'
-import { EndpointMatcher } from './endpoints.js'
+import { ShadowCall } from './call.js'
+import { ShadowCase, callSide, copyHeaders, kCase, onCopyAborted, onCopyData, onCopyEnd, onCopyTruncated, primarySide, sample, withHost, type TaggedCopy } from './case.js'
+import { compare, round4, type FieldDiff } from './compare.js'
+import { PoolShadow, PoolStats, type Metrics } from './state.js'
 import { RecordStore } from './store.js'
 import type { ShadowSummary } from './summary.js'
 
-/** Endpoints kept per pool; further ones count together as "(other)" (bounded memory and metric labels). */
-export const MAX_ENDPOINTS = 200
-/** Latency samples kept per endpoint and side for the live percentiles. */
-const RING = 512
-/** Bytes of each body kept in a record. */
-export const BODY_SAMPLE = 2048
-/** Response bodies are compared up to this many bytes (or max_body, if larger); beyond, by length. */
-const MIN_RESPONSE_CAP = 1024 * 1024
-
-export type SkipReason = 'sampled_out' | 'method' | 'body_too_large' | 'body_aborted' | 'no_backend' | 'primary_failed'
+export { MAX_ENDPOINTS, BODY_SAMPLE, type SkipReason } from './state.js'
 
 export interface ShadowDeps {
   readonly log: Logger
   readonly table: () => EdgeTable
   readonly registry: Registry
-}
-
-class Ring {
-  readonly values = new Float64Array(RING)
-  n = 0
-  add (v: number): void { this.values[this.n++ % RING] = v }
-  percentiles (): { p50: number, p95: number, p99: number } | undefined {
-    const k = Math.min(this.n, RING)
-    if (k === 0) return undefined
-    const s = this.values.slice(0, k).sort()
-    const at = (q: number): number => round4(s[Math.min(k - 1, Math.floor(q * k))] as number)
-    return { p50: at(0.5), p95: at(0.95), p99: at(0.99) }
-  }
-}
-
-class EndpointState {
-  readonly stats = new FieldStats()
-  differing = 0
-  readonly primaryMs = new Ring()
-  readonly shadowMs = new Ring()
-  constructor (readonly name: string, readonly compared: CounterCell, readonly differ: CounterCell) {}
-}
-
-/** What a pool's shadow has done since the edge started; outlives reloads (keyed by pool name). */
-class PoolStats {
-  /** Cases holding a slot, across config generations (a reload must not forget the copies still out). */
-  inflight = 0
-  mirrored = 0
-  dropped = 0
-  errors = 0
-  readonly skipped = new Map<SkipReason, number>()
-  readonly endpoints = new Map<string, EndpointState>()
-}
-
-/** Counted per request, so cells (metric-cells.ts): an add, no label hashing. */
-interface Metrics {
-  readonly mirrored: CellCounter
-  readonly skipped: CellCounter
-  readonly dropped: CellCounter
-  readonly compared: CellCounter
-  readonly differing: CellCounter
-  readonly errors: CellCounter
-}
-
-/** One pool's shadow for one config generation. */
-class PoolShadow {
-  readonly matcher: EndpointMatcher
-  readonly rules: CompareRules
-  readonly responseCap: number
-  readonly sampleBar: number
-  readonly #skip = new Map<SkipReason, CounterCell>()
-  readonly mirroredC: CounterCell
-  readonly droppedC: CounterCell
-
-  constructor (readonly pool: string, readonly config: ShadowConfig, readonly stats: PoolStats, readonly metrics: Metrics, readonly store: RecordStore | undefined) {
-    this.matcher = new EndpointMatcher(config.endpoints)
-    this.rules = { ignoreHeaders: config.ignoreHeaders, ignoreJson: config.ignoreJson }
-    this.responseCap = Math.max(config.maxBody, MIN_RESPONSE_CAP)
-    this.sampleBar = config.sample * 0x1_0000_0000
-    this.mirroredC = metrics.mirrored.cell({ pool })
-    this.droppedC = metrics.dropped.cell({ pool })
-  }
-
-  get inflight (): number { return this.stats.inflight }
-  set inflight (n: number) { this.stats.inflight = n }
-
-  skip (reason: SkipReason): void {
-    let c = this.#skip.get(reason)
-    if (c === undefined) { c = this.metrics.skipped.cell({ pool: this.pool, reason }); this.#skip.set(reason, c) }
-    c.value++
-    this.stats.skipped.set(reason, (this.stats.skipped.get(reason) ?? 0) + 1)
-  }
-
-  endpoint (method: string, path: string): EndpointState {
-    let name = `${method} ${this.matcher.match(path)}`
-    let e = this.stats.endpoints.get(name)
-    if (e !== undefined) return e
-    if (this.stats.endpoints.size >= MAX_ENDPOINTS) {
-      name = '(other)'
-      e = this.stats.endpoints.get(name)
-      if (e !== undefined) return e
-    }
-    e = new EndpointState(name, this.metrics.compared.cell({ pool: this.pool, endpoint: name }), this.metrics.differing.cell({ pool: this.pool, endpoint: name }))
-    this.stats.endpoints.set(name, e)
-    return e
-  }
-}
-
-/** One sampled request: the primary's answer as the client got it, the shadow's and the secondary's. */
-class ShadowCase implements ResponseWatcher, CallOwner {
-  readonly rt: PoolShadow
-  readonly mirror: ShadowMirror
-  readonly method: string
-  readonly url: string
-  readonly requestId: string
-  readonly start = Date.now()
-  primaryStatus = 0
-  primaryHeaders: readonly Buffer[] = []
-  primaryMs = -1
-  primaryChunks: Buffer[] = []
-  primaryBytes = 0
-  primaryOver = false
-  /** undefined until the exchange ends. */
-  primaryComplete: boolean | undefined
-  shadow: ShadowCall | undefined
-  secondary: ShadowCall | undefined
-  requestBytes = 0
-  /** Calls not done yet; the slot is held until 0. */
-  calls = 0
-  /** Slot given back (the calls are over, or the case was given up before sending). */
-  released = false
-  abandoned = false
-  /** While the request body copy fills: what the send needs, and the chunks so far. */
-  pending: { readonly x: Exchange, readonly headers: string[], readonly chunks: Buffer[] } | undefined
-
-  constructor (mirror: ShadowMirror, rt: PoolShadow, x: Exchange) {
-    this.mirror = mirror
-    this.rt = rt
-    this.method = x.method
-    this.url = x.req.url ?? '/'
-    this.requestId = x.requestId
-  }
-
-  onPrimaryHead (status: number, rawHeaders: readonly Buffer[], ms: number): void {
-    this.primaryStatus = status
-    this.primaryHeaders = rawHeaders
-    this.primaryMs = ms
-  }
-
-  onPrimaryData (chunk: Buffer): void {
-    this.primaryBytes += chunk.byteLength
-    if (this.primaryOver) return
-    if (this.primaryBytes > this.rt.responseCap) { this.primaryOver = true; this.primaryChunks = []; return }
-    this.primaryChunks.push(chunk)
-  }
-
-  onPrimaryEnd (complete: boolean): void {
-    this.primaryComplete = complete
-    if (!complete) this.primaryChunks = []
-    this.maybeDone()
-  }
-
-  callDone (_call: ShadowCall): void {
-    this.calls--
-    if (this.calls === 0) this.release()
-    this.maybeDone()
-  }
-
-  release (): void {
-    if (this.released) return
-    this.released = true
-    this.rt.inflight--
-    this.mirror.live.delete(this)
-  }
-
-  /** Gives the case up before anything was sent (its body was too large, or the client went away). */
-  abandon (reason: SkipReason): void {
-    if (this.abandoned) return
-    this.abandoned = true
-    this.rt.skip(reason)
-    this.release()
-  }
-
-  maybeDone (): void {
-    if (this.abandoned || this.primaryComplete === undefined || this.calls !== 0 || this.shadow === undefined) return
-    // The comparison runs on its own turn: never inside the exchange's finish or an undici callback.
-    setImmediate(runCompare, this)
-  }
-}
-
-const kCase = Symbol('shadowCase')
-type TaggedCopy = BodyCopy & { [kCase]?: ShadowCase }
-
-function onCopyData (this: TaggedCopy, chunk: Buffer): void {
-  this[kCase]?.pending?.chunks.push(chunk)
-}
-function onCopyEnd (this: TaggedCopy): void {
-  const c = this[kCase]
-  if (c !== undefined) c.mirror.bodyDone(c)
-}
-function onCopyTruncated (this: TaggedCopy): void {
-  const c = this[kCase]
-  if (c !== undefined) { c.pending = undefined; c.abandon('body_too_large') }
-}
-function onCopyAborted (this: TaggedCopy): void {
-  const c = this[kCase]
-  if (c !== undefined) { c.pending = undefined; c.abandon('body_aborted') }
-}
-
-function runCompare (c: ShadowCase): void {
-  try {
-    c.mirror.compareCase(c)
-  } catch (err) {
-    c.mirror.fault(err)
-  }
-}
-
-function primarySide (c: ShadowCase): Side {
-  return { status: c.primaryStatus, headers: headerRecord(c.primaryHeaders), body: c.primaryOver ? undefined : Buffer.concat(c.primaryChunks), bytes: c.primaryBytes }
-}
-
-function callSide (call: ShadowCall): Side {
-  return { status: call.status, headers: headerRecord(call.headers), body: call.body(), bytes: call.bytes, ...(call.error === undefined ? {} : { error: call.error }) }
-}
-
-function sample (body: Buffer | undefined): string | undefined {
-  if (body === undefined || body.length === 0) return undefined
-  return body.subarray(0, BODY_SAMPLE).toString('utf8')
-}
-
-/** The request headers for a copy: the primary's upstream headers, the member's host where the route asks, and the mark. */
-function copyHeaders (x: Exchange, header: string): string[] {
-  const out: string[] = []
-  const src = x.upstreamHeaders
-  for (let i = 0; i + 1 < src.length; i += 2) {
-    const n = (src[i] as string).toLowerCase()
-    // The copy carries its body as one buffer: undici sets its length.
-    if (n === 'content-length' || n === 'transfer-encoding' || n === 'expect' || n === header) continue
-    out.push(src[i] as string, src[i + 1] as string)
-  }
-  out.push(header, '1')
-  return out
-}
-
-function withHost (headers: readonly string[], x: Exchange, m: Member): string[] {
-  const mode = x.action.hostHeader
-  if (mode !== 'backend') return [...headers]
-  const out = [...headers]
-  for (let i = 0; i < out.length; i += 2) if ((out[i] as string).toLowerCase() === 'host') out[i + 1] = m.backend.host
-  return out
 }
 
 export class ShadowMirror implements ExchangeObserver {
