@@ -4,6 +4,7 @@
 // POST /upload -> reads the body (up to 2 MB), answers its length. With the TLS arguments it serves the same over
 // https on HTTPS_PORT too (the "direct" figure of the https scenarios).
 // Keep-alive with a long idle timeout so idle-connection and keep-alive scenarios are not cut short.
+// BENCH_BACKEND_DELAY_MS=N delays every answer by N ms: the slow shadow backend of the shadow scenario.
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { closeAll, serve } from './serve.js'
 
@@ -57,5 +58,10 @@ function handle (req: IncomingMessage, res: ServerResponse): void {
   res.writeHead(404, { 'content-length': '0' }).end()
 }
 
-const servers = serve(handle, port, process.argv.slice(3), { keepAliveTimeout: 120_000, requestTimeout: 0, headersTimeout: 60_000 })
+const delay = Number(process.env.BENCH_BACKEND_DELAY_MS ?? 0)
+function delayed (req: IncomingMessage, res: ServerResponse): void {
+  setTimeout(handle, delay, req, res)
+}
+
+const servers = serve(delay > 0 ? delayed : handle, port, process.argv.slice(3), { keepAliveTimeout: 120_000, requestTimeout: 0, headersTimeout: 60_000 })
 process.on('SIGTERM', () => { closeAll(servers) })

@@ -19,6 +19,7 @@ export async function runRound (ctx: LoadContext, backendPid: number, target: Ru
       method: scenario.method,
       bodyBytes: scenario.bodyBytes ?? 0,
       connections: scenario.connections,
+      ...(scenario.rate === undefined ? {} : { rate: scenario.rate }),
       durationS,
       ...(scenario.host === undefined ? {} : { host: scenario.host }),
       ...(https && ctx.tls !== undefined ? { tls: { servername: ctx.tls.servername, ca: ctx.tls.ca } } : {}),

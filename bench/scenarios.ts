@@ -14,6 +14,8 @@ export interface Scenario {
   /** Request body size in bytes (POST). */
   readonly bodyBytes?: number
   readonly connections: number
+  /** Requests per second over all connections (autocannon's overallRate); default: as fast as the target goes. */
+  readonly rate?: number
   readonly tool: Tool
   /** The tool to use instead when `tool` (wrk) is not installed; without one the scenario is skipped. */
   readonly fallback?: Tool
@@ -67,6 +69,9 @@ export const SCENARIOS: readonly Scenario[] = [
   { name: 'tunnel-64m-c1', title: 'GET 64 MiB through a tunnel, 1 connection, keep-alive (read MB/s)', method: 'GET', path: '/64m', connections: 1, tool: 'autocannon', host: TUNNEL_NAME, targets: TUNNEL_TARGETS },
   // Issue 7: "RSS flat (within 10%) across three consecutive 60-second load rounds (no leak)".
   { name: 'soak', title: 'GET 100 B, 50 connections, keep-alive: RSS after each of 3 consecutive rounds (leak check)', method: 'GET', path: '/100b', connections: 50, tool: 'wrk', fallback: 'autocannon', soak: { rounds: 3, tolerancePct: 10 } },
-  // Hooks for capabilities that are not built yet.
-  { name: 'shadow-100b-c50', title: 'GET 100 B with 100% shadowing to a second backend, 50 connections', method: 'GET', path: '/100b', connections: 50, tool: 'autocannon', pending: 'needs request mirroring' },
+  // Issue 14: "shadow with sample = 1.0 to a shadow backend 10x slower than the primary; client req/s and p99
+  // within 10% of the same run without shadowing" (edge-proxy beside edge-proxy-shadow).
+  { name: 'shadow-100b-c50', title: 'GET 100 B, 50 connections, keep-alive: without and with 100% shadowing to a slower backend', method: 'GET', path: '/100b', connections: 50, tool: 'autocannon', targets: ['direct', 'edge-proxy', 'edge-proxy-shadow'] },
+  // The same below saturation: what a client sees when the proxy has CPU to spare (the usual case in production).
+  { name: 'shadow-100b-c50-r1000', title: 'GET 100 B, 50 connections, 1000 req/s: without and with 100% shadowing to a slower backend', method: 'GET', path: '/100b', connections: 50, rate: 1000, tool: 'autocannon', targets: ['direct', 'edge-proxy', 'edge-proxy-shadow'] },
 ]

@@ -176,6 +176,54 @@ tunnel = "${TUNNEL_NAME}"
 
 const CLI_MAIN = new URL('../cli/main.js', NODE_DIST).pathname
 
+/** How much later than the bench backend the shadow backend answers (issue 14: "10x slower than the primary"). */
+export const SHADOW_DELAY_MS = 10
+
+/**
+ * edgeConfig plus [pools.origin.shadow]: every request (sample = 1.0) is also sent to a shadow backend that answers
+ * SHADOW_DELAY_MS later, compared, and recorded in a store in the target's temp dir.
+ */
+export function shadowEdgeConfig (port: number, backendPort: number, shadowPort: number, store: string): string {
+  return `${edgeConfig(port, backendPort, 1)}
+[pools.origin-remote1]
+backends = ["http://127.0.0.1:${shadowPort}"]
+
+[pools.origin.shadow]
+pool = "origin-remote1"
+sample = 1.0
+max_inflight = 64
+timeout = "5s"
+store = ${JSON.stringify(store)}
+`
+}
+
+/** edge-proxy mirroring every request to a slow shadow backend (its own process, not measured as the proxy). */
+const edgeShadow: Target = {
+  name: 'edge-proxy-shadow',
+  description: `edge-proxy, workers = 1, with [pools.origin.shadow] sample = 1.0 to a second backend process that answers ${SHADOW_DELAY_MS} ms later (max_inflight 64, store on); the shadow backend is not counted as the proxy`,
+  dedicated: true,
+  unavailable: () => undefined,
+  version: () => `edge-proxy ${gitCommit()}`,
+  async start (ctx) {
+    const [port, shadowPort] = await freePorts(2) as [number, number]
+    const file = join(ctx.dir, 'edge.toml')
+    await writeFile(file, shadowEdgeConfig(port, ctx.backendPort, shadowPort, join(ctx.dir, 'shadow')))
+    const script = new URL('./backend.js', NODE_DIST).pathname
+    const env = { ...process.env, BENCH_BACKEND_DELAY_MS: String(SHADOW_DELAY_MS) }
+    const shadow = ctx.children.spawn('shadow-backend', process.execPath, [script, String(shadowPort)], { env, logFile: join(ctx.dir, 'shadow-backend.log') })
+    const child = ctx.children.spawn(this.name, process.execPath, [CLI_MAIN, '--config', file], { logFile: join(ctx.dir, 'edge.log') })
+    try {
+      await waitForHttp(shadowPort, '/100b', shadow)
+      const running = await started(ctx, child, port)
+      return { ...running, stop: async () => { await running.stop(); await ctx.children.stop(shadow) } }
+    } catch (err) {
+      await ctx.children.stop(child)
+      await ctx.children.stop(shadow)
+      throw err
+    }
+  },
+}
+
 function edge (workers: 1 | 'auto', http1Server: 'edge' | 'node' = 'edge'): Target {
   return {
     name: http1Server === 'node' ? 'edge-proxy-node' : workers === 1 ? 'edge-proxy' : 'edge-proxy-auto',
@@ -334,6 +382,7 @@ export function allTargets (): Target[] {
     edge(1),
     edge(1, 'node'),
     edgeTunnel,
+    edgeShadow,
     edge('auto'),
     nodePeer('http-proxy-3', 'http-proxy-3 with a keep-alive http.Agent, xfwd on (bench/peers/http-proxy-3.ts)', './peers/http-proxy-3.js', 'http-proxy-3'),
     nodePeer('undici-min', 'node:http + undici Pool.stream, hop-by-hop headers dropped, nothing else (bench/peers/undici-min.ts)', './peers/undici-min.js', 'undici'),

@@ -20,6 +20,7 @@ Usage:
   edge-proxy token --secret S --name N ...    sign a tunnel token (edge-proxy token --help)
   edge-proxy tunnel --edge URL --token T --name N --to URL ...   register a backend through a tunnel
   edge-proxy backends add|remove|list --admin 127.0.0.1:9901 POOL [URL]   pool members at run time (edge-proxy backends --help)
+  edge-proxy report shadow --store DIR [--since 1h] [--format html|json|md] [--out FILE]   shadow traffic differences
   edge-proxy --help | --version
 
 Options:
@@ -41,6 +42,7 @@ async function main (argv: string[]): Promise<number> {
   if (command === 'token') return (await import('./token.js')).runTokenCommand(argv.slice(1))
   if (command === 'tunnel') return await (await import('./tunnel.js')).runTunnelCommand(argv.slice(1))
   if (command === 'backends') return await (await import('./backends.js')).runBackendsCommand(argv.slice(1))
+  if (command === 'report') return await (await import('./report.js')).runReportCommand(argv.slice(1))
   const rest = command === 'run' && argv[0] !== 'run' ? argv : argv.slice(1)
   let values: { config?: string, demo?: boolean, help?: boolean, version?: boolean }
   try {

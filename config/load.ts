@@ -15,6 +15,7 @@ import { resolveSigningKey } from '../packer/token.js'
 import { dirname } from 'node:path'
 import type { TunnelConfig } from './types.js'
 import { baseDirOf, resolveListenerTls, resolvePoolTls } from './tls.js'
+import { resolveShadow } from './shadow.js'
 import { isWildcardPattern, normalizeServerName } from './names.js'
 import type {
   BackendConfig, Config, HashKey, ListenerConfig, PoolConfig, PoolRouteAction, RouteAction, RouteConfig, ShardConfig,
@@ -457,6 +458,7 @@ function resolveConfig (raw: RawConfig, problems: Problems): Config {
   const protocols = new Map(listeners.map(l => [l.name, l.protocol]))
   const pools = new Map<string, PoolConfig>()
   for (const [name, p] of Object.entries(raw.pools)) pools.set(name, resolvePool(name, p, problems))
+  resolveShadows(raw, pools, problems)
   const routes: RouteConfig[] = []
   const routeNames = new Set<string>()
   raw.routes.forEach((r, i) => {
@@ -488,6 +490,23 @@ function resolveConfig (raw: RawConfig, problems: Problems): Config {
     listeners,
     routes,
     pools,
+  }
+}
+
+/** [pools.NAME.shadow] once every pool is known: the shadow pool is another pool of the file. */
+function resolveShadows (raw: RawConfig, pools: Map<string, PoolConfig>, problems: Problems): void {
+  const known = new Map([...pools].map(([n, p]) => [n, { tcp: p.backends.length > 0 && p.backends.every(b => b.url.startsWith('tcp:')) }]))
+  const ctx = {
+    pools: known,
+    baseDir: baseDirOf(problems.file),
+    parseHashKey: (text: string, path: PathItem[]) => parseHashKey(text, path, problems),
+    add: (path: PathItem[], message: string) => { problems.add(path, message) },
+    closest,
+  }
+  for (const [name, p] of Object.entries(raw.pools)) {
+    const shadow = resolveShadow(name, p.shadow, ctx)
+    const pool = pools.get(name)
+    if (shadow !== undefined && pool !== undefined) pools.set(name, { ...pool, shadow })
   }
 }
 
@@ -600,6 +619,8 @@ export function summarize (c: Config): string {
   for (const p of c.pools.values()) {
     const detail = p.shards === undefined ? `${p.backends.length} backends` : `${p.shards.length} shards (${p.shards.map(s => `${s.name}:${s.backends.length}`).join(', ')})`
     lines.push(`  pool ${p.name}: ${p.balance}, ${detail}`)
+    const sh = p.shadow
+    if (sh !== undefined) lines.push(`    shadow -> pool ${sh.pool}: sample ${sh.sample}, methods ${[...sh.methods].join(',')}${sh.secondary ? ', secondary' : ''}${sh.store === undefined ? '' : `, store ${sh.store}`}`)
   }
   return lines.join('\n')
 }

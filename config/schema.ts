@@ -3,6 +3,7 @@ import { z } from 'zod'
 import { address, duration } from './primitives.js'
 import { poolHealthKeys } from './health.js'
 import { listenerTlsKeys, poolTlsSchema } from './tls.js'
+import { shadowSchema } from './shadow.js'
 
 export { address, duration }
 
@@ -24,6 +25,7 @@ export const poolSchema = z.strictObject({
   tunnel: z.string().min(1).optional(),
   ...poolHealthKeys,
   tls: poolTlsSchema.optional(),
+  shadow: shadowSchema.optional(),
 })
 
 const routeMatch = z.strictObject({

@@ -1,8 +1,9 @@
 // The resolved, frozen configuration: durations in ms, names resolved to objects. Nothing after load re-checks it.
 import type { Address } from './address.js'
 import type { HealthCheckConfig, LimitsConfig, OutlierConfig, RetryConfig } from './health.js'
+import type { ShadowConfig } from './shadow.js'
 
-export type { HealthCheckConfig, LimitsConfig, OutlierConfig, RetryConfig }
+export type { HealthCheckConfig, LimitsConfig, OutlierConfig, RetryConfig, ShadowConfig }
 
 export type BalanceName = 'round_robin' | 'least_conn' | 'p2c' | 'hash'
 
@@ -42,6 +43,8 @@ export interface PoolConfig {
   readonly limits: LimitsConfig
   /** [pools.NAME.tls]: how https:// backends are verified. Absent = system CAs, the URL's host as the name. */
   readonly tls?: BackendTlsConfig
+  /** [pools.NAME.shadow]: a copy of this pool's traffic goes to another pool and the answers are compared. */
+  readonly shadow?: ShadowConfig
 }
 
 export interface BackendTlsConfig {

@@ -15,6 +15,7 @@ import { defaultRoute } from '../config/load.js'
 import { AccessLogObserver, MetricsObserver } from './ops/observers.js'
 import { ExchangeHooks } from './forward/hooks.js'
 import { PassiveHealth } from './forward/passive-health.js'
+import { ShadowMirror } from './mirror/shadow.js'
 import { TunnelMembers } from './upstream/tunnels.js'
 import type { Member } from './upstream/member.js'
 import type { MemberPatch, MemberRegistry } from './upstream/members.js'
@@ -70,8 +71,10 @@ export class Edge {
   readonly store: BackendStore
   readonly log: Logger
   readonly metrics: EdgeMetrics
-  /** Every exchange's named moments; observers subscribe here (passive health, metrics, access log; next the mirror). */
+  /** Every exchange's named moments; observers subscribe here (passive health, metrics, access log, the mirror). */
   readonly hooks: ExchangeHooks
+  /** Shadow traffic of the pools with [pools.NAME.shadow]: copies, comparisons, records. */
+  readonly mirror: ShadowMirror
   #table: EdgeTable
   #accessLog: AccessLog | undefined
   #tunnels: TunnelMembers | undefined
@@ -101,6 +104,9 @@ export class Edge {
     this.hooks.subscribe(new PassiveHealth())
     this.hooks.subscribe(new MetricsObserver(this.metrics))
     this.hooks.subscribe(new AccessLogObserver(() => this.#accessLog))
+    // Last: a copy is sent only once every other observer has seen the attempt.
+    this.mirror = new ShadowMirror({ log: this.log, table: () => this.#table, registry: this.metrics.registry })
+    this.hooks.subscribe(this.mirror)
   }
 
   get config (): Config { return this.#table.config }
@@ -268,6 +274,8 @@ export class Edge {
     await Promise.all([...this.#listeners.values()].map(l => l.close(timeoutMs)))
     this.#listeners.clear()
     await this.#tunnels?.close()
+    // Shadow copies in flight are cancelled (no client waits for them) and their records written out.
+    await this.mirror.close()
     // A request still running upstream now has no client to answer: it, too, ends at the deadline.
     await this.store.close(Math.max(0, deadline - Date.now()))
     this.#accessLog?.flush()

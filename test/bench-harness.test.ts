@@ -196,13 +196,13 @@ test('the https and tunnel edge-proxy configs are valid', async t => {
 test('scenarios name only known targets; the tunnel and node:http targets run only where named', () => {
   const names = new Set(allTargets().map(x => x.name))
   const dedicated = allTargets().filter(x => x.dedicated === true).map(x => x.name)
-  assert.deepEqual(dedicated, ['edge-proxy-node', 'edge-proxy-tunnel'])
+  assert.deepEqual(dedicated, ['edge-proxy-node', 'edge-proxy-tunnel', 'edge-proxy-shadow'])
   assert.deepEqual(SCENARIOS.filter(s => s.targets?.includes('edge-proxy-node') === true).map(s => s.name), ['http1-100b-c50'])
   for (const s of SCENARIOS) for (const name of s.targets ?? []) assert.ok(names.has(name), `${s.name} names unknown target ${name}`)
   const tunnel = SCENARIOS.filter(s => s.targets?.includes('edge-proxy-tunnel') === true && s.pending === undefined).map(s => s.name)
   assert.deepEqual(tunnel, ['tunnel-100b-c50', 'tunnel-64m-c1'])
   assert.deepEqual(SCENARIOS.filter(s => s.scheme === 'https' && s.pending === undefined).map(s => s.tool), ['autocannon', 'close'])
-  assert.ok(SCENARIOS.some(s => s.name.startsWith('shadow-') && s.pending !== undefined))
+  assert.deepEqual(SCENARIOS.filter(s => s.targets?.includes('edge-proxy-shadow') === true).map(s => [s.name, s.pending]), [['shadow-100b-c50', undefined], ['shadow-100b-c50-r1000', undefined]])
 })
 
 /** Starts the bench backend (with its https side) and returns the context targets start with. */

@@ -17,6 +17,7 @@ const r = await autocannon({
   url: spec.url,
   method: spec.method,
   connections: spec.connections,
+  ...(spec.rate === undefined ? {} : { overallRate: spec.rate }),
   duration: spec.durationS,
   pipelining: 1,
   timeout: 10,

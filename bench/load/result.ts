@@ -25,6 +25,8 @@ export interface LoadSpec {
   readonly method: 'GET' | 'POST'
   readonly bodyBytes: number
   readonly connections: number
+  /** autocannon's overallRate (req/s over all connections), when the scenario sets one. */
+  readonly rate?: number
   readonly durationS: number
   /** Host header, when not the URL's. */
   readonly host?: string

@@ -36,6 +36,18 @@ function onTryTimeout (x: Exchange): void {
 
 export type PoolAction = Extract<RouteConfig['action'], { kind: 'pool' }>
 
+/**
+ * Sees the response the client gets (the mirror compares it with the shadow's): its head once the retry decision
+ * is made, each body chunk as it goes to the client (kept by reference, never copied or awaited), and the end.
+ * Set from onRequest (`x.watchResponse`); an exchange nobody watches pays one undefined check per chunk.
+ */
+export interface ResponseWatcher {
+  onPrimaryHead (status: number, rawHeaders: readonly Buffer[], ms: number): void
+  onPrimaryData (chunk: Buffer): void
+  /** Once per exchange: `complete` when the whole response reached the client as the backend sent it. */
+  onPrimaryEnd (complete: boolean): void
+}
+
 export class Exchange implements Dispatcher.DispatchHandler {
   readonly req: IncomingMessage
   readonly res: ServerResponse
@@ -83,6 +95,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   /** Set only when an observer asked for a copy of the body: then undici reads the tee instead of the body. */
   #tee: BodyTee | undefined
   #dispatched = false
+  #watcher: ResponseWatcher | undefined
+  #completed = false
 
   constructor (req: IncomingMessage, res: ServerResponse, route: RouteConfig, action: PoolAction, pool: PoolRuntime,
     requestId: string, clientIp: string, start: number, path: string, upstreamHeaders: string[], hasBody: boolean,
@@ -168,6 +182,13 @@ export class Exchange implements Dispatcher.DispatchHandler {
     return this.#tee.copy(cap)
   }
 
+  /** Lets `w` see the response the client gets (ResponseWatcher); from onRequest, one watcher per exchange. */
+  watchResponse (w: ResponseWatcher): boolean {
+    if (this.#watcher !== undefined || this.#done) return false
+    this.#watcher = w
+    return true
+  }
+
   // --- what retry.ts and the observers read ---
 
   get method (): string { return this.req.method ?? '' }
@@ -212,6 +233,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     }
     this.#resume = resume
     this.status = statusCode
+    if (this.#watcher !== undefined) this.#watcher.onPrimaryHead(statusCode, rawHeaders, this.upstreamMs)
     const out: string[] = []
     let serverTiming: string | undefined
     let named: Set<string> | undefined
@@ -248,6 +270,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   onData (chunk: Buffer): boolean {
     if (this.#done) return false
     if (this.#discarding) return true
+    if (this.#watcher !== undefined) this.#watcher.onPrimaryData(chunk)
     if (this.res.write(chunk)) return true
     if (this.res.listenerCount('drain') === 0) this.res.on('drain', onResDrain)
     return false
@@ -272,6 +295,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const t = trailers === null || !(this.res.chunkedEncoding || this.req.httpVersionMajor === 2) ? undefined : trailerRecord(trailers)
     if (t !== undefined) this.res.addTrailers(t)
     this.res.end()
+    this.#completed = true
     this.finish()
   }
 
@@ -369,6 +393,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     if (this.#timer !== undefined) clearTimeout(this.#timer)
     this.durationMs = performance.now() - this.start
     this.#tee?.release()
+    if (this.#watcher !== undefined) this.#watcher.onPrimaryEnd(this.#completed && this.errorCode === undefined)
     if (this.hooks.responseEnd.length !== 0) this.hooks.emitResponseEnd(this)
   }
 }

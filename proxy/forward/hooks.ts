@@ -1,5 +1,5 @@
 // Exchange hooks: named moments of one exchange that observers (metrics, the access log, passive health, latency,
-// and next the mirror) subscribe to without sitting in its path. The model is undici's diagnostics channels
+// and the mirror, proxy/mirror/) subscribe to without sitting in its path. The model is undici's diagnostics channels
 // (`undici:request:create`, `:headers`, `:error`), kept per Edge instead of process-global, with fastify's names.
 //
 // Cost: each moment is a frozen array of the observers that implement it, replaced on (un)subscribe. The

@@ -1,4 +1,4 @@
-// The admin listener: status page, /healthz, /api/status, /api/events (SSE), /metrics, drain and reload. Loopback by
+// The admin listener: status page, /healthz, /api/status, /api/shadow, /api/events (SSE), /metrics, drain and reload. Loopback by
 // default; off loopback a token (Bearer, or a session cookie the status page gets from /?token=) guards every
 // endpoint. Before the token, it refuses a Host that is not its own and state-changing calls from other origins
 // (proxy/ops/admin-guard.ts).
@@ -208,6 +208,14 @@ export class AdminServer {
     if (path === '/api/status' && req.method === 'GET') {
       this.deps.status().then(
         st => { json(res, 200, { ...(st as object), events: this.deps.events.recent(50) }) },
+        (err: Error) => { json(res, 500, { error: `status unavailable: ${err.message}` }) },
+      )
+      return
+    }
+    if (path === '/api/shadow' && req.method === 'GET') {
+      // Shadow traffic per pool and endpoint, over every worker (the status's shadow part).
+      this.deps.status().then(
+        st => { json(res, 200, (st as { shadow?: unknown }).shadow ?? { pools: [] }) },
         (err: Error) => { json(res, 500, { error: `status unavailable: ${err.message}` }) },
       )
       return

@@ -43,10 +43,10 @@ export const STATUS_PAGE = `<!doctype html>
   <div class="grid2">
     <section id="sec-tunnels"><h2>Tunnels</h2><div class="muted" data-empty>no tunnels configured</div></section>
     <section id="sec-certificates"><h2>Certificates</h2><div class="muted" data-empty>no TLS listeners</div></section>
-    <section id="sec-shadow"><h2>Shadow traffic</h2><div class="muted" data-empty>no mirroring configured</div></section>
     <section id="sec-ha"><h2>HA</h2><div class="muted" data-empty>standalone (no HA pair)</div></section>
     <section id="sec-scale"><h2>Scaling</h2><div class="muted" data-empty>no scaler configured</div></section>
   </div>
+  <section id="sec-shadow"><h2>Shadow traffic</h2><div class="muted" data-empty>no mirroring configured</div></section>
   <section><h2>Recent events</h2><div id="events"></div></section>
 </main>
 <script>
@@ -168,10 +168,30 @@ function renderTables(st) {
         '<td>' + fmt(x.bytes_in / 1048576) + ' / ' + fmt(x.bytes_out / 1048576) + ' MB</td><td>' + x.window_stalls + '</td></tr>').join("") + '</table>'));
   }
   if (st.ha !== undefined && st.ha.role === "standalone") section("ha", '<div class="muted">standalone (no HA pair configured)</div>');
-  for (const key of ["shadow", "ha", "scale"]) {
+  if (st.shadow !== undefined) section("shadow", renderShadow(st.shadow));
+  for (const key of ["ha", "scale"]) {
     if (key === "ha" && st.ha !== undefined && st.ha.role === "standalone") continue;
     if (st[key] !== undefined) section(key, '<pre>' + esc(JSON.stringify(st[key], null, 2)) + '</pre>');
   }
+}
+
+// Per pool: what was mirrored, dropped and skipped; per endpoint: compared, differing rate, the fields that differ
+// (noise left out) and the latency of both sides.
+function renderShadow(sh) {
+  const ms = p => p ? fmt(p.p50, 2) + " / " + fmt(p.p99, 2) : "–";
+  return (sh.pools || []).map(p => {
+    const skipped = Object.entries(p.skipped || {}).filter(([k]) => k !== "sampled_out").map(([k, v]) => k + " " + v).join(", ");
+    const rows = (p.endpoints || []).slice().sort((a, b) => b.differing_rate - a.differing_rate).map(e => {
+      const fields = (e.fields || []).filter(f => !f.noise).slice(0, 3).map(f => esc(f.field) + " " + fmt(f.rate * 100) + "%").join(", ");
+      return '<tr data-endpoint="' + esc(e.endpoint) + '"><td>' + esc(e.endpoint) + '</td><td>' + e.compared + '</td>' +
+        '<td class="' + (e.differing > 0 ? "state-down" : "state-up") + '">' + fmt(e.differing_rate * 100) + '%</td><td>' + (fields || '<span class="muted">–</span>') + '</td>' +
+        '<td>' + ms(e.primary_ms) + '</td><td>' + ms(e.shadow_ms) + '</td></tr>';
+    }).join("");
+    return '<div class="shadow-pool" data-pool="' + esc(p.pool) + '"><div><b>' + esc(p.pool) + '</b> → ' + esc(p.shadow_pool) + ' <span class="muted">sample ' + p.sample +
+      (p.secondary ? " · secondary" : "") + ' · mirrored ' + p.mirrored + ' · dropped ' + p.dropped + ' · errors ' + p.errors + ' · in flight ' + p.inflight + '/' + p.max_inflight +
+      (skipped ? " · skipped " + esc(skipped) : "") + '</span></div>' +
+      (rows ? '<table><tr><th>endpoint</th><th>compared</th><th>differing</th><th>fields</th><th>primary p50/p99 ms</th><th>shadow p50/p99 ms</th></tr>' + rows + '</table>' : '<div class="muted">nothing compared yet</div>') + '</div>';
+  }).join("") || '<div class="muted">no mirroring configured</div>';
 }
 
 const EVENT_TONE = { unhealthy: "state-down", ejected: "state-down", "reload-failed": "state-down", "worker-exit": "state-down",

@@ -4,6 +4,7 @@ import { formatAddress } from '../../config/address.js'
 import { WINDOWS } from '../../health/latency.js'
 import type { CertificateRow } from '../tls/edge-tls.js'
 import type { MemberSource } from '../upstream/members.js'
+import { mergeShadow, type ShadowSummary } from '../mirror/summary.js'
 
 export interface BackendStatus {
   url: string
@@ -40,6 +41,8 @@ export interface EdgeStatus {
   ha: { role: string }
   /** Certificates of the https listeners (every worker serves the same files, so the first worker's view). */
   certificates: CertificateRow[]
+  /** Shadow traffic per pool and endpoint; present when some pool has [pools.NAME.shadow]. */
+  shadow?: ShadowSummary
 }
 
 export function edgeStatus (edge: Edge): EdgeStatus {
@@ -85,6 +88,7 @@ export function edgeStatus (edge: Edge): EdgeStatus {
       })),
     })),
     certificates: edge.certificates(),
+    ...(edge.mirror.active ? { shadow: edge.mirror.summary() } : {}),
   }
 }
 
@@ -93,6 +97,8 @@ export function mergeStatus (parts: readonly EdgeStatus[]): EdgeStatus | undefin
   const first = parts[0]
   if (first === undefined) return undefined
   const merged: EdgeStatus = structuredClone(first)
+  const shadow = mergeShadow(parts.map(p => p.shadow))
+  if (shadow !== undefined) merged.shadow = shadow
   for (const part of parts.slice(1)) {
     merged.pids.push(...part.pids)
     for (const pool of part.pools) {
