@@ -85,10 +85,10 @@ async function main (argv: string[]): Promise<number> {
       if (command === 'check') { process.stdout.write(`${summarize(config)}\n`); return 0 }
       if (config.server.workers <= 1 && !cluster.isWorker && process.env[SUPERVISED_ENV] !== '1') {
         // One serving process: it runs under a supervisor that restarts it if it dies (cli/supervisor.ts).
-        exitWith(await supervise(rest, await readFile(resolve(file), 'utf8'), createEventLog(config.log.level)))
+        exitWith(await supervise(rest, await readFile(resolve(file), 'utf8'), createEventLog(config.log.level, config.log.format)))
       }
       const text = primaryText ?? await readFile(resolve(file), 'utf8')
-      const log = createEventLog(config.log.level)
+      const log = createEventLog(config.log.level, config.log.format)
       // A serving process (a cluster worker, or the supervised one): state after an uncaught throw cannot be
       // trusted, so it is logged with its stack and the process ends; its parent starts a clean one.
       if (cluster.isWorker || config.server.workers <= 1) exitOnUncaught(log)

@@ -486,7 +486,7 @@ function resolveConfig (raw: RawConfig, problems: Problems): Config {
     },
     admin,
     tunnel,
-    log: { access: raw.log.access, level: raw.log.level },
+    log: { access: raw.log.access, level: raw.log.level, format: raw.log.format ?? (process.stderr.isTTY ? 'pretty' : 'json') },
     listeners,
     routes,
     pools,

@@ -85,6 +85,7 @@ export const configSchema = z.strictObject({
   log: z.strictObject({
     access: z.string().min(1).default('stdout'),
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    format: z.enum(['json', 'pretty'], { error: 'log format is "json" or "pretty"' }).optional(),
   }).prefault({}),
   tunnel: z.strictObject({
     listen: address,

@@ -156,7 +156,8 @@ export interface Config {
     /** Host names (lower-case, no port) the admin answers for besides its listen host and the loopback names. */
     readonly hosts: readonly string[]
   }
-  readonly log: { readonly access: string, readonly level: string }
+  /** format: the event log's (stderr); "pretty" by default when stderr is a terminal, as Caddy's console encoder. */
+  readonly log: { readonly access: string, readonly level: string, readonly format: 'json' | 'pretty' }
   readonly tunnel: TunnelConfig | undefined
   readonly listeners: readonly ListenerConfig[]
   readonly routes: readonly RouteConfig[]

@@ -374,7 +374,7 @@ export function rawExchange (port: number, bytes: string | Buffer, waitMs = 2000
 
 // ---------------------------------------------------------------- the CLI, as a child process
 
-const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url))
+export const CLI = fileURLToPath(new URL('../cli/main.js', import.meta.url))
 
 /** A temp directory removed after the test. */
 export async function tempDir (t: T): Promise<string> {

@@ -1,8 +1,14 @@
 // Two loggers: the access log (one JSON line per request, or off) and the event log (stderr, by level).
 import pino, { type Logger } from 'pino'
+import pretty from 'pino-pretty'
 
-export function createEventLog (level: string): Logger {
-  return pino({ level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }, pino.destination({ dest: 2, sync: false }))
+/** The event log on stderr: JSON lines, or pino-pretty's coloured lines for a person at a terminal. */
+export function createEventLog (level: string, format: 'json' | 'pretty' = 'json'): Logger {
+  const opts = { level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime }
+  if (format === 'pretty') {
+    return pino(opts, pretty({ destination: 2, sync: true, colorize: process.stderr.isTTY, translateTime: 'SYS:HH:MM:ss.l', ignore: 'hostname' }))
+  }
+  return pino(opts, pino.destination({ dest: 2, sync: false }))
 }
 
 export interface AccessRecord {
