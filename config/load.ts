@@ -11,6 +11,7 @@ import { closest } from './suggest.js'
 import { isIP } from 'node:net'
 import { formatAddress, isLoopbackIp, loopbackProblem, type Address } from './address.js'
 import { resolvePoolHealth } from './health.js'
+import { resolveAlerts, resolveScale } from './scale.js'
 import { resolveSecret } from '../packer/token.js'
 import { dirname } from 'node:path'
 import type { TunnelConfig } from './types.js'
@@ -212,7 +213,7 @@ function parseHashKey (text: string | undefined, path: PathItem[], problems: Pro
   return { kind: 'ip' }
 }
 
-function resolvePool (name: string, raw: RawPool, problems: Problems): PoolConfig {
+function resolvePool (name: string, raw: RawPool, problems: Problems, hasSmtp = false): PoolConfig {
   const base: PathItem[] = ['pools', name]
   const backends: BackendConfig[] = []
   raw.backends.forEach((b, i) => {
@@ -246,6 +247,8 @@ function resolvePool (name: string, raw: RawPool, problems: Problems): PoolConfi
     problems.add([...base, 'hash_key'], `hash_key only applies to balance = "hash" (got "${raw.balance}")`)
   }
   const tls = poolTransport(raw, backends, base, problems)
+  const scale = raw.scale === undefined ? undefined : resolveScale(raw.scale, [...base, 'scale'], hasSmtp, (p, m) => { problems.add(p, m) })
+  if (scale !== undefined && raw.shards !== undefined) problems.add([...base, 'scale'], 'a sharded pool cannot be scaled (its members come from the config file)')
   return {
     name,
     balance: raw.balance,
@@ -256,6 +259,7 @@ function resolvePool (name: string, raw: RawPool, problems: Problems): PoolConfi
     tunnel: raw.tunnel?.toLowerCase(),
     ...poolHealth(raw),
     ...(tls === undefined ? {} : { tls }),
+    ...(scale === undefined ? {} : { scale }),
   }
 }
 
@@ -401,7 +405,8 @@ function resolveConfig (raw: RawConfig, problems: Problems): Config {
   })
   const protocols = new Map(listeners.map(l => [l.name, l.protocol]))
   const pools = new Map<string, PoolConfig>()
-  for (const [name, p] of Object.entries(raw.pools)) pools.set(name, resolvePool(name, p, problems))
+  const alerts = resolveAlerts(raw.alerts, (p, m) => { problems.add(p, m) })
+  for (const [name, p] of Object.entries(raw.pools)) pools.set(name, resolvePool(name, p, problems, alerts.smtp !== undefined))
   const routes: RouteConfig[] = []
   const routeNames = new Set<string>()
   raw.routes.forEach((r, i) => {
@@ -433,6 +438,7 @@ function resolveConfig (raw: RawConfig, problems: Problems): Config {
     listeners,
     routes,
     pools,
+    alerts,
   }
 }
 

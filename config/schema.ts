@@ -3,6 +3,7 @@ import { z } from 'zod'
 import { address, duration } from './primitives.js'
 import { poolHealthKeys } from './health.js'
 import { listenerTlsKeys, poolTlsSchema } from './tls.js'
+import { alertsKeys, scaleKeys } from './scale.js'
 
 export { address, duration }
 
@@ -24,6 +25,7 @@ export const poolSchema = z.strictObject({
   tunnel: z.string().min(1).optional(),
   ...poolHealthKeys,
   tls: poolTlsSchema.optional(),
+  ...scaleKeys,
 })
 
 const routeMatch = z.strictObject({
@@ -97,6 +99,7 @@ export const configSchema = z.strictObject({
   listeners: z.array(listenerSchema).min(1, { error: 'at least one [[listeners]] entry is needed' }),
   routes: z.array(routeSchema).default([]),
   pools: z.record(z.string(), poolSchema).default({}),
+  ...alertsKeys,
 })
 
 export type RawConfig = z.infer<typeof configSchema>

@@ -1,8 +1,9 @@
 // The resolved, frozen configuration: durations in ms, names resolved to objects. Nothing after load re-checks it.
 import type { Address } from './address.js'
 import type { HealthCheckConfig, LimitsConfig, OutlierConfig, RetryConfig } from './health.js'
+import type { AlertsConfig, ScaleConfig } from './scale.js'
 
-export type { HealthCheckConfig, LimitsConfig, OutlierConfig, RetryConfig }
+export type { AlertsConfig, HealthCheckConfig, LimitsConfig, OutlierConfig, RetryConfig, ScaleConfig }
 
 export type BalanceName = 'round_robin' | 'least_conn' | 'p2c' | 'hash'
 
@@ -42,6 +43,8 @@ export interface PoolConfig {
   readonly limits: LimitsConfig
   /** [pools.NAME.tls]: how https:// backends are verified. Absent = system CAs, the URL's host as the name. */
   readonly tls?: BackendTlsConfig
+  /** [pools.NAME.scale]: scale events from observed latency; undefined = the pool is not scaled. */
+  readonly scale?: ScaleConfig
 }
 
 export interface BackendTlsConfig {
@@ -158,4 +161,6 @@ export interface Config {
   readonly listeners: readonly ListenerConfig[]
   readonly routes: readonly RouteConfig[]
   readonly pools: ReadonlyMap<string, PoolConfig>
+  /** [alerts]: where mailto: notifications of scale events go. */
+  readonly alerts: AlertsConfig
 }
