@@ -16,6 +16,7 @@ import { ExchangeHooks } from './forward/hooks.js'
 import { PassiveHealth } from './forward/passive-health.js'
 import { TunnelMembers } from './upstream/tunnels.js'
 import type { Member } from './upstream/member.js'
+import { WindowHistogram } from '../health/latency.js'
 import type { MemberPatch, MemberRegistry } from './upstream/members.js'
 
 export interface EdgeDeps {
@@ -27,7 +28,13 @@ export interface EdgeDeps {
 export type { MemberPatch } from './upstream/members.js'
 
 /** A member the admin API registers (the control process has validated it against the config). */
-export interface AddedMember { readonly url: string, readonly weight: number, readonly healthy: boolean }
+export interface AddedMember {
+  readonly url: string
+  readonly weight: number
+  readonly healthy: boolean
+  /** 'scale': a backend the scaler started (default 'api'). */
+  readonly source?: 'api' | 'scale'
+}
 
 /** Backend defaults: connections no route names (tunnel auto routes, health probes) get the route default. */
 function backendOptions (config: Config): { connectTimeout: number, keepAliveTimeout: number, maxHeaderSize: number } {
@@ -140,7 +147,7 @@ export class Edge {
     return this.store.members.add(pool, {
       url: m.url,
       weight: m.weight,
-      source: 'api',
+      source: m.source ?? 'api',
       healthy: m.healthy,
       slowStart: p.healthCheck?.slowStart ?? 0,
       maxInflight: p.limits.maxInflightPerBackend,
@@ -162,6 +169,13 @@ export class Edge {
     this.store.members.remove(pool, url)
     if (!this.config.pools.get(pool)?.backends.some(b => b.url === url)) this.store.release(url)
     return true
+  }
+
+  /** The pool's latency over the last `windowMs`, merged over its members (the scaler reads it). */
+  poolLatency (pool: string, windowMs: number, now = Date.now()): WindowHistogram {
+    const h = new WindowHistogram()
+    for (const m of this.store.members.list(pool)) m.backend.latency.addTo(h, windowMs, now)
+    return h
   }
 
   async start (): Promise<void> {
