@@ -144,3 +144,87 @@ export function timeline (s: PoolScaleStatus): string[] {
   const t0 = Date.parse(s.events[0]?.time ?? '0')
   return s.events.filter(e => e.kind !== 'scale.hold').map(e => `+${Date.parse(e.time) - t0}ms ${e.kind} ${e.from}->${e.to} (${e.observed}ms/${e.target}ms @${e.rps}rps)`)
 }
+
+export interface SmtpSink {
+  readonly port: number
+  /** Each message's DATA (headers and body). */
+  readonly mails: { from: string, to: string[], data: string }[]
+  close (): Promise<void>
+}
+
+/** A minimal SMTP server on loopback (no TLS, no auth): enough for nodemailer to hand over a message. */
+export async function smtpSink (t: TestContext): Promise<SmtpSink> {
+  const { createServer } = await import('node:net')
+  const mails: SmtpSink['mails'] = []
+  const sockets = new Set<import('node:net').Socket>()
+  const server = createServer(sock => {
+    sockets.add(sock)
+    sock.on('close', () => sockets.delete(sock))
+    sock.setEncoding('utf8')
+    let buf = ''
+    let inData = false
+    let cur = { from: '', to: [] as string[], data: '' }
+    sock.write('220 sink ESMTP\r\n')
+    sock.on('data', (chunk: string) => {
+      buf += chunk
+      for (;;) {
+        if (inData) {
+          const end = buf.indexOf('\r\n.\r\n')
+          if (end === -1) return
+          cur.data = buf.slice(0, end)
+          buf = buf.slice(end + 5)
+          inData = false
+          mails.push(cur)
+          cur = { from: '', to: [], data: '' }
+          sock.write('250 queued\r\n')
+          continue
+        }
+        const nl = buf.indexOf('\r\n')
+        if (nl === -1) return
+        const line = buf.slice(0, nl)
+        buf = buf.slice(nl + 2)
+        const verb = line.slice(0, 4).toUpperCase()
+        if (verb === 'EHLO' || verb === 'HELO') sock.write('250 sink\r\n')
+        else if (verb === 'MAIL') { cur.from = line.slice(10); sock.write('250 ok\r\n') }
+        else if (verb === 'RCPT') { cur.to.push(line.slice(8)); sock.write('250 ok\r\n') }
+        else if (verb === 'DATA') { inData = true; sock.write('354 go on\r\n') }
+        else if (verb === 'QUIT') { sock.end('221 bye\r\n') }
+        else sock.write('250 ok\r\n')
+      }
+    })
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  const port = (server.address() as { port: number }).port
+  const close = (): Promise<void> => new Promise(resolve => { for (const s of sockets) s.destroy(); server.close(() => { resolve() }) })
+  t.after(close)
+  return { port, mails, close }
+}
+
+export interface Receiver {
+  readonly url: string
+  readonly bodies: unknown[]
+  /** Answer 500 to the first `n` requests (retries). */
+  failFirst: number
+  attempts: number
+}
+
+/** An HTTP server on loopback that records JSON POST bodies. */
+export async function receiver (t: TestContext): Promise<Receiver> {
+  const http = await import('node:http')
+  const r: Receiver = { url: '', bodies: [], failFirst: 0, attempts: 0 }
+  const server = http.createServer((req, res) => {
+    let body = ''
+    req.setEncoding('utf8')
+    req.on('data', (c: string) => { body += c })
+    req.on('end', () => {
+      r.attempts++
+      if (r.failFirst > 0) { r.failFirst--; res.statusCode = 500; res.end(); return }
+      try { r.bodies.push(JSON.parse(body)) } catch { r.bodies.push(body) }
+      res.end('ok')
+    })
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  ;(r as { url: string }).url = `http://127.0.0.1:${(server.address() as { port: number }).port}/hook`
+  t.after(() => new Promise<void>(resolve => { server.closeAllConnections(); server.close(() => { resolve() }) }))
+  return r
+}
