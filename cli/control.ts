@@ -90,6 +90,8 @@ export class Control {
 
   get config (): Config { return this.#config }
   get stopping (): boolean { return this.#stopping }
+  /** The admin listener's port (once started). */
+  get adminPort (): number | undefined { return this.#admin?.port }
 
   /** Starts health checks and the admin listener over `serving` (already started). */
   async start (serving: Serving): Promise<void> {

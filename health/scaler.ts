@@ -222,7 +222,7 @@ export function decide (p: ScalePolicy, s: ScalerState, input: ScaleInput): { ev
 }
 
 function learn (p: ScalePolicy, base: number, how: string): { ms: number, from: string } {
-  const ms = Math.max(1, Math.min(base * LEARN_MARGIN, p.targetCeiling))
+  const ms = Math.round(Math.max(1, Math.min(base * LEARN_MARGIN, p.targetCeiling)) * 100) / 100
   return { ms, from: `${how} x ${LEARN_MARGIN}${base * LEARN_MARGIN > p.targetCeiling ? `, clamped to target_ceiling ${p.targetCeiling}ms` : ''}` }
 }
 
