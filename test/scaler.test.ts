@@ -163,3 +163,32 @@ test('no traffic scales down to min after stabilization', () => {
   assert.equal(events.at(-1)?.to, 1)
   assert.ok(events.slice(0, 2).every(e => e.to === 3))
 })
+
+test('latency merged over backends and workers reads the same percentiles as one histogram of every sample', async () => {
+  const { LatencyStats, WindowHistogram } = await import('../health/latency.js')
+  const now = 1_000_000
+  const a = new LatencyStats({ now: now - 5000 })
+  const b = new LatencyStats({ now: now - 5000 })
+  const all = new LatencyStats({ now: now - 5000 })
+  for (let i = 0; i < 400; i++) {
+    const ms = i % 2 === 0 ? 10 + (i % 7) : 80 + (i % 13)
+    const at = now - 900 + (i % 800)
+    ;(i % 2 === 0 ? a : b).record(ms, at)
+    all.record(ms, at)
+  }
+  // Worker a's histogram crosses IPC as JSON; worker b's is added in place.
+  const merged = new WindowHistogram()
+  const fromA = new WindowHistogram()
+  a.addTo(fromA, 1000, now)
+  merged.merge(JSON.parse(JSON.stringify(fromA.toJSON())))
+  b.addTo(merged, 1000, now)
+  const one = new WindowHistogram()
+  all.addTo(one, 1000, now)
+  assert.equal(merged.count, 400)
+  for (const q of [0.5, 0.95, 0.99]) assert.equal(merged.quantile(q), one.quantile(q))
+  assert.equal(merged.mean, one.mean)
+  // Each worker alone would see a very different p50.
+  const onlyA = new WindowHistogram()
+  a.addTo(onlyA, 1000, now)
+  assert.ok(onlyA.quantile(0.5) < 20 && merged.quantile(0.95) > 80)
+})
