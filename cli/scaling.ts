@@ -17,6 +17,11 @@ import { reasonOf } from './messages.js'
 
 /** Decisions kept per pool for the status page's chart. */
 const EVENTS_KEPT = 300
+/**
+ * A command or webhook provider's new backends (registered through the admin API by whatever it ran) count as
+ * warming up for this long, or two windows if longer: the next decision waits for them instead of asking again.
+ */
+export const EXTERNAL_WARMUP_MS = 60_000
 
 export interface ScaleControlDeps {
   readonly log: Logger
@@ -57,6 +62,8 @@ class PoolScaler {
   busy = false
   current = 0
   desired = 0
+  /** After a command/webhook scale-up: backends asked for, awaited until `until`. */
+  expect: { to: number, until: number } | undefined
   /** The config with the window the latency stats really read (whole slots), so settling covers all of it. */
   readonly policy: ScaleConfig
   constructor (readonly name: string, readonly config: ScaleConfig, readonly key: string, readonly provider: ScaleProvider) {
@@ -79,23 +86,26 @@ export class ScaleControl {
   /** Starts, replaces or stops pool scalers to match `config` (a scaler whose settings changed starts afresh). */
   sync (config: Config): void {
     if (this.#closed) return
+    const keep = new Map<string, ScaleProvider>()
     for (const [name, s] of this.#pools) {
       const pool = config.pools.get(name)
-      if (pool?.scale === undefined || JSON.stringify(pool.scale) !== s.key) {
-        this.#pools.delete(name)
-        void this.#stop(s)
-      }
+      if (pool?.scale !== undefined && JSON.stringify(pool.scale) === s.key) continue
+      this.#pools.delete(name)
+      clearInterval(s.timer)
+      // Only the policy changed: the same provider (and the backends it runs) goes on under the new one.
+      if (pool?.scale !== undefined && JSON.stringify(pool.scale.provider) === JSON.stringify(s.config.provider)) keep.set(name, s.provider)
+      else void this.#stop(s)
     }
     for (const pool of config.pools.values()) {
       if (pool.scale === undefined || this.#pools.has(pool.name)) continue
-      this.#start(pool, pool.scale)
+      this.#start(pool, pool.scale, keep.get(pool.name))
     }
   }
 
-  #start (pool: PoolConfig, cfg: ScaleConfig): void {
+  #start (pool: PoolConfig, cfg: ScaleConfig, kept?: ScaleProvider): void {
     const { log } = this.#deps
     const name = pool.name
-    const provider = createScaleProvider(cfg.provider, {
+    const provider = kept ?? createScaleProvider(cfg.provider, {
       pool: name,
       log,
       drainMs: this.#deps.drainMs ?? DEFAULT_DRAIN_MS,
@@ -109,7 +119,7 @@ export class ScaleControl {
       log.warn({ pool: name, target_ms: cfg.target.ms, target_ceiling_ms: cfg.targetCeiling }, 'scale: target above target_ceiling, let through by override = true')
     }
     log.info({ pool: name, provider: cfg.provider.kind, metric: cfg.metric, target: cfg.target.kind === 'auto' ? 'auto' : cfg.target.ms, interval_ms: cfg.interval }, 'scaler started')
-    provider.start().catch((err: unknown) => { log.error({ pool: name, reason: reasonOf(err) }, 'scale provider failed to start') })
+    if (kept === undefined) provider.start().catch((err: unknown) => { log.error({ pool: name, reason: reasonOf(err) }, 'scale provider failed to start') })
     s.timer = setInterval(() => { void this.#tick(s) }, cfg.interval)
     // The first decision at once: a pool below min gets its backends without waiting an interval.
     void this.#tick(s)
@@ -134,7 +144,12 @@ export class ScaleControl {
       if (isUp) current++
       if (owned.has(url)) { if (isUp) ownUp++; else ownDown++ }
     }
-    return { current, pending: s.provider.starting() + ownDown, others: current - ownUp }
+    let pending = s.provider.starting() + ownDown
+    if (s.expect !== undefined) {
+      if (Date.now() >= s.expect.until || current >= s.expect.to) s.expect = undefined
+      else pending += s.expect.to - current
+    }
+    return { current, pending, others: current - ownUp }
   }
 
   async #tick (s: PoolScaler): Promise<void> {
@@ -154,6 +169,9 @@ export class ScaleControl {
       s.current = current
       s.desired = r.event.to
       if (r.event.kind !== 'scale.hold') s.provider.apply(r.event, Math.max(0, r.event.to - others))
+      if (s.provider.kind !== 'process' && r.event.to > r.event.from) {
+        s.expect = { to: r.event.to, until: Date.now() + Math.max(EXTERNAL_WARMUP_MS, 2 * s.policy.window) }
+      }
       this.#notifier.notify(r.event, s.config.notify)
     } catch (err) {
       this.#deps.log.error({ pool: s.name, reason: reasonOf(err) }, 'scale decision failed')

@@ -160,7 +160,8 @@ export function decide (p: ScalePolicy, s: ScalerState, input: ScaleInput): { ev
   // Diminishing returns: judge the last scale-up now that it settled.
   if (state.step !== undefined && current === state.step.to) {
     const st = state.step
-    const sameLoad = Math.abs(rps / Math.max(st.rps, 1e-9) - 1) <= p.tolerance || rps < st.rps
+    // Only at the load the step was taken for does its latency say whether it helped.
+    const sameLoad = Math.abs(rps / Math.max(st.rps, 1e-9) - 1) <= p.tolerance
     const gain = st.latency > 0 ? (st.latency - observed) / st.latency / (st.to - st.from) : 1
     if (!sameLoad || gain >= SATURATION_GAIN) {
       state = { ...state, step: undefined }

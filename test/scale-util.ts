@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import type { TestContext } from 'node:test'
 import pino from 'pino'
 import { Pool } from 'undici'
-import { parseConfigText } from '../config/load.js'
+import { loadConfigFile } from '../config/load.js'
 import { Control } from '../cli/control.js'
 import { LocalServing } from '../cli/run.js'
 import { Edge } from '../proxy/edge.js'
@@ -19,10 +19,14 @@ export interface ScaleEdge {
   /** Every log line (JSON) the edge wrote. */
   readonly logs: string[]
   scaling (pool?: string): PoolScaleStatus
+  /** Rewrites the config file and reloads it through the Control. */
+  reload (toml: string): Promise<string>
 }
 
 export async function startScaleEdge (t: TestContext, toml: string): Promise<ScaleEdge> {
-  const config = parseConfigText(toml)
+  const file = join(await tempDir(t), 'proxy.toml')
+  await writeFile(file, toml)
+  const config = await loadConfigFile(file)
   const logs: string[] = []
   const log = pino({ level: 'debug' }, { write: (s: string) => { logs.push(s) } })
   const control = new Control(config, { log })
@@ -36,6 +40,7 @@ export async function startScaleEdge (t: TestContext, toml: string): Promise<Sca
     edge,
     url: `http://127.0.0.1:${port}`,
     logs,
+    reload: async (text: string) => { await writeFile(file, text); return await control.reload() },
     scaling: (pool = 'app') => {
       const s = control.scale.status().find(p => p.pool === pool)
       if (s === undefined) throw new Error(`no scaler for ${pool}`)
@@ -93,8 +98,8 @@ export interface Load {
   stop (): Promise<void>
 }
 
-/** `concurrency` loops of GET / against the edge until stop() (bounded: at most `maxMs`). */
-export function load (t: TestContext, url: string, concurrency: number, maxMs = 30_000): Load {
+/** `concurrency` loops of GET / against the edge until stop() (bounded: at most `maxMs`), `pauseMs` between requests. */
+export function load (t: TestContext, url: string, concurrency: number, maxMs = 30_000, pauseMs = 0): Load {
   const pool = new Pool(url, { connections: concurrency, pipelining: 1 })
   let stopped = false
   const deadline = Date.now() + maxMs
@@ -119,6 +124,7 @@ export function load (t: TestContext, url: string, concurrency: number, maxMs = 
         if (r.statusCode !== 200) { l.errors++; continue }
         const port = /^port (\d+)/.exec(text)?.[1] ?? '?'
         l.byPort.set(port, (l.byPort.get(port) ?? 0) + 1)
+        if (pauseMs > 0) await new Promise(resolve => setTimeout(resolve, pauseMs))
       } catch {
         l.errors++
         await new Promise(resolve => setTimeout(resolve, 10))

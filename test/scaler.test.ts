@@ -192,3 +192,11 @@ test('latency merged over backends and workers reads the same percentiles as one
   a.addTo(onlyA, 1000, now)
   assert.ok(onlyA.quantile(0.5) < 20 && merged.quantile(0.95) > 80)
 })
+
+test('a step is not judged at another load: load falling after a scale-up does not call that step saturated', () => {
+  // 2 -> 3 at 60 req/s; then load falls to 13 req/s while the (mixed) window still reads the same p95.
+  const events = run({ ...policy, target: { kind: 'fixed', ms: 60 } }, 3, () => 67, i => i <= 1 ? 60 : 13, 2)
+  assert.equal(events[0]?.kind, 'scale.up')
+  assert.equal(events[0]?.to, 3)
+  assert.ok(!events.some(e => e.kind === 'scale.saturated' && e.to === 3), JSON.stringify(events.map(e => `${e.kind}:${e.to}`)))
+})
