@@ -75,17 +75,24 @@ class PoolScaler {
 export class ScaleControl {
   readonly #pools = new Map<string, PoolScaler>()
   readonly #deps: ScaleControlDeps
-  readonly #notifier: ScaleNotifier
+  #notifier: ScaleNotifier
+  #alertsKey: string
   #closed = false
 
   constructor (deps: ScaleControlDeps) {
     this.#deps = deps
     this.#notifier = new ScaleNotifier(deps.config().alerts, deps.log)
+    this.#alertsKey = JSON.stringify(deps.config().alerts)
   }
 
   /** Starts, replaces or stops pool scalers to match `config` (a scaler whose settings changed starts afresh). */
   sync (config: Config): void {
     if (this.#closed) return
+    if (JSON.stringify(config.alerts) !== this.#alertsKey) {
+      void this.#notifier.close()
+      this.#notifier = new ScaleNotifier(config.alerts, this.#deps.log)
+      this.#alertsKey = JSON.stringify(config.alerts)
+    }
     const keep = new Map<string, ScaleProvider>()
     for (const [name, s] of this.#pools) {
       const pool = config.pools.get(name)

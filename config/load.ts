@@ -551,6 +551,12 @@ export function summarize (c: Config): string {
   for (const p of c.pools.values()) {
     const detail = p.shards === undefined ? `${p.backends.length} backends` : `${p.shards.length} shards (${p.shards.map(s => `${s.name}:${s.backends.length}`).join(', ')})`
     lines.push(`  pool ${p.name}: ${p.balance}, ${detail}`)
+    const s = p.scale
+    if (s !== undefined) {
+      const target = s.target.kind === 'auto' ? `auto (learned, at most ${s.targetCeiling}ms)` : `${s.target.ms}ms${s.target.ms > s.targetCeiling ? ` (override: above target_ceiling ${s.targetCeiling}ms)` : ''}`
+      const by = s.provider.kind === 'process' ? `process "${s.provider.command}" on ports ${s.provider.ports[0]}-${s.provider.ports[1]}` : s.provider.kind === 'command' ? `command "${s.provider.run}"` : `webhook ${s.provider.url}`
+      lines.push(`    scale: ${s.metric} target ${target}, ${s.min}-${s.max} backends every ${s.interval}ms, ${by}${s.maxCostPerHour === undefined ? '' : `, at most ${s.maxCostPerHour} per hour`}`)
+    }
   }
   return lines.join('\n')
 }

@@ -125,4 +125,5 @@ test('edge-proxy check refuses a target above the ceiling and names the key (exi
   await writeFile(file, pool('provider = "webhook"\nurl = "http://127.0.0.1:1/x"\ntarget = "5s"\noverride = true'))
   const ok = await runCli(['check', '--config', file])
   assert.equal(ok.code, 0, ok.stderr + ok.stdout)
+  assert.match(ok.stdout, /scale: p95 target 5000ms \(override: above target_ceiling 2000ms\)/)
 })
