@@ -167,6 +167,14 @@ ports = "${lo}-${lo + 20}"
     else await new Promise(resolve => setTimeout(resolve, 100))
   }
   assert.ok(replaced !== undefined && alive(replaced))
+  // The admin API lists them with source "scale" and will not DELETE them: the scaler owns them.
+  const admin = `http://127.0.0.1:${e.control.adminPort}/api/pools/app/backends`
+  const listed = await (await fetch(admin)).json() as { url: string, source: string }[]
+  assert.equal(listed.length, 2)
+  assert.ok(listed.every(m => m.source === 'scale'))
+  const del = await fetch(`${admin}/${encodeURIComponent(listed[0]!.url)}`, { method: 'DELETE' })
+  assert.equal(del.status, 409)
+  assert.match(await del.text(), /started by the scaler/)
   const all = [...(await pidOf()).values()]
   await e.control.shutdown('test', 0, 2000)
   for (const p of all) await until(`pid ${p} gone`, () => !alive(p), 8000)
