@@ -60,15 +60,17 @@ ports = "${lo}-${lo + 20}"
   const stoppedAt = Date.now()
   // Light load on while it scales down: the backend that goes drains first, so no request fails.
   const light = load(t, e.url, 1, 30_000, 30)
-  await until('a scale-down to 1', () => e.scaling().current === 1, 20_000).catch((err: Error) => {
-    throw new Error(`${err.message}; last decisions: ${e.scaling().events.slice(-6).map(x => `${x.kind} ${x.from}->${x.to} ${x.observed}ms: ${x.reason}`).join(' | ')}`)
-  })
-  const downAfter = Date.now() - stoppedAt
-  await until('the stopped backend gone', () => e.edge.members.list('app').length === 1, 10_000)
+  const downs = (): number => e.scaling().events.filter(x => x.kind === 'scale.down').length
+  await until('a scale-down under light load', () => downs() > 0, 20_000)
+  await until('the stopped backend gone', () => e.edge.members.list('app').length === e.scaling().current, 10_000)
   await new Promise(resolve => setTimeout(resolve, 300))
   await light.stop()
   assert.equal(light.errors, 0, 'a request failed while a backend was stopped')
   assert.ok(light.latencies.length > 10)
+  await until('a scale-down to 1', () => e.scaling().current === 1, 20_000).catch((err: Error) => {
+    throw new Error(`${err.message}; last decisions: ${e.scaling().events.slice(-6).map(x => `${x.kind} ${x.from}->${x.to} ${x.observed}ms: ${x.reason}`).join(' | ')}`)
+  })
+  const downAfter = Date.now() - stoppedAt
   const tl = timeline(e.scaling())
   t.diagnostic(`timeline: ${tl.join(' | ')}`)
   t.diagnostic(`scale-up after ${upAt} ms of load; peak ${peak} backends; client p95 at peak ${p95.toFixed(1)} ms; down to 1 after ${downAfter} ms without load; requests by port ${JSON.stringify(Object.fromEntries(l.byPort))}; in the steady second ${steady}`)
