@@ -12,10 +12,12 @@ import { AdminServer, type AdminDeps } from '../proxy/ops/admin.js'
 import { EventLog } from '../proxy/ops/events.js'
 import type { EdgeStatus } from '../proxy/ops/status.js'
 import type { MemberPatch } from '../proxy/upstream/members.js'
+import type { WindowHistogram } from '../health/latency.js'
 import type { DemoBackends } from './demo.js'
 import { HealthControl, type MemberVerdict } from './health-control.js'
 import { reasonOf } from './messages.js'
 import { memberOps, Registrations, type Registered } from './registrations.js'
+import { ScaleControl } from './scaling.js'
 
 /** How the control side reaches the processes that serve traffic. */
 export interface Serving {
@@ -27,6 +29,8 @@ export interface Serving {
   /** The serving processes' merged status, or undefined when none answered. */
   status (): Promise<EdgeStatus | undefined>
   metrics (): Promise<string>
+  /** A pool's latency over the last `windowMs`, merged over its members and every serving process. */
+  latency (pool: string, windowMs: number): Promise<WindowHistogram>
   /** Serving processes alive now. */
   workers (): number
   /** Drains and stops every serving process within `timeoutMs`. */
@@ -53,6 +57,8 @@ export class Control {
   readonly events = new EventLog()
   readonly registrations = new Registrations()
   readonly health: HealthControl
+  /** Scale decisions per pool ([pools.NAME.scale]), made here from every serving process's latency. */
+  readonly scale: ScaleControl
   readonly log: Logger
   generation = 1
   /** Resolves with the process's exit code once the edge has stopped. */
@@ -72,15 +78,26 @@ export class Control {
     this.log = opts.log
     this.stopped = new Promise(resolve => { this.#resolveStopped = resolve })
     this.health = new HealthControl(v => { this.#serving?.setMember(v.pool, v.url, v) }, this.events, this.log, pool => this.registrations.urls(pool))
+    this.scale = new ScaleControl({
+      log: this.log,
+      events: this.events,
+      registrations: this.registrations,
+      health: this.health,
+      config: () => this.#config,
+      serving: () => this.#stopping ? undefined : this.#serving,
+    })
   }
 
   get config (): Config { return this.#config }
   get stopping (): boolean { return this.#stopping }
+  /** The admin listener's port (once started). */
+  get adminPort (): number | undefined { return this.#admin?.port }
 
   /** Starts health checks and the admin listener over `serving` (already started). */
   async start (serving: Serving): Promise<void> {
     this.#serving = serving
     this.health.sync(this.#config)
+    this.scale.sync(this.#config)
     this.#admin = new AdminServer(this.#config.admin, this.adminDeps(serving))
     await this.#admin.listen()
     this.log.info({ address: formatAddress({ host: this.#config.admin.address.host, port: this.#admin.port }) }, 'admin listening')
@@ -97,6 +114,7 @@ export class Control {
       this.#opts.onConfigText?.(text)
       this.registrations.retain(config)
       this.health.sync(config)
+      this.scale.sync(config)
       this.generation++
       this.log.info({ generation: this.generation, workers: serving.workers() }, 'config reloaded')
       this.events.push('reload', `config reloaded (generation ${this.generation}, ${serving.workers()} worker${serving.workers() === 1 ? '' : 's'})`)
@@ -142,11 +160,14 @@ export class Control {
       await this.#admin?.close()
       await this.health.close()
       await this.#serving?.close(timeout)
+      // After the serving processes drained: the backends the scaler started served their last requests.
+      await this.scale.close()
       await this.#opts.demo?.close()
       this.log.info('stopped')
     } catch (err) {
       this.log.error({ reason: reasonOf(err) }, 'error while stopping')
     } finally {
+      await this.scale.close().catch(() => {}) // no started backend outlives the edge, whatever failed above
       clearTimeout(overrun)
       this.#finish(code)
     }
@@ -170,10 +191,10 @@ export class Control {
       events: this.events,
       reload: () => this.reload(),
       health: () => ({ generation: this.generation, workers: serving.workers() }),
-      metrics: async () => `${await serving.metrics()}${this.#opts.extraMetrics?.() ?? ''}`,
+      metrics: async () => `${await serving.metrics()}${this.#opts.extraMetrics?.() ?? ''}${this.scale.metricsText()}`,
       status: async () => {
         const st = await serving.status()
-        return { generation: this.generation, workers: serving.workers(), ...st }
+        return { generation: this.generation, workers: serving.workers(), ...st, scaling: this.scale.status() }
       },
       drain: (pool, backend, draining) => this.drain(pool, backend, draining),
       members: memberOps({

@@ -1,6 +1,7 @@
 // IPC between the cluster primary and its workers.
 import type { EdgeEvent } from '../proxy/ops/events.js'
 import type { EdgeStatus } from '../proxy/ops/status.js'
+import type { WindowHistogramJson } from '../health/latency.js'
 
 export type ToWorker =
   | { type: 'reload', text: string, file: string, id: number }
@@ -9,7 +10,9 @@ export type ToWorker =
   | { type: 'status', id: number }
   | { type: 'metrics', id: number }
   /** Runtime registration: the primary keeps the set and replays it to workers that start later. */
-  | { type: 'member-add', pool: string, url: string, weight: number, healthy: boolean }
+  | { type: 'member-add', pool: string, url: string, weight: number, healthy: boolean, source?: 'api' | 'scale' }
+  /** The scaler asks every worker for a pool's latency histogram and merges them. */
+  | { type: 'latency', id: number, pool: string, windowMs: number }
   | { type: 'member-remove', pool: string, url: string, drainMs: number }
 
 export type FromWorker =
@@ -20,6 +23,7 @@ export type FromWorker =
   /** The worker's registry as JSON; the primary sums them. */
   | { type: 'metrics', id: number, metrics: object[] }
   | { type: 'event', event: EdgeEvent }
+  | { type: 'latency', id: number, latency: WindowHistogramJson }
 
 export function reasonOf (err: unknown): string {
   return err instanceof Error ? err.message : String(err)

@@ -9,6 +9,7 @@ import type { MemberPatch } from '../proxy/upstream/members.js'
 import type { Control, Serving } from './control.js'
 import type { Registered } from './registrations.js'
 import type { FromWorker, ToWorker } from './messages.js'
+import { WindowHistogram, type WindowHistogramJson } from '../health/latency.js'
 
 function liveWorkers (): Worker[] {
   return Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && w.isConnected())
@@ -55,6 +56,7 @@ export class ClusterServing implements Serving {
   readonly #reloads = new Gather<string | undefined>()
   readonly #statuses = new Gather<EdgeStatus>()
   readonly #metrics = new Gather<object[]>()
+  readonly #latencies = new Gather<WindowHistogramJson>()
   /** Workers that reported ready: only they are asked for metrics (one still starting would hold /metrics up). */
   readonly #ready = new Set<number>()
   readonly #control: Control
@@ -94,6 +96,7 @@ export class ClusterServing implements Serving {
       switch (m.type) {
         case 'reloaded': this.#reloads.answer(w.id, m.id, m.error); return
         case 'status': this.#statuses.answer(w.id, m.id, m.status); return
+        case 'latency': this.#latencies.answer(w.id, m.id, m.latency); return
         case 'metrics': this.#metrics.answer(w.id, m.id, m.metrics); return
         case 'event': control.events.add(m.event); return
         case 'failed':
@@ -114,7 +117,7 @@ export class ClusterServing implements Serving {
           for (const v of snap.verdicts) w.send({ type: 'member', ...v } satisfies ToWorker)
           for (const d of snap.drains) w.send({ type: 'member', ...d } satisfies ToWorker)
           // After the verdicts (they name only members the worker has): a registered member comes with its own.
-          for (const r of snap.registered) w.send({ type: 'member-add', pool: r.pool, url: r.url, weight: r.weight, healthy: r.healthy } satisfies ToWorker)
+          for (const r of snap.registered) w.send({ type: 'member-add', pool: r.pool, url: r.url, weight: r.weight, healthy: r.healthy, ...(r.source === undefined ? {} : { source: r.source }) } satisfies ToWorker)
         }
       }
     })
@@ -141,7 +144,7 @@ export class ClusterServing implements Serving {
   }
 
   addMember (r: Registered, healthy: boolean): void {
-    this.#broadcast({ type: 'member-add', pool: r.pool, url: r.url, weight: r.weight, healthy })
+    this.#broadcast({ type: 'member-add', pool: r.pool, url: r.url, weight: r.weight, healthy, ...(r.source === undefined ? {} : { source: r.source }) })
   }
 
   removeMember (pool: string, url: string, drainMs: number): void {
@@ -157,6 +160,14 @@ export class ClusterServing implements Serving {
     const ready = liveWorkers().filter(w => this.#ready.has(w.id))
     const parts = await this.#metrics.ask(id => ({ type: 'metrics', id }), 2000, ready)
     return await AggregatorRegistry.aggregate(parts).metrics()
+  }
+
+  /** A pool's latency merged from every ready worker's histogram (one decision per pool, in this process). */
+  async latency (pool: string, windowMs: number): Promise<WindowHistogram> {
+    const ready = liveWorkers().filter(w => this.#ready.has(w.id))
+    const h = new WindowHistogram()
+    for (const part of await this.#latencies.ask(id => ({ type: 'latency', id, pool, windowMs }), 1000, ready)) h.merge(part)
+    return h
   }
 
   workers (): number {

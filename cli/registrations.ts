@@ -20,6 +20,8 @@ export interface Registered {
   readonly pool: string
   readonly url: string
   readonly weight: number
+  /** Who registered it: the admin API (default) or the scaler (a backend it started). */
+  readonly source?: 'api' | 'scale'
 }
 
 /** How a change reaches the serving processes. */
@@ -40,6 +42,10 @@ export class Registrations {
     const out: Registered[] = []
     for (const byUrl of this.#byPool.values()) out.push(...byUrl.values())
     return out
+  }
+
+  get (pool: string, url: string): Registered | undefined {
+    return this.#byPool.get(pool)?.get(url)
   }
 
   has (pool: string, url: string): boolean {
@@ -102,6 +108,7 @@ export function memberOps (deps: {
         throw new AdminRefusal(409, `${url} is in pool "${name}" in the config file; edit the file and reload to remove it`)
       }
       if (!registrations.has(name, url)) throw new AdminRefusal(404, `pool "${name}" has no member ${raw} registered through the API`)
+      if (registrations.get(name, url)?.source === 'scale') throw new AdminRefusal(409, `${url} in pool "${name}" was started by the scaler; it stops it when the pool scales down`)
       const drainMs = drain === null ? DEFAULT_DRAIN_MS : parseDuration(drain)
       if (drainMs === undefined) throw new AdminRefusal(400, `drain "${drain}" is not a duration like 30s or 500ms`)
       registrations.delete(name, url)

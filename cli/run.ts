@@ -8,6 +8,8 @@ import { edgeStatus } from '../proxy/ops/status.js'
 import { startDemoBackends } from './demo.js'
 import { Control, type Serving } from './control.js'
 import { ClusterServing } from './primary.js'
+import type { Registered } from './registrations.js'
+import type { WindowHistogram } from '../health/latency.js'
 import { runWorker } from './worker.js'
 import { restartsMetric, restartsSoFar, SUPERVISED_ENV, tellSupervisor } from './supervisor.js'
 
@@ -63,7 +65,8 @@ export class LocalServing implements Serving {
   constructor (readonly edge: Edge) {}
   reload (config: Config): Promise<void> { return this.edge.reload(config) }
   setMember (pool: string, url: string, patch: Parameters<Edge['setMemberState']>[2]): void { this.edge.setMemberState(pool, url, patch) }
-  addMember (r: { pool: string, url: string, weight: number }, healthy: boolean): void { this.edge.addMember(r.pool, { url: r.url, weight: r.weight, healthy }) }
+  addMember (r: Registered, healthy: boolean): void { this.edge.addMember(r.pool, { url: r.url, weight: r.weight, healthy, ...(r.source === undefined ? {} : { source: r.source }) }) }
+  latency (pool: string, windowMs: number): Promise<WindowHistogram> { return Promise.resolve(this.edge.poolLatency(pool, windowMs)) }
   removeMember (pool: string, url: string, drainMs: number): void { void this.edge.removeMember(pool, url, drainMs) }
   status (): Promise<ReturnType<typeof edgeStatus>> { return Promise.resolve(edgeStatus(this.edge)) }
   metrics (): Promise<string> { return this.edge.metrics.text() }

@@ -38,10 +38,13 @@ export async function runWorker (initial: Config, log: Logger): Promise<number> 
         return
       }
       case 'member-add':
-        edge.addMember(m.pool, { url: m.url, weight: m.weight, healthy: m.healthy })
+        edge.addMember(m.pool, { url: m.url, weight: m.weight, healthy: m.healthy, ...(m.source === undefined ? {} : { source: m.source }) })
         return
       case 'member-remove':
         void edge.removeMember(m.pool, m.url, m.drainMs)
+        return
+      case 'latency':
+        send({ type: 'latency', id: m.id, latency: edge.poolLatency(m.pool, m.windowMs).toJSON() })
         return
       case 'status':
         send({ type: 'status', id: m.id, status: edgeStatus(edge) })

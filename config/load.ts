@@ -12,6 +12,7 @@ import { isIP } from 'node:net'
 import { formatAddress, isLoopbackIp, loopbackProblem, type Address } from './address.js'
 import { resolvePoolHealth } from './health.js'
 import { resolveSigningKey } from '../packer/token.js'
+import { resolveAlerts, resolveScale } from './scale.js'
 import { dirname } from 'node:path'
 import type { TunnelConfig } from './types.js'
 import { baseDirOf, resolveListenerTls, resolvePoolTls } from './tls.js'
@@ -267,7 +268,7 @@ function parseHashKey (text: string | undefined, path: PathItem[], problems: Pro
   return { kind: 'ip' }
 }
 
-function resolvePool (name: string, raw: RawPool, problems: Problems): PoolConfig {
+function resolvePool (name: string, raw: RawPool, problems: Problems, hasSmtp = false): PoolConfig {
   const base: PathItem[] = ['pools', name]
   const backends: BackendConfig[] = []
   raw.backends.forEach((b, i) => {
@@ -301,6 +302,8 @@ function resolvePool (name: string, raw: RawPool, problems: Problems): PoolConfi
     problems.add([...base, 'hash_key'], `hash_key only applies to balance = "hash" (got "${raw.balance}")`)
   }
   const tls = poolTransport(raw, backends, base, problems)
+  const scale = raw.scale === undefined ? undefined : resolveScale(raw.scale, [...base, 'scale'], hasSmtp, (p, m) => { problems.add(p, m) })
+  if (scale !== undefined && raw.shards !== undefined) problems.add([...base, 'scale'], 'a sharded pool cannot be scaled (its members come from the config file)')
   return {
     name,
     balance: raw.balance,
@@ -311,6 +314,7 @@ function resolvePool (name: string, raw: RawPool, problems: Problems): PoolConfi
     tunnel: raw.tunnel?.toLowerCase(),
     ...poolHealth(raw),
     ...(tls === undefined ? {} : { tls }),
+    ...(scale === undefined ? {} : { scale }),
   }
 }
 
@@ -457,7 +461,8 @@ function resolveConfig (raw: RawConfig, problems: Problems): Config {
   })
   const protocols = new Map(listeners.map(l => [l.name, l.protocol]))
   const pools = new Map<string, PoolConfig>()
-  for (const [name, p] of Object.entries(raw.pools)) pools.set(name, resolvePool(name, p, problems))
+  const alerts = resolveAlerts(raw.alerts, (p, m) => { problems.add(p, m) })
+  for (const [name, p] of Object.entries(raw.pools)) pools.set(name, resolvePool(name, p, problems, alerts.smtp !== undefined))
   resolveShadows(raw, pools, problems)
   const routes: RouteConfig[] = []
   const routeNames = new Set<string>()
@@ -490,6 +495,7 @@ function resolveConfig (raw: RawConfig, problems: Problems): Config {
     listeners,
     routes,
     pools,
+    alerts,
   }
 }
 
@@ -621,6 +627,12 @@ export function summarize (c: Config): string {
     lines.push(`  pool ${p.name}: ${p.balance}, ${detail}`)
     const sh = p.shadow
     if (sh !== undefined) lines.push(`    shadow -> pool ${sh.pool}: sample ${sh.sample}, methods ${[...sh.methods].join(',')}${sh.secondary ? ', secondary' : ''}${sh.store === undefined ? '' : `, store ${sh.store}`}`)
+    const s = p.scale
+    if (s !== undefined) {
+      const target = s.target.kind === 'auto' ? `auto (learned, at most ${s.targetCeiling}ms)` : `${s.target.ms}ms${s.target.ms > s.targetCeiling ? ` (override: above target_ceiling ${s.targetCeiling}ms)` : ''}`
+      const by = s.provider.kind === 'process' ? `process "${s.provider.command}" on ports ${s.provider.ports[0]}-${s.provider.ports[1]}` : s.provider.kind === 'command' ? `command "${s.provider.run}"` : `webhook ${s.provider.url}`
+      lines.push(`    scale: ${s.metric} target ${target}, ${s.min}-${s.max} backends every ${s.interval}ms, ${by}${s.maxCostPerHour === undefined ? '' : `, at most ${s.maxCostPerHour} per hour`}`)
+    }
   }
   return lines.join('\n')
 }

@@ -4,6 +4,7 @@ import { address, duration } from './primitives.js'
 import { poolHealthKeys } from './health.js'
 import { listenerTlsKeys, poolTlsSchema } from './tls.js'
 import { shadowSchema } from './shadow.js'
+import { alertsKeys, scaleKeys } from './scale.js'
 
 export { address, duration }
 
@@ -26,6 +27,7 @@ export const poolSchema = z.strictObject({
   ...poolHealthKeys,
   tls: poolTlsSchema.optional(),
   shadow: shadowSchema.optional(),
+  ...scaleKeys,
 })
 
 const routeMatch = z.strictObject({
@@ -100,6 +102,7 @@ export const configSchema = z.strictObject({
   listeners: z.array(listenerSchema, { error: 'expected [[listeners]] tables' }).min(1, { error: 'at least one [[listeners]] entry is needed' }).optional(),
   routes: z.array(routeSchema).default([]),
   pools: z.record(z.string(), poolSchema).default({}),
+  ...alertsKeys,
 })
 
 export type RawConfig = z.infer<typeof configSchema>

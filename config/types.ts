@@ -2,8 +2,9 @@
 import type { Address } from './address.js'
 import type { HealthCheckConfig, LimitsConfig, OutlierConfig, RetryConfig } from './health.js'
 import type { ShadowConfig } from './shadow.js'
+import type { AlertsConfig, ScaleConfig } from './scale.js'
 
-export type { HealthCheckConfig, LimitsConfig, OutlierConfig, RetryConfig, ShadowConfig }
+export type { AlertsConfig, HealthCheckConfig, LimitsConfig, OutlierConfig, RetryConfig, ScaleConfig, ShadowConfig }
 
 export type BalanceName = 'round_robin' | 'least_conn' | 'p2c' | 'hash'
 
@@ -45,6 +46,8 @@ export interface PoolConfig {
   readonly tls?: BackendTlsConfig
   /** [pools.NAME.shadow]: a copy of this pool's traffic goes to another pool and the answers are compared. */
   readonly shadow?: ShadowConfig
+  /** [pools.NAME.scale]: scale events from observed latency; undefined = the pool is not scaled. */
+  readonly scale?: ScaleConfig
 }
 
 export interface BackendTlsConfig {
@@ -162,4 +165,6 @@ export interface Config {
   readonly listeners: readonly ListenerConfig[]
   readonly routes: readonly RouteConfig[]
   readonly pools: ReadonlyMap<string, PoolConfig>
+  /** [alerts]: where mailto: notifications of scale events go. */
+  readonly alerts: AlertsConfig
 }

@@ -90,9 +90,9 @@ class SlotRing {
   }
 
   /** Adds the last `n` slots (current one included) into `into`; returns [count, sum, max]. */
-  collect (n: number, now: number, into: Uint32Array): [number, number, number] {
+  collect (n: number, now: number, into: Uint32Array, clear = true): [number, number, number] {
     const newest = Math.floor(now / this.slotMs)
-    into.fill(0)
+    if (clear) into.fill(0)
     let count = 0
     let sum = 0
     let max = 0
@@ -167,6 +167,22 @@ export class LatencyStats {
     }
   }
 
+  /**
+   * Adds the last `windowMs` (in whole slots: between windowMs and windowMs plus one slot of history) into a
+   * histogram that merges several backends (or workers) before reading a percentile: the scaler's pool latency.
+   */
+  addTo (h: WindowHistogram, windowMs: number, now: number): void {
+    const fine = windowMs < this.#fine.slotMs * this.#fine.slots
+    const ring = fine ? this.#fine : this.#coarse
+    const n = Math.min(ring.slots, Math.floor(windowMs / ring.slotMs) + 1)
+    const [count, sum, max] = ring.collect(n, now, h.counts, false)
+    h.count += count
+    h.sum += sum
+    if (max > h.max) h.max = max
+    const covered = Math.max(Math.min((n - 1) * ring.slotMs + (now % ring.slotMs), now - this.#since), 1000)
+    if (covered > h.spanMs) h.spanMs = covered
+  }
+
   /** All three windows, for the admin API. */
   snapshots (now: number): LatencySnapshot[] {
     return [this.snapshot(WINDOWS['10s'], now), this.snapshot(WINDOWS['1m'], now), this.snapshot(WINDOWS['5m'], now)]
@@ -187,4 +203,63 @@ export class LatencyStats {
     }
     return max
   }
+}
+
+/** The most history addTo() may read for a window of `windowMs`: a decision waits this long after a change. */
+export function windowSpan (windowMs: number): number {
+  const slot = windowMs < 10_000 ? 1000 : 10_000
+  return (Math.floor(windowMs / slot) + 1) * slot
+}
+
+/** A latency histogram merged over backends and workers (the scaler reads a pool's percentile from it). */
+export class WindowHistogram {
+  readonly counts = new Uint32Array(BUCKETS)
+  count = 0
+  sum = 0
+  max = 0
+  /** The longest span of history a part covered, ms (for req/s). */
+  spanMs = 0
+
+  get rps (): number { return this.spanMs === 0 ? 0 : this.count / (this.spanMs / 1000) }
+  get mean (): number { return this.count === 0 ? 0 : this.sum / this.count }
+
+  /** The value (ms) at quantile q: the bucket's midpoint, at most the maximum seen. */
+  quantile (q: number): number {
+    if (this.count === 0) return 0
+    const rank = Math.ceil(q * this.count)
+    let seen = 0
+    for (let b = 0; b < BUCKETS; b++) {
+      seen += this.counts[b]!
+      if (seen >= rank) {
+        const [lo, width] = bucketRange(b)
+        const mid = (lo + (width - 1) / 2) / 1000
+        return mid < this.max ? mid : this.max
+      }
+    }
+    return this.max
+  }
+
+  /** Plain data for IPC: the non-empty buckets as [index, count] pairs. */
+  toJSON (): WindowHistogramJson {
+    const buckets: [number, number][] = []
+    for (let b = 0; b < BUCKETS; b++) if (this.counts[b] !== 0) buckets.push([b, this.counts[b]!])
+    return { buckets, count: this.count, sum: this.sum, max: this.max, spanMs: this.spanMs }
+  }
+
+  /** Adds another process's histogram. */
+  merge (j: WindowHistogramJson): void {
+    for (const [b, c] of j.buckets) if (b >= 0 && b < BUCKETS) this.counts[b]! += c
+    this.count += j.count
+    this.sum += j.sum
+    if (j.max > this.max) this.max = j.max
+    if (j.spanMs > this.spanMs) this.spanMs = j.spanMs
+  }
+}
+
+export interface WindowHistogramJson {
+  readonly buckets: readonly (readonly [number, number])[]
+  readonly count: number
+  readonly sum: number
+  readonly max: number
+  readonly spanMs: number
 }

@@ -18,6 +18,7 @@ import { PassiveHealth } from './forward/passive-health.js'
 import { ShadowMirror } from './mirror/shadow.js'
 import { TunnelMembers } from './upstream/tunnels.js'
 import type { Member } from './upstream/member.js'
+import { WindowHistogram } from '../health/latency.js'
 import type { MemberPatch, MemberRegistry } from './upstream/members.js'
 
 export interface EdgeDeps {
@@ -29,7 +30,13 @@ export interface EdgeDeps {
 export type { MemberPatch } from './upstream/members.js'
 
 /** A member the admin API registers (the control process has validated it against the config). */
-export interface AddedMember { readonly url: string, readonly weight: number, readonly healthy: boolean }
+export interface AddedMember {
+  readonly url: string
+  readonly weight: number
+  readonly healthy: boolean
+  /** 'scale': a backend the scaler started (default 'api'). */
+  readonly source?: 'api' | 'scale'
+}
 
 /** Backend defaults: connections no route names (tunnel auto routes, health probes) get the route default. */
 function backendOptions (config: Config): { connectTimeout: number, keepAliveTimeout: number, maxHeaderSize: number } {
@@ -150,7 +157,7 @@ export class Edge {
     return this.store.members.add(pool, {
       url: m.url,
       weight: m.weight,
-      source: 'api',
+      source: m.source ?? 'api',
       healthy: m.healthy,
       slowStart: p.healthCheck?.slowStart ?? 0,
       maxInflight: p.limits.maxInflightPerBackend,
@@ -172,6 +179,13 @@ export class Edge {
     this.store.members.remove(pool, url)
     if (!this.config.pools.get(pool)?.backends.some(b => b.url === url)) this.store.release(url)
     return true
+  }
+
+  /** The pool's latency over the last `windowMs`, merged over its members (the scaler reads it). */
+  poolLatency (pool: string, windowMs: number, now = Date.now()): WindowHistogram {
+    const h = new WindowHistogram()
+    for (const m of this.store.members.list(pool)) m.backend.latency.addTo(h, windowMs, now)
+    return h
   }
 
   async start (): Promise<void> {

@@ -30,6 +30,8 @@ export const STATUS_PAGE = `<!doctype html>
   #events div { padding: 2px 0; border-bottom: 1px dotted var(--line); }
   .grid2 { display: grid; grid-template-columns: repeat(auto-fit, minmax(260px, 1fr)); gap: 16px; }
   #error { color: var(--bad); }
+  #sec-scale { grid-column: 1 / -1; }
+  .scale-pool .chart { max-width: 600px; }
 </style>
 </head>
 <body>
@@ -115,6 +117,38 @@ function chart(points) {
   return svg + '</svg>';
 }
 
+const SCALE_MARK = { "scale.up": "#1a7f37", "scale.down": "#0969da", "scale.capped": "#cf222e", "scale.saturated": "#9a6700" };
+
+// One pool's scaler: backends now and desired, the target (learned or set), spend against the cap, and the
+// observed metric over time with the target dashed and each scale event marked (colour by kind).
+function scalePanel(p) {
+  const target = p.target > 0 ? fmt(p.target, 1) + " ms" + (p.targetLearned === true ? " (learned)" : p.targetLearned === false ? " (learning…)" : "") : "learning…";
+  const cap = p.maxCostPerHour !== undefined && p.maxCostPerHour !== null ? " of cap " + fmt(p.maxCostPerHour, 2) : "";
+  let svg = "";
+  const ev = p.events || [];
+  if (ev.length >= 2) {
+    const w = 600, h = 140, left = 44, right = 8, top = 10, bottom = 18;
+    const ts = ev.map(e => Date.parse(e.time)), t0 = ts[0], t1 = ts[ts.length - 1];
+    const max = niceMax(Math.max(1, p.target, ...ev.map(e => e.observed)));
+    const x = t => left + (w - left - right) * (t - t0) / Math.max(1, t1 - t0);
+    const y = v => top + (h - top - bottom) * (1 - Math.min(v, max) / max);
+    svg = '<svg class="chart" viewBox="0 0 ' + w + ' ' + h + '" role="img" aria-label="scaling chart for ' + esc(p.pool) + '">' +
+      '<text x="' + (left - 4) + '" y="' + (top + 8) + '" font-size="10" text-anchor="end" fill="#57606a">' + fmt(max, 0) + ' ms</text>' +
+      '<polyline fill="none" stroke="#bc4c00" stroke-width="1.6" points="' + ev.map((e, i) => x(ts[i]).toFixed(1) + "," + y(e.observed).toFixed(1)).join(" ") + '"/>';
+    if (p.target > 0) svg += '<line x1="' + left + '" x2="' + (w - right) + '" y1="' + y(p.target).toFixed(1) + '" y2="' + y(p.target).toFixed(1) + '" stroke="#57606a" stroke-dasharray="5 4"/>';
+    ev.forEach((e, i) => {
+      if (e.kind === "scale.hold") return;
+      svg += '<circle class="scale-mark" data-kind="' + esc(e.kind) + '" cx="' + x(ts[i]).toFixed(1) + '" cy="' + y(e.observed).toFixed(1) + '" r="4" fill="' + (SCALE_MARK[e.kind] || "#57606a") + '"><title>' + esc(e.kind + " " + e.from + " → " + e.to + ": " + e.reason) + '</title></circle>';
+    });
+    svg += '</svg>';
+  }
+  const last = ev.filter(e => e.kind !== "scale.hold").slice(-5).reverse().map(e => '<div><span style="color:' + (SCALE_MARK[e.kind] || "") + '">' + esc(e.kind) + '</span> ' + e.from + ' → ' + e.to + ' <span class="muted">' + esc(e.reason) + '</span></div>').join("");
+  return '<div class="scale-pool" data-scale-pool="' + esc(p.pool) + '"><h3>' + esc(p.pool) + ' <span class="muted">' + esc(p.provider) + ' · ' + esc(p.metric) + '</span></h3>' +
+    '<div><b data-current>' + p.current + '</b> backends, desired <b data-desired>' + p.desired + '</b> <span class="muted">(min ' + p.min + ', max ' + p.max + ')</span>' + (p.saturated ? ' <span class="state-drain">saturated</span>' : '') + '</div>' +
+    '<div>target <span data-target>' + esc(target) + '</span> <span class="muted">ceiling ' + fmt(p.targetCeiling, 0) + ' ms</span>' + (p.learnedFrom ? '<div class="muted">' + esc(p.learnedFrom) + '</div>' : '') + '</div>' +
+    '<div>cost <span data-cost>' + fmt(p.costPerHour, 2) + cap + '</span> per hour</div>' + svg + last + '</div>';
+}
+
 function renderPools(st, now) {
   const html = st.pools.map(p => {
     let poolRps = 0, up = 0, p50s = [], p95s = [], p99s = [];
@@ -169,7 +203,8 @@ function renderTables(st) {
   }
   if (st.ha !== undefined && st.ha.role === "standalone") section("ha", '<div class="muted">standalone (no HA pair configured)</div>');
   if (st.shadow !== undefined) section("shadow", renderShadow(st.shadow));
-  for (const key of ["ha", "scale"]) {
+  if (Array.isArray(st.scaling) && st.scaling.length > 0) section("scale", st.scaling.map(scalePanel).join(""));
+  for (const key of ["ha"]) {
     if (key === "ha" && st.ha !== undefined && st.ha.role === "standalone") continue;
     if (st[key] !== undefined) section(key, '<pre>' + esc(JSON.stringify(st[key], null, 2)) + '</pre>');
   }
