@@ -104,7 +104,8 @@ export class Edge {
     this.#table = new EdgeTable(config, this.store, this.#tunnels)
     this.metrics = new EdgeMetrics(() => this.#table)
     this.metrics.watchCertificates(() => this.certificates())
-    this.metrics.watchTunnels(() => this.#tunnels?.sessionStats() ?? [])
+    this.metrics.watchTunnels(() => this.#tunnels?.sessionStats() ?? [], () => this.#tunnels?.clientTotals() ?? [])
+    this.metrics.watchListeners(() => this.#listeners.values())
     this.#accessLog = createAccessLog(config.log.access)
     this.hooks = new ExchangeHooks({ log: this.log, countFault: () => { this.metrics.internalErrors.inc({ where: 'hook' }) } })
     // Passive health first: an ejection an answer causes is in place before anything else looks at it.

@@ -284,3 +284,38 @@ rise = 1
   const [code] = await once(cli.child, 'exit')
   assert.equal(code, 0)
 })
+
+test('/metrics follows Prometheus conventions: counters end in _total; process, request duration, bytes, connections', async t => {
+  const a = await backend(t)
+  const te = await startEdge(t, head() + pool('api', [a]) + `
+[[routes]]
+name = "hello"
+match = { path_prefix = "/hello" }
+respond = { status = 200, body = "hello, edge\\n" }
+`)
+  const get = client(t) // keep-alive: its connection stays open on the listener
+  for (let i = 0; i < 5; i++) assert.equal((await get(`${te.url}/api/${i}`, { method: 'POST', body: 'x'.repeat(100) })).status, 200)
+  for (let i = 0; i < 3; i++) assert.equal((await get(`${te.url}/hello`)).body, 'hello, edge\n')
+  assert.equal((await get(`${te.url}/nowhere`)).status, 404)
+  const text = (await get(`${te.adminUrl}/metrics`)).body
+  const { samples, types } = parsePrometheus(text)
+  for (const [name, type] of types) {
+    if (type === 'counter') assert.match(name, /_total$/, `counter ${name} is named *_total`)
+  }
+  // prom-client's default collectors.
+  assert.ok(samples.some(s => s.name === 'process_cpu_user_seconds_total'), 'process_* metrics')
+  assert.ok(samples.some(s => s.name.startsWith('nodejs_heap_size')), 'nodejs_* metrics')
+  // The client's view: duration by route and status class, for proxied and edge-made answers alike.
+  assert.equal(types.get('edge_request_duration_seconds'), 'histogram')
+  const apiRoute = samples.find(s => s.name === 'edge_requests_total' && s.labels.code === '200' && s.labels.route !== 'hello')?.labels.route
+  assert.equal(sum(samples, 'edge_request_duration_seconds_count', { route: apiRoute ?? '', code_class: '2xx' }), 5)
+  assert.equal(sum(samples, 'edge_request_duration_seconds_count', { route: 'hello', code_class: '2xx' }), 3)
+  assert.equal(sum(samples, 'edge_request_duration_seconds_count', { code_class: '4xx' }), 1)
+  assert.ok(sum(samples, 'edge_request_duration_seconds_sum') > 0)
+  // Bytes each way: 5 bodies of 100 in; the edge's own answers count their bytes out too (head and body).
+  assert.equal(sum(samples, 'edge_received_bytes_total', { route: apiRoute ?? '' }), 500)
+  assert.ok(sum(samples, 'edge_sent_bytes_total', { route: 'hello' }) > 3 * 'hello, edge\n'.length, 'edge answers count their bytes')
+  assert.ok(sum(samples, 'edge_sent_bytes_total', { route: apiRoute ?? '' }) > 0)
+  // The keep-alive connection of `get` is open on the listener.
+  assert.ok(sum(samples, 'edge_listener_connections', { listener: 'web' }) >= 1)
+})

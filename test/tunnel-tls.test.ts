@@ -74,7 +74,7 @@ tunnel = "db.tunnel.test"
   // Tunnel sessions and streams are in /metrics.
   const metrics = await (await fetch(`http://127.0.0.1:${edge.admin}/metrics`)).text()
   assert.match(metrics, /^edge_tunnel_sessions\{client="[^"]*"\} 1$/m)
-  const opened = Number(/^edge_tunnel_streams_opened\{client="[^"]*"\} (\d+)$/m.exec(metrics)?.[1])
+  const opened = Number(/^edge_tunnel_streams_opened_total\{client="[^"]*"\} (\d+)$/m.exec(metrics)?.[1])
   assert.ok(opened >= 2, `streams opened: ${opened}`)
 
   // The client goes away: the name has no member, so the connection is closed instead of misrouted.

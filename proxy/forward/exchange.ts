@@ -82,6 +82,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   readonly socket: Socket
   /** Request body bytes sent to the backend (undici's onBodySent): the access log's bytes_in. */
   bodyBytes = 0
+  /** Response body bytes passed to the client (HTTP/2 has no per-stream socket to count on). */
+  responseBodyBytes = 0
   bytesOutStart: number
   #abort: ((err?: Error) => void) | null = null
   #resume: (() => void) | null = null
@@ -270,6 +272,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   onData (chunk: Buffer): boolean {
     if (this.#done) return false
     if (this.#discarding) return true
+    this.responseBodyBytes += chunk.length
     if (this.#watcher !== undefined) this.#watcher.onPrimaryData(chunk)
     if (this.res.write(chunk)) return true
     if (this.res.listenerCount('drain') === 0) this.res.on('drain', onResDrain)

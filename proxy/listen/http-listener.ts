@@ -141,6 +141,8 @@ export class HttpListener {
 
   handle (req: IncomingMessage, res: ServerResponse, h2 = false): void {
     const start = performance.now()
+    // The edge's own answers count their bytes as an exchange does: the socket's delta (HTTP/1.1), the body (h2).
+    const bytesStart = h2 ? 0 : req.socket.bytesWritten
     // node:http hands over requests pipelined behind one the edge refused and is closing on: none may be served.
     if ((req.socket as ClosingSocket)[kClosing] === true) return
     if (this.#closing) res.shouldKeepAlive = false
@@ -151,13 +153,13 @@ export class HttpListener {
     if (refusal !== undefined) {
       closeAfter(req, res)
       sendError(res, 505, 'EP_ERR_HTTP_VERSION', refusal, scanned.requestId)
-      this.logSimple(req, res, scanned, clientIp, start, '', 'EP_ERR_HTTP_VERSION')
+      this.logSimple(req, res, scanned, clientIp, start, bytesStart, '', 'EP_ERR_HTTP_VERSION')
       return
     }
     if (scanned.bad !== undefined) {
       closeAfter(req, res)
       sendError(res, 400, 'EP_ERR_BAD_REQUEST', scanned.bad, scanned.requestId)
-      this.logSimple(req, res, scanned, clientIp, start, '', 'EP_ERR_BAD_REQUEST')
+      this.logSimple(req, res, scanned, clientIp, start, bytesStart, '', 'EP_ERR_BAD_REQUEST')
       return
     }
     const url = req.url ?? '/'
@@ -165,13 +167,13 @@ export class HttpListener {
     if (url === '*') { // OPTIONS * asks about the server itself: the edge answers, no backend is bothered
       res.writeHead(204, { allow: 'GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS', 'x-request-id': scanned.requestId })
       res.end()
-      this.logSimple(req, res, scanned, clientIp, start, '', undefined)
+      this.logSimple(req, res, scanned, clientIp, start, bytesStart, '', undefined)
       return
     }
     const resolved = table.resolver.resolve(this.config.name, scanned.host, url, method, req)
     if (resolved === undefined) {
       sendError(res, 404, 'EP_ERR_NO_ROUTE', `no route for ${scanned.host === '' ? '(no host)' : scanned.host}${url.split('?')[0] ?? ''}`, scanned.requestId)
-      this.logSimple(req, res, scanned, clientIp, start, '', 'EP_ERR_NO_ROUTE')
+      this.logSimple(req, res, scanned, clientIp, start, bytesStart, '', 'EP_ERR_NO_ROUTE')
       return
     }
     const route = resolved.route
@@ -184,7 +186,7 @@ export class HttpListener {
           'x-request-id': scanned.requestId,
         })
         res.end(action.body)
-        this.logSimple(req, res, scanned, clientIp, start, route.name, undefined)
+        this.logSimple(req, res, scanned, clientIp, start, bytesStart, route.name, undefined)
         return
       }
       case 'redirect': {
@@ -192,7 +194,7 @@ export class HttpListener {
         if (action.appendPath) to += rewritePath(url, route, true).slice(to.endsWith('/') ? 1 : 0)
         res.writeHead(action.status, { location: to, 'content-length': 0, 'x-request-id': scanned.requestId })
         res.end()
-        this.logSimple(req, res, scanned, clientIp, start, route.name, undefined)
+        this.logSimple(req, res, scanned, clientIp, start, bytesStart, route.name, undefined)
         return
       }
       case 'pool': {
@@ -208,8 +210,10 @@ export class HttpListener {
     }
   }
 
-  private logSimple (req: IncomingMessage, res: ServerResponse, s: ScannedRequest, clientIp: string, start: number, route: string, error: string | undefined): void {
-    this.#deps.metrics?.countRequest(route, res.statusCode)
+  private logSimple (req: IncomingMessage, res: ServerResponse, s: ScannedRequest, clientIp: string, start: number, bytesStart: number, route: string, error: string | undefined): void {
+    const durationMs = performance.now() - start
+    const bytesOut = req.httpVersionMajor === 2 ? Number(res.getHeader('content-length') ?? 0) : req.socket.bytesWritten - bytesStart
+    this.#deps.metrics?.countRequest(route, res.statusCode, durationMs / 1000, 0, bytesOut)
     const log = this.#deps.accessLog
     if (log === undefined) return
     log.write({
@@ -220,12 +224,17 @@ export class HttpListener {
       path: req.url ?? '',
       status: res.statusCode,
       bytesIn: 0,
-      bytesOut: 0,
-      durationMs: performance.now() - start,
+      bytesOut,
+      durationMs,
       route,
       backend: '',
       error,
     })
+  }
+
+  /** Client connections open on this listener now (upgraded ones included, until they close). */
+  openConnections (): Promise<number> {
+    return new Promise(resolve => { this.server.getConnections((err, n) => { resolve(err === null ? n : 0) }) })
   }
 
   /** Stops accepting; idle keep-alive connections close now, busy ones after their response. */

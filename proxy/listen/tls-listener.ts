@@ -88,6 +88,8 @@ export class TlsListener {
 
   get connections (): number { return this.#inner.connections }
 
+  openConnections (): Promise<number> { return Promise.resolve(this.#inner.connections) }
+
   private pick (sni: string | undefined, client: Socket): PassthroughTarget | undefined {
     const resolved = this.#deps.table().resolver.resolveSni(this.config.name, sni)
     const pool = resolved?.pool

@@ -21,10 +21,15 @@ export class MetricsObserver implements ExchangeObserver {
 
   onResponseEnd (x: Exchange): void {
     const metrics = this.metrics
-    metrics.countRequest(x.route.name, x.status)
+    metrics.countRequest(x.route.name, x.status, x.durationMs / 1000, x.bodyBytes, bytesOut(x))
     if (x.member !== undefined && x.upstreamMs >= 0) metrics.observeUpstream(x.pool.name, x.member, x.upstreamMs / 1000)
     if (x.retries > 0) metrics.retries.labels(x.pool.name).inc(x.retries)
   }
+}
+
+/** Bytes the client got: the socket's delta on HTTP/1.1 (head included); the body on HTTP/2 (streams share it). */
+function bytesOut (x: Exchange): number {
+  return x.req.httpVersionMajor === 2 ? x.responseBodyBytes : x.socket.bytesWritten - x.bytesOutStart
 }
 
 /** One access-log line per exchange; `log()` is read at the end of each (a reload may switch the log). */
@@ -43,7 +48,7 @@ export class AccessLogObserver implements ExchangeObserver {
       path: x.req.url ?? '',
       status: x.status,
       bytesIn: x.bodyBytes,
-      bytesOut: x.socket.bytesWritten - x.bytesOutStart,
+      bytesOut: bytesOut(x),
       durationMs: x.durationMs,
       route: x.route.name,
       backend: x.member?.backend.url ?? '',

@@ -22,7 +22,7 @@ import type { BackendStore } from './store.js'
 import { PoolRuntime, tlsPools } from './pool.js'
 import type { Resolved, RuntimeRoutes } from '../route/resolve.js'
 import { RefusingDispatcher } from './transport.js'
-import type { TunnelSessionStats } from '../ops/metrics.js'
+import type { TunnelClientTotals, TunnelSessionStats } from '../ops/metrics.js'
 
 export interface TunnelMembersDeps {
   readonly log: Logger
@@ -83,6 +83,8 @@ export class TunnelMembers implements RuntimeRoutes {
   #configPools: readonly TunnelPool[] = []
   /** Pools this source added members to at the last sync (to empty those that stop naming a tunnel). */
   #synced = new Set<string>()
+  /** Totals of closed sessions per client; bounded, as subjects are whatever tokens say. */
+  readonly #retired = new LRUCache<string, TunnelClientTotals>({ max: 4096 })
   readonly #https: https.Server | undefined
 
   constructor (config: TunnelConfig, deps: TunnelMembersDeps) {
@@ -106,6 +108,7 @@ export class TunnelMembers implements RuntimeRoutes {
     })
     this.server.on('refused', (err: Error, ip: string | undefined) => { deps.log.warn({ reason: err.message, ip }, 'tunnel refused') })
     this.server.on('session-close', (session: Session, err: (Error & { code?: string }) | undefined) => {
+      this.retire(session)
       if (err !== undefined) deps.log.warn({ sub: session.meta.sub, code: err.code, reason: err.message }, 'tunnel session closed')
     })
   }
@@ -200,6 +203,26 @@ export class TunnelMembers implements RuntimeRoutes {
       if (!synced.has(pool)) for (const url of [...registry.urls(pool)]) registry.remove(pool, url, 'tunnel')
     }
     this.#synced = synced
+  }
+
+  /** A closed session's numbers stay in its client's totals (the metrics' counters never go down). */
+  private retire (s: Session): void {
+    const sub = String(s.meta.sub ?? '')
+    const t = this.#retired.get(sub) ?? { sub, streams_total: 0, bytes_in: 0, bytes_out: 0, window_stalls: 0 }
+    this.#retired.set(sub, { sub, streams_total: t.streams_total + s.stats.streamsTotal, bytes_in: t.bytes_in + s.stats.bytesIn, bytes_out: t.bytes_out + s.stats.bytesOut, window_stalls: t.window_stalls + s.stats.windowStalls })
+  }
+
+  /** Per client (token subject): streams, bytes and stalls of its closed sessions plus its live ones. */
+  clientTotals (): TunnelClientTotals[] {
+    const out = new Map<string, TunnelClientTotals>()
+    for (const [sub, t] of this.#retired.entries()) out.set(sub, t)
+    for (const s of this.server.sessions) {
+      if (s.closed) continue // counted by retire() once its close is reported
+      const sub = String(s.meta.sub ?? '')
+      const t = out.get(sub) ?? { sub, streams_total: 0, bytes_in: 0, bytes_out: 0, window_stalls: 0 }
+      out.set(sub, { sub, streams_total: t.streams_total + s.stats.streamsTotal, bytes_in: t.bytes_in + s.stats.bytesIn, bytes_out: t.bytes_out + s.stats.bytesOut, window_stalls: t.window_stalls + s.stats.windowStalls })
+    }
+    return [...out.values()]
   }
 
   /** Per-session numbers for status and metrics. */
