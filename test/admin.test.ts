@@ -319,3 +319,17 @@ respond = { status = 200, body = "hello, edge\\n" }
   // The keep-alive connection of `get` is open on the listener.
   assert.ok(sum(samples, 'edge_listener_connections', { listener: 'web' }) >= 1)
 })
+
+test('a backend URL left unencoded in a drain path gets 400 saying how to encode it', async t => {
+  const a = await backend(t)
+  const te = await startEdge(t, head() + pool('api', [a]))
+  const get = client(t)
+  const r = await get(`${te.adminUrl}/api/pools/api/backends/${a.url}/drain`, { method: 'POST' })
+  assert.equal(r.status, 400, r.body)
+  const body = JSON.parse(r.body) as { ok: boolean, error: string }
+  assert.equal(body.ok, false)
+  assert.ok(body.error.includes('must be URL-encoded'), body.error)
+  assert.ok(body.error.includes(`/api/pools/api/backends/${encodeURIComponent(a.url)}/drain`), body.error)
+  // The encoded form it names works.
+  assert.equal((await get(`${te.adminUrl}/api/pools/api/backends/${encodeURIComponent(a.url)}/drain`, { method: 'POST' })).status, 200)
+})

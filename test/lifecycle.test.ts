@@ -72,9 +72,13 @@ async function reloadUnderLoad (t: Parameters<typeof spawnCli>[0], how: 'SIGHUP'
     const r = await adminPost(cli, '/api/reload')
     reloadedAt = Date.now()
     assert.equal(r.status, 200, r.body)
-    const body = JSON.parse(r.body) as { ok: boolean, summary: string }
+    const body = JSON.parse(r.body) as { ok: boolean, summary: string, generation: number, lines: string[], errors: string[] }
     assert.equal(body.ok, true)
     assert.match(body.summary, /pool p: round_robin, 1 backends/)
+    // One JSON object, not a string full of newlines: the generation now running, the summary's lines, no errors.
+    assert.equal(body.generation, 2)
+    assert.ok(body.lines.some(l => /pool p: round_robin, 1 backends/.test(l)) && body.lines.every(l => !l.includes('\n')))
+    assert.deepEqual(body.errors, [])
   }
   await waitUntil(() => b.seen.length >= 50, 5000, 'load on the new backend')
   const { samples, failures } = await running.stop()
@@ -94,9 +98,12 @@ async function reloadUnderLoad (t: Parameters<typeof spawnCli>[0], how: 'SIGHUP'
   } else {
     const r = await adminPost(cli, '/api/reload')
     assert.equal(r.status, 400)
-    const body = JSON.parse(r.body) as { ok: boolean, error: string }
+    const body = JSON.parse(r.body) as { ok: boolean, error: string, generation: number, errors: string[] }
     assert.equal(body.ok, false)
     assert.match(body.error, /proxy\.toml:\d+: routes\[1\]\.pool: .*"missing"/)
+    assert.equal(body.generation, 2, 'the running generation stays')
+    assert.equal(body.errors.length, 1)
+    assert.match(body.errors[0] ?? '', /^.*proxy\.toml:\d+: routes\[1\]\.pool: .*"missing"/)
   }
   for (let i = 0; i < 5; i++) assert.equal(echoOf(await request(cli.port)).backend, 'new')
   assert.equal(cli.child.exitCode, null, 'still running')

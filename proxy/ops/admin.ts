@@ -249,10 +249,18 @@ export class AdminServer {
     }
     if (path === '/api/reload') {
       if (req.method !== 'POST') { res.writeHead(405, { allow: 'POST' }); res.end(); return }
+      // One object either way: ok, the generation now running, and each problem as its own string.
       this.deps.reload().then(
-        summary => { json(res, 200, { ok: true, summary }) },
-        (err: Error) => { json(res, 400, { ok: false, error: err.message }) },
+        summary => { json(res, 200, { ok: true, generation: this.deps.health().generation, summary, lines: summary.split('\n').filter(l => l !== ''), errors: [] }) },
+        (err: Error) => { json(res, 400, { ok: false, generation: this.deps.health().generation, error: err.message, errors: err.message.split('\n').filter(l => l !== '') }) },
       )
+      return
+    }
+    const unencoded = path === undefined ? null : /^\/api\/pools\/([^/]+)\/backends\/(.+?)(\/drain|\/undrain)?$/.exec(path)
+    if (unencoded !== null && unencoded[2]?.includes('/') === true) {
+      // "/api/pools/demo/backends/http://127.0.0.1:9001/drain": the URL's own slashes split the path.
+      const example = `/api/pools/${unencoded[1] ?? ''}/backends/${encodeURIComponent(unencoded[2])}${unencoded[3] ?? ''}`
+      json(res, 400, { ok: false, error: `the backend URL in the path must be URL-encoded (encodeURIComponent), e.g. ${example}` })
       return
     }
     json(res, 404, { error: `no admin endpoint ${req.method ?? ''} ${path ?? ''}` })
