@@ -190,3 +190,45 @@ test('openssl s_client (real client) through the passthrough verifies the backen
   assert.match(out, /CACHE:hello/)
   assert.match(out, /verify return:1/)
 })
+
+test('each passthrough connection is one access-log line: listener, SNI, backend, bytes each way, duration, end', async t => {
+  const pki = await makePki(t)
+  const db = await tlsBackend(t, pki, 'DB', ['db.example.com'])
+  const { readFile } = await import('node:fs/promises')
+  const { join } = await import('node:path')
+  const file = join(pki.dir, 'access.log')
+  const e = await startEdge(t, pki.dir, `${silentToml.replace('access = "off"', `access = ${JSON.stringify(file)}`)}
+[[listeners]]
+name = "passthrough"
+listen = "127.0.0.1:0"
+protocol = "tls"
+
+[[routes]]
+listener = "passthrough"
+match.sni = "db.example.com"
+pool = "db"
+
+[pools.db]
+backends = ["tcp://127.0.0.1:${db}"]
+`)
+  const port = e.port('passthrough')
+  assert.equal(await ask(port, 'db.example.com', pki.ca.cert), 'DB:hello')
+  await assert.rejects(ask(port, 'nomatch.example.net', pki.ca.cert))
+  let lines: Array<Record<string, unknown>> = []
+  for (let i = 0; i < 100 && lines.length < 2; i++) {
+    await new Promise(resolve => setTimeout(resolve, 50))
+    lines = (await readFile(file, 'utf8').catch(() => '')).split('\n').filter(l => l !== '').map(l => JSON.parse(l) as Record<string, unknown>).filter(r => r.msg === 'connection')
+  }
+  const ok = lines.find(r => r.end === 'closed')
+  assert.ok(ok !== undefined, JSON.stringify(lines))
+  assert.equal(ok.listener, 'passthrough')
+  assert.equal(ok.sni, 'db.example.com')
+  assert.equal(ok.backend, `tcp://127.0.0.1:${db}`)
+  assert.equal(ok.client_ip, '127.0.0.1')
+  assert.ok((ok.bytes_in as number) > 200 && (ok.bytes_out as number) > 200, JSON.stringify(ok)) // handshakes both ways
+  assert.ok((ok.duration_ms as number) > 0)
+  const refused = lines.find(r => r.end === 'rejected')
+  assert.ok(refused !== undefined, JSON.stringify(lines))
+  assert.equal(refused.sni, 'nomatch.example.net')
+  assert.match(String(refused.error), /no-route/)
+})

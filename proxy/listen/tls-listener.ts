@@ -5,6 +5,7 @@
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
+import type { AccessLog } from '../ops/log.js'
 import type { ListenerConfig } from '../../config/types.js'
 import { formatAddress } from '../../config/address.js'
 import { defaultRoute } from '../../config/load.js'
@@ -17,6 +18,8 @@ import { TlsPassthroughListener, parseTcpTarget, type PassthroughEvent, type Pas
 export interface TlsListenerDeps {
   table (): EdgeTable
   readonly log: Logger
+  /** One line per passthrough connection (read per connection: a reload may switch the log). */
+  readonly accessLog?: AccessLog | undefined
 }
 
 export interface TlsListenerOptions {
@@ -105,6 +108,17 @@ export class TlsListener {
   }
 
   private onEvent (e: PassthroughEvent): void {
+    const access = this.#deps.accessLog
+    if (access !== undefined) {
+      if (e.type === 'closed') {
+        access.connection({
+          listener: this.config.name, clientIp: clientIpOf(e.client), sni: e.sni ?? '', backend: (e.target as BackendLease).backend?.url ?? `${e.target.host}:${e.target.port}`,
+          bytesIn: e.bytesIn, bytesOut: e.bytesOut, durationMs: e.durationMs, end: e.end, error: e.error,
+        })
+      } else if (e.type === 'rejected') {
+        access.connection({ listener: this.config.name, clientIp: e.client === undefined ? '' : clientIpOf(e.client), sni: e.sni ?? '', backend: '', bytesIn: 0, bytesOut: 0, durationMs: 0, end: 'rejected', error: `${e.reason}: ${e.detail}` })
+      }
+    }
     const log = this.#deps.log
     if (!log.isLevelEnabled('debug')) return
     if (e.type === 'routed') log.debug({ listener: this.config.name, sni: e.sni, target: `${e.target.host}:${e.target.port}` }, 'tls passthrough')

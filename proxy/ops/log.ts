@@ -26,8 +26,23 @@ export interface AccessRecord {
   readonly error: string | undefined
 }
 
+/** One tls passthrough connection, logged when it ends (or when it is refused before a backend was chosen). */
+export interface ConnectionRecord {
+  readonly listener: string
+  readonly clientIp: string
+  readonly sni: string
+  readonly backend: string
+  readonly bytesIn: number
+  readonly bytesOut: number
+  readonly durationMs: number
+  /** closed | connect-failed | upstream-error | rejected (no route, bad or slow ClientHello) */
+  readonly end: string
+  readonly error: string | undefined
+}
+
 export interface AccessLog {
   write (r: AccessRecord): void
+  connection (r: ConnectionRecord): void
   flush (): void
 }
 
@@ -54,6 +69,19 @@ export function createAccessLog (access: string): AccessLog | undefined {
         backend: r.backend,
         ...(r.error === undefined ? {} : { error: r.error }),
       }, 'request')
+    },
+    connection (r) {
+      log.info({
+        listener: r.listener,
+        client_ip: r.clientIp,
+        sni: r.sni,
+        backend: r.backend,
+        bytes_in: r.bytesIn,
+        bytes_out: r.bytesOut,
+        duration_ms: Math.round(r.durationMs * 1000) / 1000,
+        end: r.end,
+        ...(r.error === undefined ? {} : { error: r.error }),
+      }, 'connection')
     },
     flush () {
       try { dest.flushSync() } catch { /* not ready yet or already closed */ }

@@ -42,8 +42,10 @@ export function sniRoutes (routes: ReadonlyArray<{ readonly sni: string, readonl
 
 export type PassthroughEvent =
   | { readonly type: 'routed', readonly sni: string | undefined, readonly target: PassthroughTarget }
-  | { readonly type: 'rejected', readonly reason: 'invalid-hello' | 'hello-timeout' | 'no-route', readonly detail: string, readonly sni?: string | undefined }
+  | { readonly type: 'rejected', readonly reason: 'invalid-hello' | 'hello-timeout' | 'no-route', readonly detail: string, readonly sni?: string | undefined, readonly client?: net.Socket }
   | { readonly type: 'upstream-error', readonly target: PassthroughTarget, readonly error: string }
+  /** A spliced connection ended: bytes each way as the client's socket counted them, and how it ended. */
+  | { readonly type: 'closed', readonly sni: string | undefined, readonly target: PassthroughTarget, readonly client: net.Socket, readonly bytesIn: number, readonly bytesOut: number, readonly durationMs: number, readonly end: 'closed' | 'connect-failed' | 'upstream-error', readonly error: string | undefined }
 
 export interface PassthroughOptions {
   readonly pick: PickTarget
@@ -132,14 +134,14 @@ class PassthroughConnection {
     this.#client.off('data', this.#onHelloData)
     this.#client.pause()
     if (r.kind === 'invalid') {
-      this.#emit({ type: 'rejected', reason: 'invalid-hello', detail: r.reason })
+      this.#emit({ type: 'rejected', reason: 'invalid-hello', detail: r.reason, client: this.#client })
       this.#client.destroy()
       return
     }
     let target: PassthroughTarget | undefined
     try { target = this.#opts.pick(r.sni, r.alpn, this.#client) } catch { target = undefined }
     if (target === undefined) {
-      this.#emit({ type: 'rejected', reason: 'no-route', detail: r.sni === undefined ? 'no SNI and no default' : `no route for "${r.sni}"`, sni: r.sni })
+      this.#emit({ type: 'rejected', reason: 'no-route', detail: r.sni === undefined ? 'no SNI and no default' : `no route for "${r.sni}"`, sni: r.sni, client: this.#client })
       // Drain what the client still sends so the close is a FIN, not a reset that could eat the alert.
       const client = this.#client
       client.resume()
@@ -151,11 +153,12 @@ class PassthroughConnection {
   }
 
   readonly #onHelloTimeout = (): void => {
-    this.#emit({ type: 'rejected', reason: 'hello-timeout', detail: `no ClientHello after ${this.#parser.buffered.length} bytes` })
+    this.#emit({ type: 'rejected', reason: 'hello-timeout', detail: `no ClientHello after ${this.#parser.buffered.length} bytes`, client: this.#client })
     this.#client.destroy()
   }
 
   #connect (target: PassthroughTarget, sni: string | undefined): void {
+    const started = performance.now()
     let up: Duplex
     if (target.open !== undefined) {
       // A target that brings its own upstream (a tunnel stream) is open at once.
@@ -186,8 +189,13 @@ class PassthroughConnection {
     })
     up.on('close', () => {
       this.#all.delete(up)
-      this.#client.destroy()
+      const client = this.#client
+      client.destroy()
       try { target.done?.(connected, error) } catch { /* the picker's bookkeeping stays its own */ }
+      this.#emit({
+        type: 'closed', sni, target, client, bytesIn: client.bytesRead, bytesOut: client.bytesWritten, durationMs: performance.now() - started,
+        end: !connected ? 'connect-failed' : error !== undefined ? 'upstream-error' : 'closed', error: error?.message,
+      })
     })
     const open = (): void => {
       connected = true
