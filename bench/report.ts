@@ -203,7 +203,7 @@ export function markdown (scenarios: readonly ScenarioInfo[], cells: readonly Ce
   return out.join('\n')
 }
 
-/** One of issue 7's speed targets, checked against a run. `met` is undefined when the run did not measure it. */
+/** One of the speed targets against peers, checked against a run. `met` is undefined when the run did not measure it. */
 export interface TargetCheck {
   readonly target: string
   readonly measured: string
@@ -211,10 +211,10 @@ export interface TargetCheck {
 }
 
 /**
- * Issue 7's targets ("The speed to reach", 100 B, 50 keep-alive connections; wrk where it ran, else autocannon),
+ * The targets against peers (100 B, 50 keep-alive connections; wrk where it ran, else autocannon),
  * checked against this run's medians, so that a run says by itself which hold.
  */
-export function issueTargets (cells: readonly Cell[], idle: readonly IdleResult[], soak: readonly SoakResult[]): TargetCheck[] {
+export function peerTargets (cells: readonly Cell[], idle: readonly IdleResult[], soak: readonly SoakResult[]): TargetCheck[] {
   const sum = (scenario: string, target: string): Summary | undefined => cells.find(c => c.scenario === scenario && c.target === target)?.summary
   const scenario = sum('wrk-100b-c50', 'edge-proxy') !== undefined ? 'wrk-100b-c50' : '100b-c50'
   const edge = sum(scenario, 'edge-proxy')
@@ -245,7 +245,7 @@ export function issueTargets (cells: readonly Cell[], idle: readonly IdleResult[
 
 export function targetsMarkdown (checks: readonly TargetCheck[]): string {
   if (checks.every(c => c.met === undefined)) return ''
-  const out = ['### issue 7 targets, checked against this run', '', '| target | measured | verdict |', '|---|---|---|']
+  const out = ['### targets against peers, checked against this run', '', '| target | measured | verdict |', '|---|---|---|']
   for (const c of checks) out.push(`| ${c.target} | ${c.measured} | ${c.met === undefined ? 'not measured' : c.met ? 'met' : 'NOT met'} |`)
   out.push('')
   return out.join('\n')

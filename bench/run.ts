@@ -10,7 +10,7 @@ import { parseOptions, USAGE, type BenchOptions } from './options.js'
 import { SCENARIOS, selected, toolFor, type Scenario } from './scenarios.js'
 import { allTargets, type Running, type Target, type TlsFiles } from './targets.js'
 import { measureIdle, runRound, warmUp } from './measure.js'
-import { issueTargets, markdown, summarize, targetsMarkdown, type Cell, type IdleResult, type SoakResult } from './report.js'
+import { peerTargets, markdown, summarize, targetsMarkdown, type Cell, type IdleResult, type SoakResult } from './report.js'
 import { runSoak } from './soak.js'
 import type { LoadContext } from './load/index.js'
 import { createLocalPki } from '../proxy/tls/demo-certs.js'
@@ -167,7 +167,7 @@ async function bench (opts: BenchOptions, children: Children, dir: string): Prom
     cells,
     idle,
     soak,
-    issueTargets: issueTargets(cells, idle, soak),
+    peerTargets: peerTargets(cells, idle, soak),
   }
   await mkdir(opts.outDir, { recursive: true })
   const file = join(opts.outDir, `${date.toISOString().replace(/:/g, '-').replace(/\.\d+Z$/, 'Z')}${opts.quick ? '-quick' : ''}.json`)
@@ -177,7 +177,7 @@ async function bench (opts: BenchOptions, children: Children, dir: string): Prom
   const plan = [...throughput.length > 0 ? [`${opts.rounds} round(s) × ${opts.durationS} s per scenario and target`] : [], ...soak.length > 0 ? [`soak rounds of ${opts.soakSeconds} s`] : []]
   process.stdout.write(`${plan.join(', ')}${opts.quick ? ' (quick mode: a smoke run, not a measurement)' : ''}.\n\n`)
   process.stdout.write(markdown(scenarios, cells, idle, skipped, soak))
-  process.stdout.write(targetsMarkdown(result.issueTargets))
+  process.stdout.write(targetsMarkdown(result.peerTargets))
   process.stdout.write(`\nresult: ${file}\n`)
 }
 

@@ -1,4 +1,4 @@
-// The soak scenario (issue 7: "RSS flat within 10 % across three consecutive 60-second load rounds"): rounds of
+// The soak scenario (the target: "RSS flat within 10 % across three consecutive 60-second load rounds"): rounds of
 // load back to back on one target, the RSS of its process tree sampled after each once the round has settled.
 // Consecutive on purpose, unlike the round-robin of the throughput cells: a leak shows as RSS that keeps
 // climbing under sustained load on the same process.

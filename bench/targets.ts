@@ -176,7 +176,7 @@ tunnel = "${TUNNEL_NAME}"
 
 const CLI_MAIN = new URL('../cli/main.js', NODE_DIST).pathname
 
-/** How much later than the bench backend the shadow backend answers (issue 14: "10x slower than the primary"). */
+/** How much later than the bench backend the shadow backend answers (the shadow target: "10x slower than the primary"). */
 export const SHADOW_DELAY_MS = 10
 
 /**

@@ -9,7 +9,7 @@ import { request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseWrk } from '../bench/load/wrk.js'
-import { issueTargets, markdown, median, soakVerdict, summarize, targetsMarkdown, type Cell, type RoundResult, type SoakResult } from '../bench/report.js'
+import { peerTargets, markdown, median, soakVerdict, summarize, targetsMarkdown, type Cell, type RoundResult, type SoakResult } from '../bench/report.js'
 import { allTargets, edgeConfig, tunnelEdgeConfig, type TargetContext, type TlsFiles } from '../bench/targets.js'
 import { SCENARIOS, TUNNEL_NAME, selected, toolFor } from '../bench/scenarios.js'
 import { TreeSampler, processTree } from '../bench/proc-stat.js'
@@ -74,7 +74,7 @@ test('summaries take medians over rounds and ratios to direct and nginx of the s
   assert.equal(edge?.proxyPeakRssMb, 2)
 })
 
-test('issue 7 targets are checked from the run: ratios, CPU, p99, workers, idle memory; unmeasured ones say so', () => {
+test('targets against peers are checked from the run: ratios, CPU, p99, workers, idle memory; unmeasured ones say so', () => {
   const cell = (scenario: string, target: string, rps: number, cpuMs: number | undefined): Cell => ({ scenario, target, rounds: [round(rps, cpuMs)] })
   const cells: Cell[] = [
     cell('wrk-100b-c50', 'direct', 80_000, undefined),
@@ -85,7 +85,7 @@ test('issue 7 targets are checked from the run: ratios, CPU, p99, workers, idle 
     cell('wrk-100b-c50', 'nginx', 30_000, 500),
   ]
   summarize(cells)
-  const checks = issueTargets(cells, [{ target: 'edge-proxy', connections: 3000, opened: 3000, failed: 0, stillOpen: 3000, rssBeforeKb: 0, rssAfterKb: 0, bytesPerConnection: 9 * 1024, slopeBytesPerConnection: 9 * 1024 }], [])
+  const checks = peerTargets(cells, [{ target: 'edge-proxy', connections: 3000, opened: 3000, failed: 0, stillOpen: 3000, rssBeforeKb: 0, rssAfterKb: 0, bytesPerConnection: 9 * 1024, slopeBytesPerConnection: 9 * 1024 }], [])
   const verdict = (prefix: string): boolean | undefined => checks.find(c => c.target.includes(prefix))?.met
   assert.equal(verdict('2.0x http-proxy-3'), false) // 1.97x is not 2.0x
   assert.equal(verdict('<= undici-min'), false) // 1000 ms / 39,400 requests vs 900 / 42,000: 25.4 vs 21.4 µs
@@ -98,7 +98,7 @@ test('issue 7 targets are checked from the run: ratios, CPU, p99, workers, idle 
   const md = targetsMarkdown(checks)
   assert.match(md, /\| wrk-100b-c50: edge-proxy req\/s >= 2\.0x http-proxy-3 \| 1\.97x \(19,700 vs 10,000\) \| NOT met \|/)
   assert.match(md, /not measured/)
-  assert.equal(targetsMarkdown(issueTargets([], [], [])), '')
+  assert.equal(targetsMarkdown(peerTargets([], [], [])), '')
 })
 
 test('the soak verdict is "flat" within the tolerance of round 1, else grew or shrank; missing rounds are incomplete', () => {

@@ -340,7 +340,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   clientClosed (): void {
     // writableEnded, not writableFinished: an HTTP/2 response on a stream the client (or node, on a
     // content-length mismatch) reset reports writableFinished, and the upstream request was left running until
-    // the route timeout, holding a backend connection and shutdown (issue 12).
+    // the route timeout, holding a backend connection and shutdown.
     if (this.#done || this.res.writableEnded) return
     this.errorCode ??= 'EP_ERR_CLIENT_ABORTED'
     const abort = this.#abort
