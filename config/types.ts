@@ -1,8 +1,10 @@
 // The resolved, frozen configuration: durations in ms, names resolved to objects. Nothing after load re-checks it.
 import type { Address } from './address.js'
 import type { HealthCheckConfig, LimitsConfig, OutlierConfig, RetryConfig } from './health.js'
+import type { FloatingIp, HaConfig, IpMode } from './ha.js'
 
 export type { HealthCheckConfig, LimitsConfig, OutlierConfig, RetryConfig }
+export type { FloatingIp, HaConfig, IpMode }
 
 export type BalanceName = 'round_robin' | 'least_conn' | 'p2c' | 'hash'
 
@@ -155,6 +157,8 @@ export interface Config {
   }
   readonly log: { readonly access: string, readonly level: string }
   readonly tunnel: TunnelConfig | undefined
+  /** [ha]: this node's part in an active/passive group; undefined = standalone. */
+  readonly ha: HaConfig | undefined
   readonly listeners: readonly ListenerConfig[]
   readonly routes: readonly RouteConfig[]
   readonly pools: ReadonlyMap<string, PoolConfig>
