@@ -4,8 +4,9 @@
 // or the workers over IPC). Nothing here exits the process: `stopped` resolves with the exit code, and
 // cli/main.ts exits.
 import { readFile } from 'node:fs/promises'
+import { createHash } from 'node:crypto'
 import type { Logger } from 'pino'
-import type { Config } from '../config/types.js'
+import type { Config, HaConfig } from '../config/types.js'
 import { ConfigError, parseConfigText, summarize } from '../config/load.js'
 import { formatAddress } from '../config/address.js'
 import { AdminServer, type AdminDeps } from '../proxy/ops/admin.js'
@@ -16,6 +17,7 @@ import type { DemoBackends } from './demo.js'
 import { HealthControl, type MemberVerdict } from './health-control.js'
 import { reasonOf } from './messages.js'
 import { memberOps, Registrations, type Registered } from './registrations.js'
+import { HaNode } from '../ha/node.js'
 
 /** How the control side reaches the processes that serve traffic. */
 export interface Serving {
@@ -47,6 +49,13 @@ export interface ControlOptions {
   readonly onConfigText?: (text: string) => void
   /** Extra Prometheus text appended to /metrics (process restarts). */
   readonly extraMetrics?: () => string
+  /** The config file's text as first read: its hash goes in HA adverts (peers warn on a mismatch). */
+  readonly configText?: string
+}
+
+/** A short hash of a config text, compared between HA peers. */
+export function configHash (text: string): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, 12)
 }
 
 export class Control {
@@ -54,6 +63,8 @@ export class Control {
   readonly registrations = new Registrations()
   readonly health: HealthControl
   readonly log: Logger
+  /** This node's part in an HA group ([ha]); undefined when standalone. Role changes happen in it, nowhere else. */
+  readonly ha: HaNode | undefined
   generation = 1
   /** Resolves with the process's exit code once the edge has stopped. */
   readonly stopped: Promise<number>
@@ -61,6 +72,7 @@ export class Control {
   #serving: Serving | undefined
   #admin: AdminServer | undefined
   #stopping = false
+  #configHash: string
   #resolveStopped!: (code: number) => void
   readonly #opts: ControlOptions
   /** Drain state set through the admin API, replayed to serving processes that start later. */
@@ -72,6 +84,14 @@ export class Control {
     this.log = opts.log
     this.stopped = new Promise(resolve => { this.#resolveStopped = resolve })
     this.health = new HealthControl(v => { this.#serving?.setMember(v.pool, v.url, v) }, this.events, this.log, pool => this.registrations.urls(pool))
+    this.#configHash = configHash(opts.configText ?? '')
+    this.ha = initial.ha === undefined
+      ? undefined
+      : new HaNode(initial.ha, {
+        log: this.log,
+        onEvent: (type, message, fields) => { this.events.push(type, message, fields) },
+        configHash: () => this.#configHash,
+      })
   }
 
   get config (): Config { return this.#config }
@@ -84,6 +104,8 @@ export class Control {
     this.#admin = new AdminServer(this.#config.admin, this.adminDeps(serving))
     await this.#admin.listen()
     this.log.info({ address: formatAddress({ host: this.#config.admin.address.host, port: this.#admin.port }) }, 'admin listening')
+    // Last: the node may only claim the floating IP once this process serves (the passive runs warm).
+    await this.ha?.start()
   }
 
   /** Re-reads and validates the config file, applies it everywhere, and says what now runs. */
@@ -94,6 +116,11 @@ export class Control {
       const { config, text } = await readAndValidate(this.#config.file)
       await serving.reload(config, text)
       this.#config = config
+      this.#configHash = configHash(text)
+      if (JSON.stringify(haKeys(config.ha)) !== JSON.stringify(haKeys(this.ha?.config))) {
+        this.events.push('ha-config', '[ha] changed: it applies when the process restarts')
+        this.log.warn('[ha] changed in the reloaded config; the running HA node keeps its settings until a restart')
+      }
       this.#opts.onConfigText?.(text)
       this.registrations.retain(config)
       this.health.sync(config)
@@ -139,6 +166,8 @@ export class Control {
       this.#finish(code)
     }, timeout + 1000)
     try {
+      // The floating IP goes first, so a peer takes over while this process drains.
+      await this.ha?.close().catch((err: unknown) => { this.log.error({ reason: reasonOf(err) }, 'ha: error while giving up the role') })
       await this.#admin?.close()
       await this.health.close()
       await this.#serving?.close(timeout)
@@ -170,11 +199,12 @@ export class Control {
       events: this.events,
       reload: () => this.reload(),
       health: () => ({ generation: this.generation, workers: serving.workers() }),
-      metrics: async () => `${await serving.metrics()}${this.#opts.extraMetrics?.() ?? ''}`,
+      metrics: async () => `${await serving.metrics()}${this.#opts.extraMetrics?.() ?? ''}${this.ha?.metrics() ?? ''}`,
       status: async () => {
         const st = await serving.status()
-        return { generation: this.generation, workers: serving.workers(), ...st }
+        return { generation: this.generation, workers: serving.workers(), ...st, ...(this.ha === undefined ? {} : { ha: this.ha.status() }) }
       },
+      ...(this.ha === undefined ? {} : { ha: () => (this.ha as HaNode).status() }),
       drain: (pool, backend, draining) => this.drain(pool, backend, draining),
       members: memberOps({
         config: () => this.#config,
@@ -189,6 +219,11 @@ export class Control {
       }),
     }
   }
+}
+
+/** [ha] as loaded, to tell whether a reload changed it. */
+function haKeys (ha: HaConfig | undefined): unknown {
+  return ha === undefined ? null : { ...ha, secret: ha.secret.toString('base64') }
 }
 
 /** Checks a drain request against the running config and says what it did. */
