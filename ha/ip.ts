@@ -1,7 +1,7 @@
 // IP movers: how a node takes and gives up the floating IP, behind one interface, keyed by [ha] ip_mode.
-// - "linux": `ip addr add|del FLOATING_IP dev INTERFACE`, then gratuitous ARP (`arping -U -c 5`, and 5 more after
-//   5 s, so a switch or neighbour that missed the first burst learns the new MAC too); on_promote/on_demote, if
-//   set, run after.
+// - "linux": `ip addr add|del FLOATING_IP dev INTERFACE`, then gratuitous ARP (5 `arping -U` a second apart, and
+//   5 more after 5 s, so a switch or neighbour that missed the first burst learns the new MAC too);
+//   on_promote/on_demote, if set, run after.
 // - "command": on_promote/on_demote only (a cloud API call such as a reserved-IP assignment).
 // Hooks run through /bin/sh in the config file's directory with HA_NODE, HA_ROLE, HA_REASON and FLOATING_IP.
 import { execFile, spawn } from 'node:child_process'
@@ -62,10 +62,15 @@ async function hook (config: HaConfig, command: string | undefined, ctx: MoveCon
 export interface LinuxTools { readonly ip: string, readonly arping: string }
 const TOOLS: LinuxTools = { ip: 'ip', arping: 'arping' }
 
+/** Gratuitous ARP: 5 announcements a second apart, then 5 more after 5 s (as `arping -U -c 5`, twice). */
+const ARP_BURST = 5
+const ARP_SPACING = 1000
+const ARP_SECOND_BURST = 5000
+
 export class LinuxIpMover implements IpMover {
   readonly mode = 'linux'
-  #second: NodeJS.Timeout | undefined
-  #arp: ReturnType<typeof spawn> | undefined
+  readonly #timers = new Set<NodeJS.Timeout>()
+  readonly #arps = new Set<ReturnType<typeof spawn>>()
   constructor (readonly config: HaConfig, readonly tools: LinuxTools = TOOLS) {}
 
   async acquire (ctx: MoveContext): Promise<void> {
@@ -92,27 +97,37 @@ export class LinuxIpMover implements IpMover {
     if (r.code !== 0 && !/Cannot assign|not found|No such/i.test(r.stderr)) throw new Error(`ip addr del ${cidr} dev ${dev} failed: ${r.stderr}`)
   }
 
+  /**
+   * This process paces the announcements itself, one `arping -U -c 1` each, rather than leaving one long arping
+   * behind: a node killed outright must not go on announcing its MAC for an IP the new active now holds.
+   */
   reannounce (): void {
     this.#stopArp()
-    this.#burst()
-    this.#second = setTimeout(() => { this.#burst() }, 5000)
-    this.#second.unref()
+    for (let i = 0; i < 2 * ARP_BURST; i++) {
+      const at = (i < ARP_BURST ? 0 : ARP_SECOND_BURST) + (i % ARP_BURST) * ARP_SPACING
+      if (at === 0) { this.#announce(); continue }
+      const timer = setTimeout(() => { this.#timers.delete(timer); this.#announce() }, at)
+      timer.unref()
+      this.#timers.add(timer)
+    }
   }
 
-  #burst (): void {
+  #announce (): void {
     const { ip, dev } = this.#target()
-    // Fire and forget: the IP already works; ARP only speeds up neighbours that cached the old MAC.
-    const c = spawn(this.tools.arping, ['-q', '-U', '-c', '5', '-i', dev, ip], { stdio: 'ignore' })
-    c.on('error', () => {})
+    // -S: the floating IP as the sender address (arping would otherwise send the interface's primary one, and
+    // neighbours would not learn the new MAC for the floating IP). -w 1: it expects no answer; do not linger.
+    const c = spawn(this.tools.arping, ['-q', '-U', '-S', ip, '-c', '1', '-w', '1', '-i', dev, ip], { stdio: 'ignore' })
+    this.#arps.add(c)
+    c.on('error', () => { this.#arps.delete(c) })
+    c.on('exit', () => { this.#arps.delete(c) })
     c.unref()
-    this.#arp = c
   }
 
   #stopArp (): void {
-    clearTimeout(this.#second)
-    this.#second = undefined
-    if (this.#arp !== undefined && this.#arp.exitCode === null) this.#arp.kill()
-    this.#arp = undefined
+    for (const t of this.#timers) clearTimeout(t)
+    this.#timers.clear()
+    for (const c of this.#arps) if (c.exitCode === null) c.kill()
+    this.#arps.clear()
   }
 
   #target (): { cidr: string, ip: string, dev: string } {

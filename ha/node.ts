@@ -57,6 +57,8 @@ export class HaNode {
   readonly #transitions: Transition[] = []
   #transitionsTotal = 0
   #timer: NodeJS.Timeout | undefined
+  /** Fires when the active peer's dead interval ends, so a takeover does not wait for the next tick. */
+  #deadline: NodeJS.Timeout | undefined
   /** IP moves run one after another, in the order the election asked for them. */
   #moves: Promise<void> = Promise.resolve()
   #closed = false
@@ -76,6 +78,7 @@ export class HaNode {
           if (a !== undefined) this.#targets.set(address, a) // a node not in `peers` (a replenished spare) is answered too
         }
         this.#apply({ type: 'advert', at: Date.now(), advert, address })
+        if (advert.role === 'active') this.#armDeadline()
       },
       onDrop: (reason, address) => { this.#dropped(reason, address) },
     })
@@ -115,6 +118,11 @@ export class HaNode {
     this.#deps.log.info({ node: this.config.nodeId, listen: formatAddress(this.config.listen), priority: this.config.priority }, 'ha: listening for adverts before claiming the IP')
     this.#advertise()
     this.#timer = setInterval(() => { this.#tick() }, this.config.advertInterval)
+  }
+
+  #armDeadline (): void {
+    clearTimeout(this.#deadline)
+    this.#deadline = setTimeout(() => { this.#apply({ type: 'tick', at: Date.now() }) }, this.#state.self.deadMs + 1)
   }
 
   #tick (): void {
@@ -283,6 +291,7 @@ export class HaNode {
   async close (): Promise<void> {
     if (this.#closed) return
     clearInterval(this.#timer)
+    clearTimeout(this.#deadline)
     const r = step(this.#state, { type: 'stop', at: Date.now() })
     this.#state = r.state
     for (const effect of r.effects) this.#effect(effect)
