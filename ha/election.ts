@@ -188,11 +188,10 @@ function wantsPromotion (s: ElectionState, at: number): boolean {
 }
 
 function promotionReason (s: ElectionState, at: number): string {
-  const dead = [...s.peers.values()].filter(p => p.role === 'active' && !isLive(p, at, s.self.deadMs))
-  if (dead.length > 0) {
-    const p = dead[0] as PeerView
-    return p.leaving ? `${p.nodeId} (active) left` : `${p.nodeId} (active) missed its adverts for ${at - p.heardAt}ms`
-  }
+  const left = [...s.peers.values()].find(p => p.leaving && at - p.heardAt <= s.self.deadMs)
+  if (left !== undefined) return `${left.nodeId} left`
+  const dead = [...s.peers.values()].find(p => p.role === 'active' && !isLive(p, at, s.self.deadMs))
+  if (dead !== undefined) return `${dead.nodeId} (active) missed its adverts for ${at - dead.heardAt}ms`
   if (s.role === 'init') return 'no active heard during the start-up wait'
   return 'no active peer'
 }
