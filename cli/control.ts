@@ -5,6 +5,7 @@
 // cli/main.ts exits.
 import { readFile } from 'node:fs/promises'
 import { createHash } from 'node:crypto'
+import { parse as parseToml } from 'smol-toml'
 import type { Logger } from 'pino'
 import type { Config, HaConfig } from '../config/types.js'
 import { ConfigError, parseConfigText, summarize } from '../config/load.js'
@@ -53,9 +54,26 @@ export interface ControlOptions {
   readonly configText?: string
 }
 
-/** A short hash of a config text, compared between HA peers. */
+/**
+ * A short hash of a config, compared between HA peers: what the file says, less [ha] (which names the node itself
+ * and so differs on every node), independent of key order, comments and layout.
+ */
 export function configHash (text: string): string {
-  return createHash('sha256').update(text).digest('hex').slice(0, 12)
+  let canonical = text
+  try {
+    const doc = parseToml(text) as Record<string, unknown>
+    delete doc.ha
+    canonical = stableJson(doc)
+  } catch { /* not TOML: hash the text */ }
+  return createHash('sha256').update(canonical).digest('hex').slice(0, 12)
+}
+
+function stableJson (v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(stableJson).join(',')}]`
+  if (v !== null && typeof v === 'object' && !(v instanceof Date)) {
+    return `{${Object.keys(v).sort().map(k => `${JSON.stringify(k)}:${stableJson((v as Record<string, unknown>)[k])}`).join(',')}}`
+  }
+  return JSON.stringify(v)
 }
 
 export class Control {

@@ -38,10 +38,23 @@ export function runProgram (file: string, args: readonly string[], timeoutMs = 1
   })
 }
 
+/**
+ * This process's environment without what ties a process to its supervisor (the IPC channel, the supervised flag,
+ * the config text a restarted child runs): a hook that starts another edge-proxy (replenish) must start a fresh one.
+ */
+function hookBaseEnv (): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {}
+  for (const [k, v] of Object.entries(process.env)) {
+    if (/^NODE_CHANNEL_|^NODE_UNIQUE_ID$|^EDGE_PROXY_(SUPERVISED|CONFIG_TEXT|RESTARTS)$/.test(k)) continue
+    env[k] = v
+  }
+  return env
+}
+
 /** Runs a hook command line through /bin/sh in `cwd` with `env` added; resolves with its exit code. */
 export function runHook (command: string, cwd: string, env: Record<string, string>, timeoutMs = 30_000): Promise<CommandResult> {
   return new Promise(resolve => {
-    execFile('/bin/sh', ['-c', command], { cwd, env: { ...process.env, ...env }, timeout: timeoutMs }, (err, _stdout, stderr) => {
+    execFile('/bin/sh', ['-c', command], { cwd, env: { ...hookBaseEnv(), ...env }, timeout: timeoutMs }, (err, _stdout, stderr) => {
       const code = err === null ? 0 : typeof err.code === 'number' ? err.code : null
       resolve({ code, stderr: String(stderr).trim() || (err === null ? '' : err.message) })
     })

@@ -64,6 +64,8 @@ export class HaNode {
   #closed = false
   #lastDropLog = 0
   #holdsIp = false
+  /** Releases under way: adverts wait for them, so no peer takes the IP while it is still here. */
+  #releasing = 0
 
   constructor (config: HaConfig, deps: HaNodeDeps) {
     this.config = config
@@ -130,10 +132,14 @@ export class HaNode {
     this.#apply({ type: 'tick', at: now })
     this.#advertise()
     const live = [...this.#state.peers.values()].filter(p => isLive(p, now, this.#state.self.deadMs))
-    this.#replenish.update(now, this.config.nodeId, this.#state.role === 'active', live.filter(p => p.role === 'passive').map(p => p.nodeId), live.map(p => p.nodeId))
+    // Only a node that has a group to keep up replenishes: a lone node at its first start has never heard a peer.
+    const group = this.#state.role === 'active' && this.#state.peers.size > 0
+    // A node still starting (init) is a spare in the making: it will be passive once its wait is over.
+    this.#replenish.update(now, this.config.nodeId, group, live.filter(p => p.role === 'passive' || p.role === 'init').map(p => p.nodeId), [...this.#state.peers.keys()])
   }
 
   #advertise (leaving = false): void {
+    if (this.#releasing > 0 && !leaving) return
     this.#channel.send({
       priority: this.config.priority, role: this.#state.role, preempt: this.config.preempt, configHash: this.#deps.configHash(), leaving,
     }, [...this.#targets.values()])
@@ -179,6 +185,7 @@ export class HaNode {
 
   #move (kind: 'acquire' | 'release', reason: string): void {
     const ctx = { role: kind === 'acquire' ? 'active' as const : this.#state.role, reason }
+    if (kind === 'release') this.#releasing++
     this.#moves = this.#moves.then(async () => {
       try {
         await this.#mover[kind](ctx)
@@ -187,6 +194,12 @@ export class HaNode {
         const message = (err as Error).message
         this.#deps.log.error({ reason: message }, `ha: ${kind} of the floating IP failed`)
         this.#deps.onEvent('ha-ip-failed', `${kind} failed: ${message}`, {})
+      } finally {
+        if (kind === 'release') {
+          this.#releasing--
+          // The IP is gone: now the peers may hear that this node is no longer active.
+          if (this.#releasing === 0 && !this.#closed) this.#advertise()
+        }
       }
     })
   }
@@ -255,7 +268,7 @@ export class HaNode {
       transitions: [...this.#transitions].reverse(),
       transitions_total: this.#transitionsTotal,
       heartbeats: this.#channel.counters,
-      replenish: this.config.minSpares === 0 ? undefined : { min_spares: this.config.minSpares, spares: peers.filter(p => p.alive && p.role === 'passive').length, ...this.#replenish.status(now) },
+      replenish: this.config.minSpares === 0 ? undefined : { min_spares: this.config.minSpares, spares: peers.filter(p => p.alive && (p.role === 'passive' || p.role === 'init')).length, ...this.#replenish.status(now) },
     }
   }
 

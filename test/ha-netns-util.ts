@@ -44,6 +44,8 @@ export interface Lab {
   addHost (host: string, ip: string): Promise<void>
   /** Takes a host's link off the bridge (a partition) or puts it back. */
   link (host: string, up: boolean): Promise<void>
+  /** The host dies: every process in it is killed and its namespace (and with it its addresses) removed. */
+  destroy (host: string): Promise<void>
 }
 
 /**
@@ -56,6 +58,11 @@ export async function makeLab (t: TestContext, hosts: Record<string, string>): P
   const dir = await mkdtemp(join(tmpdir(), 'edge-ha-'))
   t.after(async () => {
     for (const p of procs.splice(0)) killTree(p)
+    // Whatever else runs in them (a spare a replenish hook started in its own session).
+    for (const n of made) {
+      const pids = (await sh('ip', ['netns', 'pids', n])).stdout.trim().split(/\s+/).filter(Boolean).map(Number)
+      for (const pid of pids) { try { process.kill(pid, 'SIGKILL') } catch { /* gone */ } }
+    }
     await sleep(100)
     for (const n of made.reverse()) await sh('ip', ['netns', 'del', n])
     await rm(dir, { recursive: true, force: true })
@@ -88,6 +95,14 @@ export async function makeLab (t: TestContext, hosts: Record<string, string>): P
       await must(['-n', ns, 'link', 'set', 'veth0', 'up'])
       await must(['-n', ns, 'addr', 'add', `${ip}/24`, 'dev', 'veth0'])
     },
+    async destroy (host) {
+      const ns = lab.ns(host)
+      const pids = (await sh('ip', ['netns', 'pids', ns])).stdout.trim().split(/\s+/).filter(Boolean).map(Number)
+      for (const pid of pids) { try { process.kill(pid, 'SIGKILL') } catch { /* gone */ } }
+      await sleep(50)
+      await must(['netns', 'del', ns])
+      made.splice(made.indexOf(ns), 1)
+    },
     async link (host, up) {
       await must(['-n', br, 'link', 'set', `v${tag}${host}`.slice(-15), up ? 'up' : 'down'])
     },
@@ -109,6 +124,8 @@ export function spawnIn (ns: string, args: readonly string[], env: Record<string
   procs.push(c)
   return c
 }
+
+export { procs }
 
 export function outputOf (c: ChildProcess): string {
   return (c as ChildProcess & { output?: () => string }).output?.() ?? ''
@@ -279,6 +296,8 @@ async function clientLoop (url: string, reportFile: string, stopFile: string): P
 
 function backend (ip: string): void {
   http.createServer((_req, res) => { res.end('ok') }).listen(8080, ip)
+  // The witness the nodes probe (a TCP connect).
+  http.createServer((_req, res) => { res.end('witness') }).listen(80, ip)
 }
 
 if (process.argv[1] === SELF) {

@@ -11,6 +11,7 @@ import { join } from 'node:path'
 import pino from 'pino'
 import { parseConfigText } from '../config/load.js'
 import { HaNode } from '../ha/node.js'
+import { configHash } from '../cli/control.js'
 import { Replenisher } from '../ha/replenish.js'
 import { runCli, spawnCli, tempDir, waitUntil } from './helpers.js'
 
@@ -99,17 +100,25 @@ test('a config hash mismatch between peers is shown in status and metrics', asyn
   assert.match(a.metrics(), /^edge_ha_config_mismatch\{peer="edge-b"\} 1$/m)
 })
 
-test('min_spares = 1 with no passive: the active runs replenish once (HA_NODE, HA_SPARES, HA_PEERS), then backs off', async t => {
+test('min_spares = 1: the active runs replenish once when its passive is gone (HA_NODE, HA_SPARES, HA_PEERS), then backs off; a lone first start does not', async t => {
   const dir = await tempDir(t)
-  const pa = await udpPort()
+  const [pa, pb] = [await udpPort(), await udpPort()]
   const out = join(dir, 'spare.log')
   const events: string[] = []
-  const a = node(t, haToml('edge-a', pa, [], 150, dir, `min_spares = 1\nreplenish = "echo $HA_NODE $HA_SPARES [$HA_PEERS] >> ${out}"`), dir, events)
+  const spares = `min_spares = 1\nreplenish = "echo $HA_NODE $HA_SPARES [$HA_PEERS] >> ${out}"`
+  const a = node(t, haToml('edge-a', pa, [pb], 150, dir, spares), dir, events)
   await a.start()
   await waitUntil(() => a.role === 'active', 3000, 'active')
+  await new Promise(resolve => setTimeout(resolve, 300))
+  assert.equal(await readFile(out, 'utf8').catch(() => ''), '', 'alone since its start, with no peer ever heard: nothing to replenish')
+  const b = node(t, haToml('edge-b', pb, [pa], 100, dir, spares), dir)
+  await b.start()
+  await waitUntil(() => b.role === 'passive', 3000, 'b passive')
+  assert.equal(await readFile(out, 'utf8').catch(() => ''), '', 'b starting counts as a spare')
+  await b.close()
   await waitUntil(async () => (await readFile(out, 'utf8').catch(() => '')) !== '', 3000, 'replenish to run')
   await new Promise(resolve => setTimeout(resolve, 500))
-  assert.equal(await readFile(out, 'utf8'), 'edge-a 0 []\n', 'one run: it waits for the new passive (backoff) before another')
+  assert.equal(await readFile(out, 'utf8'), 'edge-a 0 [edge-b]\n', 'one run: it waits for the new passive (backoff) before another')
   const st = a.status() as { replenish: { spares: number, min_spares: number, state: string, runs_total: number } }
   assert.equal(st.replenish.spares, 0)
   assert.equal(st.replenish.state, 'waiting')
@@ -192,4 +201,12 @@ test('edge-proxy ha status on a standalone edge says so and exits 1', async t =>
   const r = await runCli(['ha', 'status', '--admin', `127.0.0.1:${cli.adminPort}`])
   assert.equal(r.code, 1)
   assert.match(r.stderr, /404: standalone: no \[ha\] in the config/)
+})
+
+test('the config hash peers compare leaves [ha] out (it names the node) and ignores layout, not content', () => {
+  const base = '[[listeners]]\nname = "web"\nlisten = "0.0.0.0:8080"\n'
+  const a = configHash(`${base}[ha]\nnode_id = "edge-a"\n`)
+  const b = configHash(`# node b\n[ha]\nnode_id = "edge-b"\npriority = 1\n\n[[listeners]]\nlisten = "0.0.0.0:8080"\nname = "web"\n`)
+  assert.equal(a, b)
+  assert.notEqual(configHash(`${base}[pools.app]\nbackends = []\n`), a)
 })
