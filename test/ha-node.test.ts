@@ -13,6 +13,7 @@ import { parseConfigText } from '../config/load.js'
 import { HaNode } from '../ha/node.js'
 import { configHash } from '../cli/control.js'
 import { Replenisher } from '../ha/replenish.js'
+import { encodeAdvert } from '../ha/heartbeat.js'
 import { runCli, spawnCli, tempDir, waitUntil } from './helpers.js'
 
 async function udpPort (): Promise<number> {
@@ -209,4 +210,41 @@ test('the config hash peers compare leaves [ha] out (it names the node) and igno
   const b = configHash(`# node b\n[ha]\nnode_id = "edge-b"\npriority = 1\n\n[[listeners]]\nlisten = "0.0.0.0:8080"\nname = "web"\n`)
   assert.equal(a, b)
   assert.notEqual(configHash(`${base}[pools.app]\nbackends = []\n`), a)
+})
+
+test('forged and replayed adverts claiming a better active do not make the active demote; they are counted', async t => {
+  const dir = await tempDir(t)
+  const [pa, pb] = [await udpPort(), await udpPort()]
+  const a = node(t, haToml('edge-a', pa, [pb], 100, dir), dir)
+  await a.start()
+  await waitUntil(() => a.role === 'active', 3000, 'a active')
+  const attacker = dgram.createSocket('udp4')
+  attacker.bind(0, '127.0.0.1')
+  await once(attacker, 'listening')
+  t.after(() => { attacker.close() })
+  const send = (b: Buffer): Promise<void> => new Promise((resolve, reject) => { attacker.send(b, pa, '127.0.0.1', e => { if (e) reject(e); else resolve() }) })
+  // Forged: a node "edge-0" with priority 255, active, signed with a guessed key; and an unsigned one.
+  await send(encodeAdvert(Buffer.from('guessed-secret-0123456789'), { n: 'edge-0', p: 255, r: 'active', e: false, h: '', l: false, b: Date.now(), s: 1 }))
+  await send(Buffer.from('{"n":"edge-0","p":255,"r":"active"}'))
+  await new Promise(resolve => setTimeout(resolve, 100))
+  assert.equal(a.role, 'active', 'the forged ones changed nothing')
+  // Replayed: a real node edge-z (priority 255) is active, so a demotes; edge-z leaves, so a is active again; then
+  // an attacker sends edge-z's recorded "active" advert again.
+  const secret = Buffer.from('node-test-secret-0123456789')
+  const boot = Date.now()
+  const old = encodeAdvert(secret, { n: 'edge-z', p: 255, r: 'active', e: false, h: 'same', l: false, b: boot, s: 5 })
+  await send(old)
+  await waitUntil(() => a.role === 'passive', 2000, 'a to demote before the real better active')
+  await send(encodeAdvert(secret, { n: 'edge-z', p: 255, r: 'passive', e: false, h: 'same', l: true, b: boot, s: 6 }))
+  await waitUntil(() => a.role === 'active', 2000, 'a active again once edge-z left')
+  await send(old)
+  await waitUntil(() => {
+    const d = (a.status() as { heartbeats: { dropped: Record<string, number> } }).heartbeats.dropped
+    return d.bad_signature === 1 && d.unsigned === 1 && d.replay === 1
+  }, 3000, 'the drops to be counted')
+  await new Promise(resolve => setTimeout(resolve, 200))
+  assert.equal(a.role, 'active')
+  assert.match(a.metrics(), /^edge_ha_adverts_received_total\{result="replay"\} 1$/m)
+  const peers = (a.status() as { peers: { node_id: string }[] }).peers.map(p => p.node_id)
+  assert.deepEqual(peers, ['edge-z'], 'the forged node was never a peer')
 })
