@@ -52,7 +52,7 @@ export interface Lab {
  * Makes the bridge namespace and the hosts; resolves undefined when the kernel refuses namespaces (the test then
  * skips, saying so). Every namespace and process is gone after the test.
  */
-export async function makeLab (t: TestContext, hosts: Record<string, string>): Promise<Lab | undefined> {
+export async function makeLab (t: Pick<TestContext, 'after'>, hosts: Record<string, string>): Promise<Lab | undefined> {
   const tag = `eph${process.pid % 100000}${Math.floor(Math.random() * 1000)}`
   const made: string[] = []
   const dir = await mkdtemp(join(tmpdir(), 'edge-ha-'))
