@@ -6,7 +6,7 @@
 import { spawnSync } from 'node:child_process'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { childrenOf, FLOATING, killTree, makeLab, sampleHolders, sleep, spawnIn, startBackend, startClient, startNode, waitFor, type Lab } from '../test/ha-netns-util.js'
+import { CLI, nodeToml, childrenOf, FLOATING, killTree, makeLab, outputOf, procs, sampleHolders, sleep, spawnIn, startBackend, startClient, startNode, waitFor, type Lab } from '../test/ha-netns-util.js'
 import type { ChildProcess } from 'node:child_process'
 
 const ADVERT_MS = 200
@@ -38,7 +38,11 @@ vrrp_instance VI_1 {
 `
 }
 
+/** keepalived moves the IP; a plain edge-proxy (no [ha]) serves on each node, as nginx would beside keepalived. */
 async function startKeepalived (lab: Lab, host: 'a' | 'b', priority: number): Promise<ChildProcess> {
+  const plain = join(lab.dir, `plain-${host}.toml`)
+  await writeFile(plain, nodeToml({ id: host, ip: IPS[host], peers: [], priority }).replace(/\[ha\][\s\S]*$/, ''))
+  spawnIn(lab.ns(host), [process.execPath, CLI, '--config', plain], {}, join(lab.dir, `plain-${host}.log`))
   const conf = join(lab.dir, `keepalived-${host}.conf`)
   await writeFile(conf, keepalivedConf(host, priority))
   return spawnIn(lab.ns(host), ['keepalived', '--vrrp', '-n', '-l', '-D', '-f', conf, '-p', join(lab.dir, `ka-${host}.pid`), '-r', join(lab.dir, `ka-${host}-vrrp.pid`)], {}, join(lab.dir, `keepalived-${host}.log`))
@@ -57,9 +61,9 @@ async function run (name: string, n: number, start: (lab: Lab, host: 'a' | 'b', 
     const lab = await makeLab({ after: fn => { cleanups.push(fn as () => Promise<void>) } }, { a: IPS.a, b: IPS.b, c: '198.18.0.10' })
     if (lab === undefined) throw new Error('the kernel refused to create a network namespace')
     startBackend(lab, 'c')
-    const procs = { a: await start(lab, 'a', 150), b: undefined as ChildProcess | undefined }
+    const nodes = { a: await start(lab, 'a', 150), b: undefined as ChildProcess | undefined }
     await waitFor(`${name}: A to hold the IP`, () => lab.holds('a'), 20_000)
-    procs.b = await start(lab, 'b', 100)
+    nodes.b = await start(lab, 'b', 100)
     await sleep(3000)
     const gaps: number[] = []
     let both = 0
@@ -70,7 +74,7 @@ async function run (name: string, n: number, start: (lab: Lab, host: 'a' | 'b', 
       const client = await startClient(lab, 'c')
       const sampler = sampleHolders(lab, ['a', 'b'])
       await sleep(500)
-      process.kill(await roleProcess(procs[holder] as ChildProcess), 'SIGKILL')
+      process.kill(await roleProcess(nodes[holder] as ChildProcess), 'SIGKILL')
       await waitFor(`${name}: ${other} to hold the IP`, () => lab.holds(other), 20_000)
       await sleep(1500)
       const r = await client.stop()
@@ -82,8 +86,11 @@ async function run (name: string, n: number, start: (lab: Lab, host: 'a' | 'b', 
       holder = other
       await sleep(2500) // the killed side is restarted (supervisor / keepalived parent) and settles as backup
     }
-    for (const p of Object.values(procs)) if (p !== undefined) killTree(p)
+    for (const p of Object.values(nodes)) if (p !== undefined) killTree(p)
     return { name, gaps, both, samples }
+  } catch (err) {
+    if (process.env.BENCH_HA_DEBUG === '1') for (const p of procs) say(`${p.spawnargs.slice(3).join(' ').slice(0, 100)}\n${outputOf(p).slice(-1500)}`)
+    throw err
   } finally {
     for (const c of cleanups.reverse()) await c()
   }
