@@ -25,7 +25,7 @@ async function udpPort (): Promise<number> {
   return port
 }
 
-function haToml (id: string, port: number, peers: number[], priority: number, dir: string, extra = ''): string {
+function haToml (id: string, port: number, peers: number[], priority: number, dir: string, extra = '', deadAfter = 3): string {
   return `[[listeners]]
 name = "web"
 listen = "127.0.0.1:0"
@@ -37,7 +37,7 @@ peers = [${peers.map(p => `"127.0.0.1:${p}"`).join(', ')}]
 secret = "node-test-secret-0123456789"
 priority = ${priority}
 advert_interval = "50ms"
-dead_after = 3
+dead_after = ${deadAfter}
 ip_mode = "command"
 floating_ip = "198.18.0.100/24"
 on_promote = "echo promote $HA_NODE $HA_ROLE $FLOATING_IP \\"$HA_REASON\\" >> ${join(dir, 'hooks.log')}"
@@ -64,8 +64,9 @@ test('two nodes: the higher priority promotes (on_promote with the HA_ env), clo
   const [pa, pb] = [await udpPort(), await udpPort()]
   const eventsA: string[] = []
   const eventsB: string[] = []
-  const a = node(t, haToml('edge-a', pa, [pb], 150, dir), dir, eventsA)
-  const b = node(t, haToml('edge-b', pb, [pa], 100, dir), dir, eventsB)
+  // dead_after 20 (1 s): a hand-over well inside it can only come from the leaving advert.
+  const a = node(t, haToml('edge-a', pa, [pb], 150, dir, '', 20), dir, eventsA)
+  const b = node(t, haToml('edge-b', pb, [pa], 100, dir, '', 20), dir, eventsB)
   await Promise.all([a.start(), b.start()])
   await waitUntil(() => a.role === 'active' && b.role === 'passive', 5000, 'a active, b passive')
   await waitUntil(async () => (await hookLog(dir)).includes('promote edge-a'), 5000, 'the promote hook')
@@ -84,7 +85,7 @@ test('two nodes: the higher priority promotes (on_promote with the HA_ env), clo
   await a.close()
   await waitUntil(() => b.role === 'active', 2000, 'b to take over')
   const took = Date.now() - closedAt
-  assert.ok(took < 150, `b took over ${took}ms after a left (the dead interval is 150ms; a leaving advert needs none)`)
+  assert.ok(took < 700, `b took over ${took}ms after a left (the dead interval is 1 s; a leaving advert needs none)`)
   await waitUntil(async () => /demote edge-a/.test(await hookLog(dir)) && /promote edge-b/.test(await hookLog(dir)), 5000, 'hooks')
   assert.match(await hookLog(dir), /promote edge-b active 198\.18\.0\.100\/24 edge-a left/)
 })
