@@ -7,7 +7,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { chmod, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { CLI, sh, childrenOf, haStatus, makeLab, nodeToml, sampleHolders, sleep, startBackend, startClient, startNode, waitFor, type Lab } from './ha-netns-util.js'
+import { CLI, childrenOf, haStatus, makeLab, nodeToml, sampleHolders, sleep, startBackend, startClient, startNode, waitFor, type Lab } from './ha-netns-util.js'
 
 const A = { id: 'edge-a', ip: '198.18.0.1', peers: ['198.18.0.2'], priority: 150 }
 const B = { id: 'edge-b', ip: '198.18.0.2', peers: ['198.18.0.1'], priority: 100 }
@@ -42,14 +42,6 @@ test('kill -9 of the active: the passive holds the floating IP within seconds, n
   process.kill(await servingPid(a.pid as number), 'SIGKILL')
   const tookOver = await waitFor('B to hold the floating IP', () => lab.holds('b'), 10_000)
   t.diagnostic(`B held the floating IP ${Date.now() - killedAt}ms after the kill (${tookOver}ms of polling)`)
-  if (process.env.HA_DEBUG === '1') {
-    for (let i = 0; i < 15; i++) {
-      const n = await sh('ip', ['-n', lab.ns('c'), 'neigh'])
-      const ps = await sh('pgrep', ['-a', 'arping'])
-      t.diagnostic(`${Date.now() - killedAt}ms neigh ${n.stdout.replace(/\n/g, ' | ')} arping: ${ps.stdout.trim()}`)
-      await sleep(200)
-    }
-  }
   await waitFor('A to come back passive', async () => await role(lab, 'a') === 'passive', 15_000)
   await sleep(2000)
   const report = await client.stop()
