@@ -23,6 +23,8 @@ export interface AdminDeps {
   status (): Promise<unknown>
   /** Sets or clears draining on a pool's backend in every worker; rejects with a reason. */
   drain (pool: string, backend: string, draining: boolean): Promise<string>
+  /** GET /api/ha: this node's HA role, peers and transitions; absent (standalone): 404. */
+  readonly ha?: () => unknown
   /** Runtime registration (/api/pools/NAME/backends); absent: those endpoints answer 404. */
   readonly members?: MemberOps
   readonly events: EventLog
@@ -218,6 +220,11 @@ export class AdminServer {
         st => { json(res, 200, (st as { shadow?: unknown }).shadow ?? { pools: [] }) },
         (err: Error) => { json(res, 500, { error: `status unavailable: ${err.message}` }) },
       )
+      return
+    }
+    if (path === '/api/ha' && req.method === 'GET') {
+      if (this.deps.ha === undefined) json(res, 404, { error: 'standalone: no [ha] in the config' })
+      else json(res, 200, this.deps.ha())
       return
     }
     if (path === '/api/events' && req.method === 'GET') {
