@@ -36,6 +36,8 @@ export interface Serving {
   latency (pool: string, windowMs: number): Promise<WindowHistogram>
   /** Serving processes alive now. */
   workers (): number
+  /** Whether some listener accepts connections now (an HA node that cannot serve does not take the IP). */
+  accepting? (): boolean
   /** Drains and stops every serving process within `timeoutMs`. */
   close (timeoutMs: number): Promise<void>
 }
@@ -123,6 +125,10 @@ export class Control {
         log: this.log,
         onEvent: (type, message, fields) => { this.events.push(type, message, fields) },
         configHash: () => this.#configHash,
+        ready: () => {
+          const s = this.#serving
+          return s === undefined ? 'the edge is not serving yet' : s.accepting?.() === false ? 'no listener is accepting' : undefined
+        },
       })
   }
 

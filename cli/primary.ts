@@ -174,6 +174,10 @@ export class ClusterServing implements Serving {
     return liveWorkers().length
   }
 
+  accepting (): boolean {
+    return this.#ready.size > 0
+  }
+
   async close (timeout: number): Promise<void> {
     const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined)
     await Promise.all(workers.map(w => new Promise<void>(resolve => {

@@ -72,5 +72,6 @@ export class LocalServing implements Serving {
   status (): Promise<ReturnType<typeof edgeStatus>> { return Promise.resolve(edgeStatus(this.edge)) }
   metrics (): Promise<string> { return this.edge.metrics.text() }
   workers (): number { return 1 }
+  accepting (): boolean { return this.edge.listeners().length > 0 }
   close (timeoutMs: number): Promise<void> { return this.edge.close(timeoutMs) }
 }

@@ -54,7 +54,8 @@ export interface ElectionState {
 export type ElectionEvent =
   | { readonly type: 'advert', readonly at: number, readonly advert: PeerAdvert, readonly address: string }
   | { readonly type: 'tick', readonly at: number }
-  | { readonly type: 'witness', readonly at: number, readonly ok: boolean, readonly detail?: string }
+  /** The pre-promotion check (this node's listeners, then the witness) answered; `what` names a failed part. */
+  | { readonly type: 'witness', readonly at: number, readonly ok: boolean, readonly detail?: string, readonly what?: string }
   /** This node is stopping: it gives up the IP. */
   | { readonly type: 'stop', readonly at: number }
 
@@ -113,12 +114,12 @@ export function step (s: ElectionState, e: ElectionEvent): StepResult {
       if (!e.ok) {
         // Only a node that was about to promote asked; it holds back.
         if (s.role !== 'active' && wantsPromotion(state, e.at)) {
-          return { state: move(state, 'fault', e.at, `witness unreachable${e.detail === undefined ? '' : ` (${e.detail})`}: not promoting`, effects), effects }
+          return { state: move(state, 'fault', e.at, `${e.what ?? 'witness unreachable'}${e.detail === undefined ? '' : ` (${e.detail})`}: not promoting`, effects), effects }
         }
         return { state, effects }
       }
       if (s.role !== 'active' && wantsPromotion(state, e.at)) {
-        const reason = `${promotionReason(state, e.at)}; witness answered`
+        const reason = `${promotionReason(state, e.at)}${e.what === 'checked' ? '' : '; witness answered'}`
         effects.push({ type: 'acquire', reason })
         return { state: move(state, 'active', e.at, reason, effects), effects }
       }

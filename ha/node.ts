@@ -31,6 +31,11 @@ export interface HaNodeDeps {
   configHash (): string
   /** Tests pass their own mover; default: the one [ha] ip_mode names. */
   readonly mover?: IpMover
+  /**
+   * Before promoting: why this node cannot serve (no listener accepting), or undefined when it can. A node that
+   * cannot serve goes to fault instead of taking the IP, as keepalived's track checks make it.
+   */
+  ready? (): string | undefined
 }
 
 export interface HaPeerStatus {
@@ -105,7 +110,7 @@ export class HaNode {
 
   #spec (): ElectionState['self'] {
     const c = this.config
-    return { nodeId: c.nodeId, priority: c.priority, preempt: c.preempt, deadMs: c.deadAfter * c.advertInterval, witness: c.witness !== undefined }
+    return { nodeId: c.nodeId, priority: c.priority, preempt: c.preempt, deadMs: c.deadAfter * c.advertInterval, witness: c.witness !== undefined || this.#deps.ready !== undefined }
   }
 
   /** Clears a floating IP left here, binds the heartbeat socket and starts advertising (as init). */
@@ -205,8 +210,11 @@ export class HaNode {
   }
 
   #probeWitness (): void {
+    // Answered after the effect that asked (never inside the transition that is still being applied).
+    const notReady = this.#deps.ready?.()
+    if (notReady !== undefined) { queueMicrotask(() => { this.#apply({ type: 'witness', at: Date.now(), ok: false, what: 'not serving', detail: notReady }) }); return }
     const w = this.config.witness
-    if (w === undefined) return
+    if (w === undefined) { queueMicrotask(() => { this.#apply({ type: 'witness', at: Date.now(), ok: true, what: 'checked' }) }); return }
     const timeout = Math.min(2000, Math.max(100, this.config.advertInterval * 2))
     const socket = connect({ host: w.host, port: w.port })
     let done = false

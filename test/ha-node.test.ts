@@ -249,3 +249,20 @@ test('forged and replayed adverts claiming a better active do not make the activ
   const peers = (a.status() as { peers: { node_id: string }[] }).peers.map(p => p.node_id)
   assert.deepEqual(peers, ['edge-z'], 'the forged node was never a peer')
 })
+
+test('a node that cannot serve (no listener accepting) goes to fault instead of taking the IP, and promotes once it can', async t => {
+  const dir = await tempDir(t)
+  const port = await udpPort()
+  const config = parseConfigText(haToml('edge-a', port, [await udpPort()], 150, dir), join(dir, 'proxy.toml'))
+  let notServing: string | undefined = 'no listener is accepting'
+  const events: string[] = []
+  const n = new HaNode(config.ha!, { log: quiet, onEvent: (type, message) => { events.push(`${type}: ${message}`) }, configHash: () => 'same', ready: () => notServing })
+  t.after(() => n.close())
+  await n.start()
+  await waitUntil(() => n.role === 'fault', 5000, 'fault')
+  assert.ok(events.some(e => /not serving \(no listener is accepting\): not promoting/.test(e)), events.join('\n'))
+  assert.equal(await hookLog(dir), '', 'the IP was never taken')
+  notServing = undefined
+  await waitUntil(() => n.role === 'active', 5000, 'active once it serves')
+  await waitUntil(async () => (await hookLog(dir)).includes('promote edge-a'), 5000, 'the promote hook')
+})
