@@ -35,6 +35,20 @@ export interface Serving {
   workers (): number
   /** Drains and stops every serving process within `timeoutMs`. */
   close (timeoutMs: number): Promise<void>
+  /**
+   * Replaces every serving process with one started from the code now on disk, running `config`, one at a time,
+   * each old one draining for up to `drainMs`; `step` is told each step. Absent: this mode cannot upgrade yet.
+   */
+  upgrade? (config: Config, text: string, drainMs: number, step: (message: string, fields: Record<string, unknown>) => void): Promise<void>
+}
+
+/** What an upgrade did: every step in order, and (when it failed) why the old processes kept serving. */
+export interface UpgradeResult {
+  readonly ok: boolean
+  readonly steps: readonly string[]
+  readonly error?: string
+  readonly workersOnly: boolean
+  readonly generation: number
 }
 
 /** What a serving process that starts late needs to catch up with: health verdicts, drains, registrations. */
@@ -67,6 +81,7 @@ export class Control {
   #serving: Serving | undefined
   #admin: AdminServer | undefined
   #stopping = false
+  #upgrading = false
   #resolveStopped!: (code: number) => void
   readonly #opts: ControlOptions
   /** Drain state set through the admin API, replayed to serving processes that start later. */
@@ -107,6 +122,7 @@ export class Control {
   async reload (): Promise<string> {
     const serving = this.#serving
     if (serving === undefined || this.#stopping) throw new Error('the edge is not running')
+    if (this.#upgrading) throw new Error('an upgrade is under way; reload after it')
     try {
       const { config, text } = await readAndValidate(this.#config.file)
       await serving.reload(config, text)
@@ -123,6 +139,59 @@ export class Control {
       this.log.error({ reason: reasonOf(err) }, 'config reload failed; keeping the running config')
       this.events.push('reload-failed', reasonOf(err))
       throw err
+    }
+  }
+
+  /**
+   * Upgrade: re-reads and validates the config file (an invalid one refuses the upgrade, nothing is started), then
+   * replaces the serving processes with new ones from the code on disk, one at a time, each old one draining for
+   * up to [server] upgrade_drain. Every step is an event and a log line. `workersOnly`: only the workers (the
+   * rolling restart); without it the whole edge would be handed over, which this version does as the rolling
+   * restart of its workers too (the primary stays; said as a step). Resolves with the steps; rejects never.
+   */
+  async upgrade (workersOnly: boolean): Promise<UpgradeResult> {
+    const steps: string[] = []
+    const step = (message: string, fields: Record<string, unknown> = {}): void => {
+      steps.push(message)
+      this.log.info({ ...fields, upgrade: true }, message)
+      this.events.push('upgrade', message, fields)
+    }
+    const fail = (error: string): UpgradeResult => {
+      this.log.error({ reason: error }, 'upgrade failed; the running edge keeps serving')
+      this.events.push('upgrade-failed', error)
+      steps.push(`failed: ${error}`)
+      return { ok: false, steps, error, workersOnly, generation: this.generation }
+    }
+    const serving = this.#serving
+    if (serving === undefined || this.#stopping) return fail('the edge is not running')
+    if (this.#upgrading) return fail('an upgrade is already under way')
+    if (serving.upgrade === undefined) return fail('this edge runs one serving process ([server] workers = 1); upgrades replace workers, so run it with workers > 1 (handing the listeners to a new edge process is not available yet)')
+    this.#upgrading = true
+    try {
+      step(`upgrade started (${workersOnly ? 'workers only' : 'whole edge'}, ${serving.workers()} worker${serving.workers() === 1 ? '' : 's'}, drain up to ${this.#config.server.upgradeDrain} ms)`)
+      let next: { config: Config, text: string }
+      try {
+        next = await readAndValidate(this.#config.file)
+      } catch (err) {
+        return fail(`the config file is not valid, nothing was started: ${reasonOf(err)}`)
+      }
+      step(`config ${next.config.file} validated`)
+      try {
+        await serving.upgrade(next.config, next.text, this.#config.server.upgradeDrain, step)
+      } catch (err) {
+        return fail(reasonOf(err))
+      }
+      this.#config = next.config
+      this.#opts.onConfigText?.(next.text)
+      this.registrations.retain(next.config)
+      this.health.sync(next.config)
+      this.scale.sync(next.config)
+      this.generation++
+      if (!workersOnly) step('the main process stays (handing the listeners to a new edge process is not available yet)')
+      step(`upgrade done: ${serving.workers()} new worker${serving.workers() === 1 ? '' : 's'} serving, the old ones gone (generation ${this.generation})`)
+      return { ok: true, steps, workersOnly, generation: this.generation }
+    } finally {
+      this.#upgrading = false
     }
   }
 
@@ -178,9 +247,10 @@ export class Control {
     this.#resolveStopped(code)
   }
 
-  /** SIGHUP reloads; SIGTERM and SIGINT drain and stop. */
+  /** SIGHUP reloads; SIGUSR2 upgrades; SIGTERM and SIGINT drain and stop. */
   handleSignals (): void {
     process.on('SIGHUP', () => { this.reload().catch(() => {}) })
+    process.on('SIGUSR2', () => { void this.upgrade(false) })
     process.on('SIGTERM', () => { void this.shutdown('SIGTERM') })
     process.on('SIGINT', () => { void this.shutdown('SIGINT') })
   }
@@ -190,6 +260,7 @@ export class Control {
       log: this.log,
       events: this.events,
       reload: () => this.reload(),
+      upgrade: workersOnly => this.upgrade(workersOnly),
       health: () => ({ generation: this.generation, workers: serving.workers() }),
       metrics: async () => `${await serving.metrics()}${this.#opts.extraMetrics?.() ?? ''}${this.scale.metricsText()}`,
       status: async () => {

@@ -1,7 +1,7 @@
 // The supervisor of a one-process edge (workers = 1): a small parent that runs the serving process as its child and
 // starts a new one within a second when it dies, so a bug that ends the process costs the requests it had, never
 // the edge. With workers > 1 the cluster primary does the same for its workers. Signals reach the child through it
-// (SIGHUP reloads, SIGTERM/SIGINT drain and exit with the child's code); the child runs the last config it served
+// (SIGHUP reloads, SIGUSR2 upgrades, SIGTERM/SIGINT drain and exit with the child's code); the child runs the last config it served
 // (it reports each reload), not whatever the file holds when it is restarted.
 import { fork, type ChildProcess } from 'node:child_process'
 import type { Logger } from 'pino'
@@ -73,11 +73,13 @@ export function supervise (argv: readonly string[], configText: string, log: Log
   }
 
   const forward = (signal: NodeJS.Signals): void => {
-    if (signal !== 'SIGHUP') stopping = true
+    if (signal !== 'SIGHUP' && signal !== 'SIGUSR2') stopping = true
     if (child === undefined) { if (stopping) done(0); return }
     child.kill(signal)
   }
   process.on('SIGHUP', () => { forward('SIGHUP') })
+  // The serving child's Control answers it (by default the signal would end the supervisor).
+  process.on('SIGUSR2', () => { forward('SIGUSR2') })
   process.on('SIGTERM', () => { forward('SIGTERM') })
   process.on('SIGINT', () => { forward('SIGINT') })
   start()

@@ -18,6 +18,7 @@ export async function runWorker (initial: Config, log: Logger): Promise<number> 
   process.on('SIGINT', () => {})
   process.on('SIGTERM', () => {})
   process.on('SIGHUP', () => {})
+  process.on('SIGUSR2', () => {}) // upgrades are the primary's; its default would end this worker
   const edge = new Edge(initial, { log, onEvent: (type, message, fields) => { send({ type: 'event', event: { time: new Date().toISOString(), type, message, ...fields } }) } })
   let closing = false
   const close = async (timeout: number): Promise<void> => {
