@@ -18,6 +18,12 @@ function liveWorkers (): Worker[] {
 /** How long a new worker has to load its config and start its listeners during an upgrade. */
 const UPGRADE_READY_MS = 15_000
 
+/**
+ * A retiring worker closes an idle keep-alive connection only after this long idle: a client sending on it at
+ * the moment it closes would get a reset, and a busy one is told Connection: close on its next answer anyway.
+ */
+const IDLE_GRACE_MS = 1000
+
 /** Resolves undefined once `w` reports ready, else with why not (it failed, exited, or `timeoutMs` passed). */
 function readyOrFailed (w: Worker, timeoutMs: number): Promise<string | undefined> {
   return new Promise(resolve => {
@@ -186,7 +192,7 @@ export class ClusterServing implements Serving {
     return new Promise<void>(resolve => {
       if (w.isDead()) { this.#retiring.delete(w.id); resolve(); return }
       w.once('exit', () => { resolve() })
-      try { w.send({ type: 'shutdown', timeout: drainMs } satisfies ToWorker) } catch { /* already gone */ }
+      try { w.send({ type: 'shutdown', timeout: drainMs, idleGrace: Math.min(IDLE_GRACE_MS, drainMs) } satisfies ToWorker) } catch { /* already gone */ }
       setTimeout(() => { if (!w.isDead()) w.process.kill('SIGKILL') }, drainMs + 2000).unref()
     })
   }

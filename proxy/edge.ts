@@ -282,11 +282,12 @@ export class Edge {
     void this.store.retain(next.backendUrls(), config.pools)
   }
 
-  async close (timeoutMs: number): Promise<void> {
+  /** `idleGraceMs`: an upgrade's drain, where idle keep-alive connections close only once idle that long. */
+  async close (timeoutMs: number, idleGraceMs = 0): Promise<void> {
     if (this.#closed) return
     this.#closed = true
     const deadline = Date.now() + timeoutMs
-    await Promise.all([...this.#listeners.values()].map(l => l.close(timeoutMs)))
+    await Promise.all([...this.#listeners.values()].map(l => l instanceof HttpListener ? l.close(timeoutMs, idleGraceMs) : l.close(timeoutMs)))
     this.#listeners.clear()
     await this.#tunnels?.close()
     // Shadow copies in flight are cancelled (no client waits for them) and their records written out.

@@ -239,25 +239,30 @@ export class HttpListener {
     return new Promise(resolve => { this.server.getConnections((err, n) => { resolve(err === null ? n : 0) }) })
   }
 
-  /** Stops accepting; idle keep-alive connections close now, busy ones after their response. */
-  async close (timeoutMs: number): Promise<void> {
+  /**
+   * Stops accepting; idle keep-alive connections close now, busy ones after their response. `idleGraceMs` (an
+   * upgrade's drain): idle ones close only once idle that long, and busy ones are told Connection: close.
+   */
+  async close (timeoutMs: number, idleGraceMs = 0): Promise<void> {
     this.#closing = true
     const closed = new Promise<void>(resolve => { this.server.close(() => { resolve() }) })
-    this.server.closeIdleConnections()
+    if (idleGraceMs === 0) this.server.closeIdleConnections()
     // server.close() waits for upgraded sockets too, which closeAllConnections() does not reach.
-    await this.drain(closed, timeoutMs, () => { for (const s of this.#upgraded) s.destroy() })
+    await this.drain(closed, timeoutMs, () => { for (const s of this.#upgraded) s.destroy() }, idleGraceMs)
   }
 
   /**
    * Waits for `closed` while closing connections as they become idle; after `timeoutMs` cuts every connection
    * (and whatever `cut` ends) so shutdown is bounded.
    */
-  protected async drain (closed: Promise<void>, timeoutMs: number, cut: () => void): Promise<void> {
+  protected async drain (closed: Promise<void>, timeoutMs: number, cut: () => void, idleGraceMs = 0): Promise<void> {
     const timer = setTimeout(() => {
       this.server.closeAllConnections()
       cut()
     }, timeoutMs)
-    const sweep = setInterval(() => { this.server.closeIdleConnections() }, 50)
+    // node:http does not say how long a connection has been idle: its idle ones close at once, grace or not.
+    const server = this.server
+    const sweep = setInterval(server instanceof H1Server ? () => { server.closeIdleConnections(idleGraceMs) } : () => { server.closeIdleConnections() }, 50)
     try {
       await closed
     } finally {

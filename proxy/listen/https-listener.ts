@@ -146,16 +146,16 @@ export class HttpsListener extends HttpListener {
    * `timeoutMs` every socket the TLS server accepted is cut, whatever runs on it: the HTTP/1.1 server does not
    * see upgraded or still-handshaking sockets, and the TLS server's close waits for them.
    */
-  override async close (timeoutMs: number): Promise<void> {
+  override async close (timeoutMs: number, idleGraceMs = 0): Promise<void> {
     const deadline = Date.now() + timeoutMs
     this.certs.close()
     const front = this.#front
     const closed = new Promise<void>(resolve => { if (front === undefined) resolve(); else front.close(() => { resolve() }) })
     for (const s of this.#sessions) s.close()
-    await super.close(timeoutMs)
+    await super.close(timeoutMs, idleGraceMs)
     await this.drain(closed, Math.max(0, deadline - Date.now()), () => {
       for (const s of this.#sessions) s.destroy()
       for (const s of this.#sockets) s.destroy()
-    })
+    }, idleGraceMs)
   }
 }

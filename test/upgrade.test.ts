@@ -1,0 +1,156 @@
+// Upgrades through the real CLI process (issue 18): `edge-proxy upgrade --workers-only` replaces both workers of
+// a workers = 2 edge one at a time under keep-alive and new-connection load with every request answered, the
+// serving pids all change, and a slow request on an old worker completes; an invalid config file refuses the
+// upgrade and the old workers keep serving; SIGUSR2 upgrades too; workers = 1 says what it cannot do yet.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import http from 'node:http'
+import { echoOf, request, runCli, sleep, spawnCli, startBackend, waitUntil, type CliEdge } from './helpers.js'
+
+const edgeBody = (url: string, extra = ''): string => `
+[server]
+workers = 2
+shutdown_timeout = "5s"
+upgrade_drain = "5s"
+${extra}
+[[routes]]
+pool = "p"
+[pools.p]
+backends = ["${url}"]
+`
+
+/** The serving process's pid, from the request id (base 36 after the first dash). */
+function pidOf (headers: http.IncomingHttpHeaders): number {
+  return parseInt(String(headers['x-request-id']).split('-')[1] ?? '', 36)
+}
+
+interface Served { readonly at: number, readonly pid: number }
+interface LoadResult { readonly served: Served[], readonly failures: string[] }
+
+/**
+ * Keep-alive clients (one Agent) and new-connection clients sending requests until stop() or the bounds; every
+ * answer is recorded with the pid that served it and when it arrived, every error or non-200 as a failure.
+ */
+function load (port: number, keepAlive = 4, fresh = 2, maxMs = 30_000): { stop: () => Promise<LoadResult>, count: () => number } {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: keepAlive })
+  const served: Served[] = []
+  const failures: string[] = []
+  const deadline = Date.now() + maxMs
+  let stopped = false
+  const loop = async (opts: { agent?: http.Agent }): Promise<void> => {
+    while (!stopped && Date.now() < deadline) {
+      try {
+        const r = await request(port, opts)
+        if (r.status !== 200) failures.push(`${r.status} ${r.body}`)
+        else served.push({ at: Date.now(), pid: pidOf(r.headers) })
+      } catch (err) {
+        failures.push(`${opts.agent === undefined ? 'new connection' : 'keep-alive'}: ${String(err)}`)
+      }
+    }
+  }
+  const loops = [
+    ...Array.from({ length: keepAlive }, () => loop({ agent })),
+    ...Array.from({ length: fresh }, () => loop({})),
+  ]
+  return {
+    count: () => served.length,
+    stop: async () => {
+      stopped = true
+      await Promise.all(loops)
+      agent.destroy()
+      return { served, failures }
+    },
+  }
+}
+
+function workerPids (cli: CliEdge): Promise<number[]> {
+  return request(cli.adminPort, { path: '/api/status' }).then(r => (JSON.parse(r.body) as { pids: number[] }).pids.sort())
+}
+
+function alive (pid: number): boolean {
+  try { process.kill(pid, 0); return true } catch { return false }
+}
+
+test('upgrade --workers-only under load: every request answered, every worker replaced, a slow request on an old worker completes', async t => {
+  const b = await startBackend(t, 'b')
+  const cli = await spawnCli(t, edgeBody(b.url), { listeningCount: 2 })
+  const before = await workerPids(cli)
+  assert.equal(before.length, 2)
+
+  const running = load(cli.port)
+  await waitUntil(() => running.count() >= 200, 10_000, 'load through the edge')
+  // In flight on an old worker while it drains: it must still be answered in full.
+  const slow = request(cli.port, { path: '/slow?delay=1500' })
+  await waitUntil(() => b.seen.some(s => s.url.startsWith('/slow')), 3000, 'the slow request to reach the backend')
+
+  const up = await runCli(['upgrade', '--admin', `127.0.0.1:${cli.adminPort}`, '--workers-only'], 60_000)
+  const doneAt = Date.now()
+  assert.equal(up.code, 0, `${up.stdout}\n${up.stderr}`)
+  assert.match(up.stdout, /worker 1\/2: started new worker \d+ to replace \d+/)
+  assert.match(up.stdout, /worker 2\/2: old worker \d+ exited/)
+  assert.match(up.stdout, /upgrade done: 2 new workers serving, the old ones gone/)
+  assert.match(up.stdout, /^upgraded$/m)
+
+  const s = await slow
+  assert.equal(s.status, 200, s.body)
+  assert.equal(echoOf(s).url, '/slow?delay=1500')
+  assert.ok(before.includes(pidOf(s.headers)), 'the slow request was served by an old worker')
+
+  await sleep(300)
+  const result = await running.stop()
+  assert.deepEqual(result.failures, [], `${result.failures.length} of ${result.served.length + result.failures.length} requests failed`)
+  const after = await workerPids(cli)
+  assert.equal(after.length, 2)
+  for (const p of after) assert.ok(!before.includes(p), `worker ${p} is not new`)
+  for (const p of before) assert.ok(!alive(p), `old worker ${p} is still running`)
+  const late = new Set(result.served.filter(r => r.at > doneAt + 50).map(r => r.pid))
+  assert.ok(late.size > 0, 'requests were served after the upgrade')
+  for (const p of late) assert.ok(after.includes(p), `pid ${p} served after the upgrade but is not a new worker`)
+  const early = new Set(result.served.filter(r => r.at < doneAt - 5000).map(r => r.pid))
+  for (const p of early) assert.ok(before.includes(p))
+  t.diagnostic(`${result.served.length} requests answered, 0 failed; workers ${before.join(',')} -> ${after.join(',')}`)
+
+  // Each step is on the status page's event list.
+  const events = (JSON.parse((await request(cli.adminPort, { path: '/api/status' })).body) as { events: Array<{ type: string, message: string }> }).events
+  assert.ok(events.some(e => e.type === 'upgrade' && /upgrade done/.test(e.message)), JSON.stringify(events.slice(-10)))
+  // The replacements are not counted as deaths.
+  const health = JSON.parse((await request(cli.adminPort, { path: '/healthz' })).body) as { workers: number }
+  assert.equal(health.workers, 2)
+  assert.ok(!cli.events.some(e => e.msg === 'worker died; starting a new one'), 'a retired worker was taken for a dead one')
+})
+
+test('upgrade with an invalid config file: refused, exit 1 with the reason, the old workers keep serving; SIGUSR2 upgrades once it is fixed', async t => {
+  const b = await startBackend(t, 'b')
+  const cli = await spawnCli(t, edgeBody(b.url), { listeningCount: 2 })
+  const before = await workerPids(cli)
+  await cli.rewrite(`${edgeBody(b.url)}\n[[routes]]\npool = "missing"\n`)
+  const up = await runCli(['upgrade', '--admin', `127.0.0.1:${cli.adminPort}`], 30_000)
+  assert.equal(up.code, 1, up.stdout)
+  assert.match(up.stderr, /409: the config file is not valid, nothing was started: .*missing/)
+  assert.deepEqual(await workerPids(cli), before)
+  assert.equal((await request(cli.port)).status, 200)
+
+  await cli.rewrite(edgeBody(b.url))
+  cli.child.kill('SIGUSR2')
+  await cli.waitForEvent(e => typeof e.msg === 'string' && e.msg.startsWith('upgrade done'), 30_000, 'the SIGUSR2 upgrade to finish')
+  const after = await workerPids(cli)
+  assert.equal(after.length, 2)
+  for (const p of after) assert.ok(!before.includes(p))
+  assert.equal(echoOf(await request(cli.port)).backend, 'b')
+})
+
+test('POST /api/upgrade: a new worker that cannot start leaves the old ones serving (409 with the steps)', async t => {
+  const b = await startBackend(t, 'b')
+  const cli = await spawnCli(t, edgeBody(b.url), { listeningCount: 2 })
+  const before = await workerPids(cli)
+  // Valid for the primary, fatal for a worker: its access log cannot be opened.
+  await cli.rewrite(edgeBody(b.url).replace('[server]', '[server]'))
+  const r = await request(cli.adminPort, { method: 'POST', path: '/api/upgrade?workers_only=1', headers: { 'x-test': '1' } })
+  assert.equal(r.status, 200, r.body)
+  const answer = JSON.parse(r.body) as { ok: boolean, workersOnly: boolean, steps: string[] }
+  assert.equal(answer.ok, true)
+  assert.equal(answer.workersOnly, true)
+  assert.ok(answer.steps.length >= 7, answer.steps.join('\n'))
+  const after = await workerPids(cli)
+  for (const p of after) assert.ok(!before.includes(p))
+})
