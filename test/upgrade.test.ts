@@ -5,6 +5,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import http from 'node:http'
+import net from 'node:net'
 import { echoOf, request, runCli, sleep, spawnCli, startBackend, waitUntil, type CliEdge } from './helpers.js'
 
 const edgeBody = (url: string, extra = ''): string => `
@@ -71,19 +72,48 @@ function alive (pid: number): boolean {
   try { process.kill(pid, 0); return true } catch { return false }
 }
 
+/** A backend that holds every request until `release()`; `held` has the request id each one came with. */
+async function startHoldingBackend (t: Parameters<typeof spawnCli>[0]): Promise<{ url: string, held: string[], release: () => void }> {
+  const waiting: http.ServerResponse[] = []
+  const held: string[] = []
+  const server = http.createServer((req, res) => {
+    held.push(String(req.headers['x-request-id']))
+    waiting.push(res)
+  })
+  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  t.after(() => new Promise<void>(resolve => { server.close(() => { resolve() }); server.closeAllConnections() }))
+  const release = (): void => { for (const res of waiting.splice(0)) res.end('released\n') }
+  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, held, release }
+}
+
 test('upgrade --workers-only under load: every request answered, every worker replaced, a slow request on an old worker completes', async t => {
   const b = await startBackend(t, 'b')
-  const cli = await spawnCli(t, edgeBody(b.url), { listeningCount: 2 })
+  const hold = await startHoldingBackend(t)
+  const cli = await spawnCli(t, edgeBody(b.url, `
+[[routes]]
+match.path_prefix = "/hold"
+pool = "h"
+[pools.h]
+backends = ["${hold.url}"]
+`), { listeningCount: 2 })
   const before = await workerPids(cli)
   assert.equal(before.length, 2)
 
   const running = load(cli.port)
   await waitUntil(() => running.count() >= 200, 10_000, 'load through the edge')
   // In flight on an old worker while it drains: it must still be answered in full.
-  const slow = request(cli.port, { path: '/slow?delay=1500' })
-  await waitUntil(() => b.seen.some(s => s.url.startsWith('/slow')), 3000, 'the slow request to reach the backend')
+  const slow = request(cli.port, { path: '/hold', timeoutMs: 60_000 })
+  await waitUntil(() => hold.held.length === 1, 3000, 'the slow request to reach the backend')
+  const holder = parseInt(hold.held[0]?.split('-')[1] ?? '', 36)
+  assert.ok(before.includes(holder), `the slow request is on worker ${holder}`)
 
-  const up = await runCli(['upgrade', '--admin', `127.0.0.1:${cli.adminPort}`, '--workers-only'], 60_000)
+  const startedAt = Date.now()
+  const upgrading = runCli(['upgrade', '--admin', `127.0.0.1:${cli.adminPort}`, '--workers-only'], 60_000)
+  await cli.waitForEvent(e => typeof e.msg === 'string' && e.msg.includes(`draining old worker ${holder} `), 40_000, 'the slow request\'s worker to drain')
+  await sleep(700)
+  assert.ok(alive(holder), 'the draining worker waits for its in-flight request')
+  hold.release()
+  const up = await upgrading
   const doneAt = Date.now()
   assert.equal(up.code, 0, `${up.stdout}\n${up.stderr}`)
   assert.match(up.stdout, /worker 1\/2: started new worker \d+ to replace \d+/)
@@ -93,8 +123,8 @@ test('upgrade --workers-only under load: every request answered, every worker re
 
   const s = await slow
   assert.equal(s.status, 200, s.body)
-  assert.equal(echoOf(s).url, '/slow?delay=1500')
-  assert.ok(before.includes(pidOf(s.headers)), 'the slow request was served by an old worker')
+  assert.equal(s.body, 'released\n')
+  assert.equal(pidOf(s.headers), holder)
 
   await sleep(300)
   const result = await running.stop()
@@ -106,9 +136,9 @@ test('upgrade --workers-only under load: every request answered, every worker re
   const late = new Set(result.served.filter(r => r.at > doneAt + 50).map(r => r.pid))
   assert.ok(late.size > 0, 'requests were served after the upgrade')
   for (const p of late) assert.ok(after.includes(p), `pid ${p} served after the upgrade but is not a new worker`)
-  const early = new Set(result.served.filter(r => r.at < doneAt - 5000).map(r => r.pid))
-  for (const p of early) assert.ok(before.includes(p))
-  t.diagnostic(`${result.served.length} requests answered, 0 failed; workers ${before.join(',')} -> ${after.join(',')}`)
+  const early = new Set(result.served.filter(r => r.at < startedAt).map(r => r.pid))
+  assert.deepEqual([...early].sort(), before, 'both old workers served before the upgrade')
+  t.diagnostic(`${result.served.length} requests answered, 0 failed; workers ${before.join(',')} -> ${after.join(',')}; upgrade took ${doneAt - startedAt} ms: ${up.stdout.trim().split('\n').join(' | ')}`)
 
   // Each step is on the status page's event list.
   const events = (JSON.parse((await request(cli.adminPort, { path: '/api/status' })).body) as { events: Array<{ type: string, message: string }> }).events
@@ -139,18 +169,38 @@ test('upgrade with an invalid config file: refused, exit 1 with the reason, the 
   assert.equal(echoOf(await request(cli.port)).backend, 'b')
 })
 
-test('POST /api/upgrade: a new worker that cannot start leaves the old ones serving (409 with the steps)', async t => {
+test('POST /api/upgrade: a new worker that cannot start (its port is taken) leaves the old ones serving: 409 with the steps and why', async t => {
   const b = await startBackend(t, 'b')
   const cli = await spawnCli(t, edgeBody(b.url), { listeningCount: 2 })
   const before = await workerPids(cli)
-  // Valid for the primary, fatal for a worker: its access log cannot be opened.
-  await cli.rewrite(edgeBody(b.url).replace('[server]', '[server]'))
-  const r = await request(cli.adminPort, { method: 'POST', path: '/api/upgrade?workers_only=1', headers: { 'x-test': '1' } })
-  assert.equal(r.status, 200, r.body)
-  const answer = JSON.parse(r.body) as { ok: boolean, workersOnly: boolean, steps: string[] }
-  assert.equal(answer.ok, true)
+  // Valid for the primary's check, fatal for a new worker: the new listener's port is held by someone else.
+  const squatter = net.createServer()
+  await new Promise<void>(resolve => squatter.listen(0, '127.0.0.1', resolve))
+  t.after(() => new Promise<void>(resolve => { squatter.close(() => { resolve() }) }))
+  const taken = (squatter.address() as { port: number }).port
+  await cli.rewrite(`${edgeBody(b.url)}\n[[listeners]]\nname = "second"\nlisten = "127.0.0.1:${taken}"\n`)
+  const r = await request(cli.adminPort, { method: 'POST', path: '/api/upgrade?workers_only=1', timeoutMs: 30_000 })
+  assert.equal(r.status, 409, r.body)
+  const answer = JSON.parse(r.body) as { ok: boolean, workersOnly: boolean, steps: string[], error: string }
+  assert.equal(answer.ok, false)
   assert.equal(answer.workersOnly, true)
-  assert.ok(answer.steps.length >= 7, answer.steps.join('\n'))
-  const after = await workerPids(cli)
-  for (const p of after) assert.ok(!before.includes(p))
+  assert.match(answer.error, /did not become ready: .*(in use|EADDRINUSE).*keeps serving/)
+  assert.match(answer.steps.at(-1) ?? '', /^failed: /)
+  assert.deepEqual(await workerPids(cli), before)
+  assert.equal(echoOf(await request(cli.port)).backend, 'b')
+  await sleep(300)
+  const health = JSON.parse((await request(cli.adminPort, { path: '/healthz' })).body) as { workers: number }
+  assert.equal(health.workers, 2, 'the failed new worker was not replaced by another')
+  assert.ok(!cli.events.some(e => e.msg === 'worker died; starting a new one'))
+})
+
+test('POST /api/upgrade with workers = 1: refused with what to do, the edge keeps serving', async t => {
+  const b = await startBackend(t, 'b')
+  const cli = await spawnCli(t, `[[routes]]\npool = "p"\n[pools.p]\nbackends = ["${b.url}"]\n`)
+  const r = await request(cli.adminPort, { method: 'POST', path: '/api/upgrade', body: '{"workers_only": false}' })
+  assert.equal(r.status, 409, r.body)
+  assert.match((JSON.parse(r.body) as { error: string }).error, /workers = 1/)
+  const bad = await request(cli.adminPort, { method: 'POST', path: '/api/upgrade', body: '{"workers_only": "yes"}' })
+  assert.equal(bad.status, 400, bad.body)
+  assert.equal(echoOf(await request(cli.port)).backend, 'b')
 })
