@@ -4,6 +4,7 @@
 // or the workers over IPC). Nothing here exits the process: `stopped` resolves with the exit code, and
 // cli/main.ts exits.
 import { readFile } from 'node:fs/promises'
+import type net from 'node:net'
 import type { Logger } from 'pino'
 import type { Config } from '../config/types.js'
 import { ConfigError, parseConfigText, summarize } from '../config/load.js'
@@ -33,13 +34,14 @@ export interface Serving {
   latency (pool: string, windowMs: number): Promise<WindowHistogram>
   /** Serving processes alive now. */
   workers (): number
-  /** Drains and stops every serving process within `timeoutMs`. */
-  close (timeoutMs: number): Promise<void>
+  /** Drains and stops every serving process within `timeoutMs` (`idleGraceMs`: an upgrade's gentler drain). */
+  close (timeoutMs: number, idleGraceMs?: number): Promise<void>
   /**
    * Replaces every serving process with one started from the code now on disk, running `config`, one at a time,
-   * each old one draining for up to `drainMs`; `step` is told each step. Absent: this mode cannot upgrade yet.
+   * each old one draining for up to `drainMs`; `step` is told each step. Resolves with the new process's pid when
+   * this very process was handed over (it must now drain and exit). Absent: this mode cannot upgrade.
    */
-  upgrade? (config: Config, text: string, drainMs: number, step: (message: string, fields: Record<string, unknown>) => void): Promise<void>
+  upgrade? (config: Config, text: string, drainMs: number, step: (message: string, fields: Record<string, unknown>) => void): Promise<{ readonly newPid: number } | undefined>
 }
 
 /** What an upgrade did: every step in order, and (when it failed) why the old processes kept serving. */
@@ -49,6 +51,10 @@ export interface UpgradeResult {
   readonly error?: string
   readonly workersOnly: boolean
   readonly generation: number
+  /** A whole-edge hand-over: the process that answered (it now drains and exits), the one that serves, the bound. */
+  readonly oldPid?: number
+  readonly newPid?: number
+  readonly drainMs?: number
 }
 
 /** What a serving process that starts late needs to catch up with: health verdicts, drains, registrations. */
@@ -66,6 +72,12 @@ export interface ControlOptions {
   /** Extra Prometheus text appended to /metrics (process restarts). */
   readonly extraMetrics?: () => string
 }
+
+/**
+ * An old process closes an idle keep-alive connection only after this long idle during an upgrade's drain: a
+ * client sending on it at that moment would be reset, and a busy one is told Connection: close anyway.
+ */
+export const IDLE_GRACE_MS = 1000
 
 export class Control {
   readonly events = new EventLog()
@@ -107,14 +119,16 @@ export class Control {
   get stopping (): boolean { return this.#stopping }
   /** The admin listener's port (once started). */
   get adminPort (): number | undefined { return this.#admin?.port }
+  /** The admin listener's bound server (handed to a new edge process by an upgrade). */
+  get adminServer (): net.Server | undefined { return this.#admin?.server }
 
   /** Starts health checks and the admin listener over `serving` (already started). */
-  async start (serving: Serving): Promise<void> {
+  async start (serving: Serving, adminHandle?: net.Server): Promise<void> {
     this.#serving = serving
     this.health.sync(this.#config)
     this.scale.sync(this.#config)
     this.#admin = new AdminServer(this.#config.admin, this.adminDeps(serving))
-    await this.#admin.listen()
+    await this.#admin.listen(adminHandle)
     this.log.info({ address: formatAddress({ host: this.#config.admin.address.host, port: this.#admin.port }) }, 'admin listening')
   }
 
@@ -165,7 +179,8 @@ export class Control {
     const serving = this.#serving
     if (serving === undefined || this.#stopping) return fail('the edge is not running')
     if (this.#upgrading) return fail('an upgrade is already under way')
-    if (serving.upgrade === undefined) return fail('this edge runs one serving process ([server] workers = 1); upgrades replace workers, so run it with workers > 1 (handing the listeners to a new edge process is not available yet)')
+    if (serving.upgrade === undefined) return fail('this edge cannot hand its listeners over: it does not run under its supervisor')
+    if (workersOnly && serving.workers() === 1 && this.#config.server.workers <= 1) return fail('--workers-only needs [server] workers > 1; with workers = 1 the whole edge is handed over (leave out --workers-only)')
     this.#upgrading = true
     try {
       step(`upgrade started (${workersOnly ? 'workers only' : 'whole edge'}, ${serving.workers()} worker${serving.workers() === 1 ? '' : 's'}, drain up to ${this.#config.server.upgradeDrain} ms)`)
@@ -176,10 +191,18 @@ export class Control {
         return fail(`the config file is not valid, nothing was started: ${reasonOf(err)}`)
       }
       step(`config ${next.config.file} validated`)
+      const drainMs = this.#config.server.upgradeDrain
+      let handed: { readonly newPid: number } | undefined
       try {
-        await serving.upgrade(next.config, next.text, this.#config.server.upgradeDrain, step)
+        handed = await serving.upgrade(next.config, next.text, drainMs, step)
       } catch (err) {
         return fail(reasonOf(err))
+      }
+      if (handed !== undefined) {
+        step(`new edge process ${handed.newPid} serves; this process (${process.pid}) stops accepting and drains for up to ${drainMs} ms, then exits`, { old_pid: process.pid, new_pid: handed.newPid })
+        // After this answer is out: the admin listener closes first when the drain starts.
+        setTimeout(() => { void this.shutdown('upgraded: a new edge process serves', 0, drainMs, IDLE_GRACE_MS) }, 200).unref()
+        return { ok: true, steps, workersOnly, generation: this.generation, oldPid: process.pid, newPid: handed.newPid, drainMs }
       }
       this.#config = next.config
       this.#opts.onConfigText?.(next.text)
@@ -217,7 +240,7 @@ export class Control {
    * shutdown_timeout; `stopped` resolves with `code`. The whole stop is bounded: past the timeout (plus a second)
    * it resolves anyway, and main exits with whatever still holds on.
    */
-  async shutdown (reason: string, code = 0, timeout = this.#config.server.shutdownTimeout): Promise<void> {
+  async shutdown (reason: string, code = 0, timeout = this.#config.server.shutdownTimeout, idleGraceMs = 0): Promise<void> {
     if (this.#stopping) return
     this.#stopping = true
     this.log.info({ reason, timeout_ms: timeout }, 'shutting down: finishing in-flight requests')
@@ -228,7 +251,7 @@ export class Control {
     try {
       await this.#admin?.close()
       await this.health.close()
-      await this.#serving?.close(timeout)
+      await this.#serving?.close(timeout, idleGraceMs)
       // After the serving processes drained: the backends the scaler started served their last requests.
       await this.scale.close()
       await this.#opts.demo?.close()

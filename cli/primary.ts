@@ -6,7 +6,7 @@ import { AggregatorRegistry } from 'prom-client'
 import type { Config } from '../config/types.js'
 import { mergeStatus, type EdgeStatus } from '../proxy/ops/status.js'
 import type { MemberPatch } from '../proxy/upstream/members.js'
-import type { Control, Serving } from './control.js'
+import { IDLE_GRACE_MS, type Control, type Serving } from './control.js'
 import type { Registered } from './registrations.js'
 import type { FromWorker, ToWorker } from './messages.js'
 import { WindowHistogram, type WindowHistogramJson } from '../health/latency.js'
@@ -18,11 +18,6 @@ function liveWorkers (): Worker[] {
 /** How long a new worker has to load its config and start its listeners during an upgrade. */
 const UPGRADE_READY_MS = 15_000
 
-/**
- * A retiring worker closes an idle keep-alive connection only after this long idle: a client sending on it at
- * the moment it closes would get a reset, and a busy one is told Connection: close on its next answer anyway.
- */
-const IDLE_GRACE_MS = 1000
 
 /** Resolves undefined once `w` reports ready, else with why not (it failed, exited, or `timeoutMs` passed). */
 function readyOrFailed (w: Worker, timeoutMs: number): Promise<string | undefined> {
@@ -162,7 +157,7 @@ export class ClusterServing implements Serving {
    * always an accepting worker. A new worker that fails, dies or is not ready within `readyMs` is stopped, the
    * old ones keep serving, and this rejects with the reason (workers replaced before it stay replaced).
    */
-  async upgrade (config: Config, text: string, drainMs: number, step: (message: string, fields: Record<string, unknown>) => void): Promise<void> {
+  async upgrade (config: Config, text: string, drainMs: number, step: (message: string, fields: Record<string, unknown>) => void): Promise<undefined> {
     const old = liveWorkers()
     let n = 0
     for (const o of old) {
@@ -184,6 +179,7 @@ export class ClusterServing implements Serving {
     }
     this.#text = text
     this.#file = config.file
+    return undefined
   }
 
   /** Stops `w` accepting, lets its in-flight requests finish within `drainMs`, and waits for its exit (SIGKILL past the bound). */

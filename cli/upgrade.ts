@@ -16,7 +16,7 @@ Exit status: 0 upgraded, 1 refused or failed (the reason is printed; the running
 unreachable, 2 usage error.
 `
 
-interface UpgradeAnswer { ok: boolean, steps?: string[], error?: string }
+interface UpgradeAnswer { ok: boolean, steps?: string[], error?: string, oldPid?: number, newPid?: number, drainMs?: number }
 
 export async function runUpgradeCommand (argv: string[], out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr): Promise<number> {
   let values: { admin?: string, token?: string, 'workers-only'?: boolean, help?: boolean }
@@ -56,6 +56,29 @@ export async function runUpgradeCommand (argv: string[], out: NodeJS.WritableStr
     err.write(`edge-proxy upgrade: ${res.status}: ${body?.error ?? text.trim()}\n`)
     return 1
   }
+  if (body.oldPid !== undefined) {
+    // A whole-edge hand-over answers from the old process, which now drains: done once it is gone.
+    const bound = (body.drainMs ?? 30_000) + 5000
+    const deadline = Date.now() + bound
+    while (running(body.oldPid)) {
+      if (Date.now() > deadline) {
+        err.write(`edge-proxy upgrade: the old edge process ${body.oldPid} is still running ${bound} ms later\n`)
+        return 1
+      }
+      await new Promise(resolve => setTimeout(resolve, 50))
+    }
+    out.write(`  old edge process ${body.oldPid} exited; edge process ${body.newPid ?? '?'} serves\n`)
+  }
   out.write('upgraded\n')
   return 0
+}
+
+/** Whether a process with this pid runs on this host (the admin API is loopback unless a token guards it). */
+function running (pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM'
+  }
 }

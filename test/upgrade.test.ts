@@ -194,12 +194,66 @@ test('POST /api/upgrade: a new worker that cannot start (its port is taken) leav
   assert.ok(!cli.events.some(e => e.msg === 'worker died; starting a new one'))
 })
 
-test('POST /api/upgrade with workers = 1: refused with what to do, the edge keeps serving', async t => {
+test('workers = 1: upgrade hands the listening sockets to a new edge process under load; every request answered, the pid changes', async t => {
+  const b = await startBackend(t, 'b')
+  const hold = await startHoldingBackend(t)
+  const cli = await spawnCli(t, `
+[server]
+upgrade_drain = "5s"
+[[routes]]
+match.path_prefix = "/hold"
+pool = "h"
+[pools.h]
+backends = ["${hold.url}"]
+[[routes]]
+pool = "p"
+[pools.p]
+backends = ["${b.url}"]
+`)
+  const before = await workerPids(cli)
+  assert.equal(before.length, 1)
+  const running = load(cli.port)
+  await waitUntil(() => running.count() >= 200, 10_000, 'load through the edge')
+  const slow = request(cli.port, { path: '/hold', timeoutMs: 60_000 })
+  await waitUntil(() => hold.held.length === 1, 3000, 'the slow request to reach the backend')
+
+  const startedAt = Date.now()
+  const upgrading = runCli(['upgrade', '--admin', `127.0.0.1:${cli.adminPort}`], 60_000)
+  await cli.waitForEvent(e => e.msg === 'took over the listening sockets of the old edge process', 30_000, 'the new edge process to take the sockets')
+  await sleep(700)
+  assert.ok(alive(before[0] as number), 'the old process waits for its in-flight request')
+  hold.release()
+  const up = await upgrading
+  const doneAt = Date.now()
+  assert.equal(up.code, 0, `${up.stdout}\n${up.stderr}`)
+  assert.match(up.stdout, /received 2 listening sockets/)
+  assert.match(up.stdout, /old edge process \d+ exited; edge process \d+ serves/)
+  const s = await slow
+  assert.equal(s.status, 200, s.body)
+  assert.equal(pidOf(s.headers), before[0])
+
+  await sleep(300)
+  const result = await running.stop()
+  assert.deepEqual(result.failures, [], `${result.failures.length} of ${result.served.length + result.failures.length} requests failed`)
+  const after = await workerPids(cli)
+  assert.equal(after.length, 1)
+  assert.notEqual(after[0], before[0])
+  assert.ok(!alive(before[0] as number))
+  const late = new Set(result.served.filter(r => r.at > doneAt + 50).map(r => r.pid))
+  assert.deepEqual([...late], after)
+  t.diagnostic(`${result.served.length} requests answered, 0 failed; pid ${before[0] ?? '?'} -> ${after[0] ?? '?'}; upgrade took ${doneAt - startedAt} ms: ${up.stdout.trim().split('\n').join(' | ')}`)
+  // The supervisor (the process started) still runs and now forwards signals to the new one.
+  assert.equal(cli.child.exitCode, null)
+  cli.child.kill('SIGTERM')
+  assert.deepEqual(await cli.exited, { code: 0, signal: null })
+})
+
+test('workers = 1: --workers-only is refused with what to do; a bad body is 400; the edge keeps serving', async t => {
   const b = await startBackend(t, 'b')
   const cli = await spawnCli(t, `[[routes]]\npool = "p"\n[pools.p]\nbackends = ["${b.url}"]\n`)
-  const r = await request(cli.adminPort, { method: 'POST', path: '/api/upgrade', body: '{"workers_only": false}' })
+  const r = await request(cli.adminPort, { method: 'POST', path: '/api/upgrade', body: '{"workers_only": true}' })
   assert.equal(r.status, 409, r.body)
-  assert.match((JSON.parse(r.body) as { error: string }).error, /workers = 1/)
+  assert.match((JSON.parse(r.body) as { error: string }).error, /workers > 1/)
   const bad = await request(cli.adminPort, { method: 'POST', path: '/api/upgrade', body: '{"workers_only": "yes"}' })
   assert.equal(bad.status, 400, bad.body)
   assert.equal(echoOf(await request(cli.port)).backend, 'b')

@@ -1,6 +1,7 @@
 // An HTTP listener: accepts requests, rejects what could be read two ways, routes, and hands pool routes to an
 // Exchange. Respond and redirect routes are answered here.
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
+import type net from 'node:net'
 import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
 import type { ListenerConfig } from '../../config/types.js'
@@ -90,15 +91,23 @@ export class HttpListener {
     this.server = server
   }
 
-  listen (): Promise<void> {
+  /** The server bound to the port (what an upgrade hands to the new edge process). */
+  get acceptor (): net.Server {
+    return this.server
+  }
+
+  /** Binds the address, or takes over `handle`, a listening socket an older edge process handed over. */
+  listen (handle?: net.Server): Promise<void> {
     return new Promise((resolve, reject) => {
       const onError = (err: Error): void => { reject(err) }
       this.server.once('error', onError)
-      this.server.listen(this.config.address.port, this.config.address.host, () => {
+      const done = (): void => {
         this.server.off('error', onError)
         this.server.on('error', err => { this.#deps.log.error({ err, listener: this.config.name }, 'listener error') })
         resolve()
-      })
+      }
+      if (handle !== undefined) this.server.listen(handle, done)
+      else this.server.listen(this.config.address.port, this.config.address.host, done)
     })
   }
 

@@ -8,6 +8,7 @@
 // passed a 1 KB limit on Node 20) and has no closeIdleConnections for a graceful drain of keep-alive clients.
 import http2 from 'node:http2'
 import tls from 'node:tls'
+import type net from 'node:net'
 import type { Socket } from 'node:net'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { ListenerConfig, ListenerTlsConfig } from '../../config/types.js'
@@ -85,7 +86,12 @@ export class HttpsListener extends HttpListener {
     this.serve(req as unknown as IncomingMessage, res as unknown as ServerResponse, true)
   }
 
-  override async listen (): Promise<void> {
+  /** The TLS server bound to the port (the HTTP servers behind it take its sockets). */
+  override get acceptor (): net.Server {
+    return this.#front ?? this.server
+  }
+
+  override async listen (handle?: net.Server): Promise<void> {
     await this.certs.start()
     const front = tls.createServer({
       ...this.certs.serverOptions({ alpn: this.#tls.alpn }),
@@ -107,7 +113,9 @@ export class HttpsListener extends HttpListener {
     try {
       await new Promise<void>((resolve, reject) => {
         front.once('error', reject)
-        front.listen(this.config.address.port, this.config.address.host, () => { front.off('error', reject); resolve() })
+        const done = (): void => { front.off('error', reject); resolve() }
+        if (handle !== undefined) front.listen(handle, done)
+        else front.listen(this.config.address.port, this.config.address.host, done)
       })
     } catch (err) {
       this.certs.close()

@@ -3,6 +3,7 @@
 // endpoint. Before the token, it refuses a Host that is not its own and state-changing calls from other origins
 // (proxy/ops/admin-guard.ts).
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
+import type net from 'node:net'
 import { timingSafeEqual } from 'node:crypto'
 import type { Logger } from 'pino'
 import { formatAddress, isLoopbackIp, type Address } from '../../config/address.js'
@@ -123,13 +124,16 @@ export class AdminServer {
     this.server.on('clientError', (_err, socket) => { socket.destroy() })
   }
 
-  async listen (): Promise<void> {
+  /** Binds the admin address, or takes over `handle` (the admin socket an older edge process handed over). */
+  async listen (handle?: net.Server): Promise<void> {
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', (err) => { reject(listenError('the admin listener ([admin] listen)', formatAddress(this.opts.address), err)) })
-      this.server.listen(this.opts.address.port, this.opts.address.host, () => {
+      const done = (): void => {
         this.server.off('error', reject)
         resolve()
-      })
+      }
+      if (handle !== undefined) this.server.listen(handle, done)
+      else this.server.listen(this.opts.address.port, this.opts.address.host, done)
     })
     // Without a token only loopback may reach it. The config load judged the listen name by what it resolved to;
     // judge the address actually bound too, in case the name's answer changed since.
