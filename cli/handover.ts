@@ -13,7 +13,7 @@ export class Inherited {
   readonly sockets = new Map<string, net.Server>()
   readonly #early = new Map<string, net.Socket[]>()
 
-  /** Waits for the old process's sockets (the supervisor sends them right after the fork); rejects after `timeoutMs`. */
+  /** Asks the supervisor for the old process's sockets and waits for them; rejects after `timeoutMs`. */
   static receive (timeoutMs: number): Promise<Inherited> {
     const got = new Inherited()
     return new Promise((resolve, reject) => {
@@ -24,6 +24,8 @@ export class Inherited {
           got.sockets.set(m.key, server)
           const early: net.Socket[] = []
           got.#early.set(m.key, early)
+          // Not read until a listener owns it: bytes read into this stream would never reach the parser.
+          ;(server as net.Server & { pauseOnConnect: boolean }).pauseOnConnect = true
           // Listening already (that is how a socket arrives): hold what it accepts until a listener takes it over.
           server.on('connection', (s: net.Socket) => { early.push(s) })
         } else if (m.type === 'listeners-done') {
@@ -33,6 +35,8 @@ export class Inherited {
         }
       }
       process.on('message', onMessage)
+      // Asked for only now: a socket that arrived before this listener would accept connections nobody serves.
+      tellSupervisor({ type: 'want-listeners' })
     })
   }
 
@@ -42,14 +46,17 @@ export class Inherited {
   }
 
   /** Hands the connections accepted before the take-over to the servers that now own each socket. */
-  flush (owners: ReadonlyMap<string, net.Server>): void {
+  flush (owners: ReadonlyMap<string, net.Server>): number {
+    let n = 0
     for (const [key, early] of this.#early) {
+      n += early.length
       const owner = owners.get(key)
       for (const s of early.splice(0)) {
         if (owner === undefined) s.destroy()
         else owner.emit('connection', s)
       }
     }
+    return n
   }
 }
 

@@ -55,8 +55,8 @@ export async function runEdge (config: Config, opts: RunOptions): Promise<number
   await edge.start()
   const handOver = supervised ? handOverSide(() => acceptorsOf(edge, control)) : undefined
   await control.start(new LocalServing(edge, handOver), inherited?.sockets.get(ADMIN_KEY))
-  inherited?.flush(acceptorsOf(edge, control))
-  if (inherited !== undefined) log.info({ sockets: inherited.sockets.size }, 'took over the listening sockets of the old edge process')
+  const early = inherited?.flush(acceptorsOf(edge, control))
+  if (inherited !== undefined) log.info({ sockets: inherited.sockets.size, early_connections: early }, 'took over the listening sockets of the old edge process')
   control.handleSignals()
   // The supervisor itself was killed (SIGKILL, say): whoever did it wants the edge down, so do not linger as an
   // orphan holding the ports.

@@ -27,6 +27,8 @@ export type ToSupervisor =
   | { type: 'upgrade', text: string }
   | { type: 'listener', key: string }
   | { type: 'listeners-done' }
+  /** A new process is listening for the sockets (sent before, one would accept connections nobody serves). */
+  | { type: 'want-listeners' }
 
 /** Messages from the supervisor to a serving child (`listener` and `conn` carry a handle). */
 export type FromSupervisor =
@@ -71,7 +73,7 @@ export function supervise (argv: readonly string[], configText: string, log: Log
   const deaths: number[] = []
 
   let upgrading = false
-  const start = (handover?: { text: string, onReady: () => void }): ChildProcess => {
+  const start = (handover?: { text: string, onReady: () => void, onWant: () => void }): ChildProcess => {
     let ready = false
     const runText = handover?.text ?? (restarts > 0 ? text : undefined)
     const c = fork(process.argv[1] as string, argv, {
@@ -86,6 +88,8 @@ export function supervise (argv: readonly string[], configText: string, log: Log
         if (handover !== undefined) { child = c; text = handover.text; handover.onReady() }
       } else if (m.type === 'config') {
         text = m.text
+      } else if (m.type === 'want-listeners') {
+        handover?.onWant()
       } else if (m.type === 'upgrade' && child === c) {
         handOver(c, m.text)
       } else if (m.type === 'listener' || m.type === 'listeners-done') {
@@ -121,11 +125,14 @@ export function supervise (argv: readonly string[], configText: string, log: Log
     if (upgrading || stopping) { tell({ type: 'upgrade-failed', error: upgrading ? 'an upgrade is already under way' : 'the edge is stopping' }); return }
     upgrading = true
     const handles = new Map<string, net.Server>()
+    let passedBack = 0
     collecting = (m, handle) => {
       if (m.type === 'listener' && handle !== undefined) {
         handles.set(m.key, handle)
+        // Not read here: bytes this process read from such a connection would be lost when it is passed on.
+        ;(handle as net.Server & { pauseOnConnect: boolean }).pauseOnConnect = true
         // Accepted here between receiving and passing on: the old process still serves, so it gets them.
-        handle.on('connection', (s: net.Socket) => { tell({ type: 'conn', key: m.key }, s) })
+        handle.on('connection', (s: net.Socket) => { passedBack++; tell({ type: 'conn', key: m.key }, s) })
         return
       }
       if (m.type !== 'listeners-done') return
@@ -138,6 +145,8 @@ export function supervise (argv: readonly string[], configText: string, log: Log
         upgrading = false
         clearTimeout(timer)
         if (n.exitCode === null && n.signalCode === null) n.kill('SIGKILL')
+        // Not passed on: this process's copies close (the old process keeps its own and serves).
+        for (const h of handles.values()) if (h.listening) h.close()
         log.error({ reason: error }, 'upgrade: the new edge process failed; the old one keeps serving')
         tell({ type: 'upgrade-failed', error })
       }
@@ -148,15 +157,17 @@ export function supervise (argv: readonly string[], configText: string, log: Log
           settled = true
           upgrading = false
           clearTimeout(timer)
-          log.info({ old: old.pid, new: n.pid }, 'upgrade: the new edge process serves; the old one drains')
+          log.info({ old: old.pid, new: n.pid, passed_back: passedBack }, 'upgrade: the new edge process serves; the old one drains')
           tell({ type: 'upgrade-done', pid: n.pid ?? 0 })
+        },
+        onWant: () => {
+          for (const [key, h] of handles) n.send({ type: 'listener', key } satisfies FromSupervisor, h, () => { h.close() })
+          n.send({ type: 'listeners-done' } satisfies FromSupervisor)
         },
       })
       tell({ type: 'upgrade-step', message: `new edge process ${n.pid ?? '?'} started; passing it the listening sockets` })
       const timer = setTimeout(() => { fail(`the new edge process ${n.pid ?? '?'} was not ready within ${HANDOVER_READY_MS} ms`) }, HANDOVER_READY_MS)
       n.once('exit', (code, signal) => { fail(`the new edge process ${n.pid ?? '?'} exited before it was ready (${signal ?? `code ${code ?? '?'}`})`) })
-      for (const [key, h] of handles) n.send({ type: 'listener', key } satisfies FromSupervisor, h, () => { h.close() })
-      n.send({ type: 'listeners-done' } satisfies FromSupervisor)
     }
     tell({ type: 'send-listeners' })
   }

@@ -45,7 +45,7 @@ function load (port: number, keepAlive = 4, fresh = 2, maxMs = 30_000): { stop: 
         if (r.status !== 200) failures.push(`${r.status} ${r.body}`)
         else served.push({ at: Date.now(), pid: pidOf(r.headers) })
       } catch (err) {
-        failures.push(`${opts.agent === undefined ? 'new connection' : 'keep-alive'}: ${String(err)}`)
+        failures.push(`${opts.agent === undefined ? 'new connection' : 'keep-alive'}: ${String(err)} at ${Date.now()}`)
       }
     }
   }
@@ -246,6 +246,25 @@ backends = ["${b.url}"]
   assert.equal(cli.child.exitCode, null)
   cli.child.kill('SIGTERM')
   assert.deepEqual(await cli.exited, { code: 0, signal: null })
+})
+
+test('workers = 1: SIGKILL of the new edge process in the middle of the hand-over leaves the old one serving (409, the reason)', async t => {
+  const b = await startBackend(t, 'b')
+  const cli = await spawnCli(t, `[[routes]]\npool = "p"\n[pools.p]\nbackends = ["${b.url}"]\n`)
+  const before = await workerPids(cli)
+  const answer = request(cli.adminPort, { method: 'POST', path: '/api/upgrade', timeoutMs: 30_000 })
+  const started = await cli.waitForEvent(e => /^new edge process \d+ started/.test(String(e.msg)), 20_000, 'the new edge process')
+  const pid = Number(/^new edge process (\d+)/.exec(String(started.msg))?.[1])
+  process.kill(pid, 'SIGKILL')
+  const r = await answer
+  assert.equal(r.status, 409, r.body)
+  assert.match((JSON.parse(r.body) as { error: string }).error, /exited before it was ready \(SIGKILL\)/)
+  assert.deepEqual(await workerPids(cli), before)
+  for (let i = 0; i < 20; i++) assert.equal(echoOf(await request(cli.port)).backend, 'b')
+  // And the next upgrade goes through.
+  const up = await runCli(['upgrade', '--admin', `127.0.0.1:${cli.adminPort}`], 30_000)
+  assert.equal(up.code, 0, `${up.stdout}\n${up.stderr}`)
+  assert.notDeepEqual(await workerPids(cli), before)
 })
 
 test('workers = 1: --workers-only is refused with what to do; a bad body is 400; the edge keeps serving', async t => {
