@@ -6,6 +6,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import http from 'node:http'
 import net from 'node:net'
+import WebSocket, { WebSocketServer } from 'ws'
 import { echoOf, request, runCli, sleep, spawnCli, startBackend, waitUntil, type CliEdge } from './helpers.js'
 
 const edgeBody = (url: string, extra = ''): string => `
@@ -265,6 +266,39 @@ test('workers = 1: SIGKILL of the new edge process in the middle of the hand-ove
   const up = await runCli(['upgrade', '--admin', `127.0.0.1:${cli.adminPort}`], 30_000)
   assert.equal(up.code, 0, `${up.stdout}\n${up.stderr}`)
   assert.notDeepEqual(await workerPids(cli), before)
+})
+
+test('workers = 1: a WebSocket opened before the hand-over keeps exchanging messages until upgrade_drain, then closes with 1001', async t => {
+  const b = await startBackend(t, 'b')
+  const wss = new WebSocketServer({ server: b.server })
+  const backendCloses: number[] = []
+  wss.on('connection', ws => {
+    ws.on('message', (d: Buffer) => { ws.send(`echo ${d.toString()}`) })
+    ws.on('close', code => { backendCloses.push(code) })
+  })
+  t.after(() => { wss.close() })
+  const cli = await spawnCli(t, `[server]\nupgrade_drain = "2s"\n[[routes]]\npool = "p"\n[pools.p]\nbackends = ["${b.url}"]\n`)
+  const ws = new WebSocket(`ws://127.0.0.1:${cli.port}/chat`)
+  await new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject) })
+  const echoes: number[] = []
+  ws.on('message', () => { echoes.push(Date.now()) })
+  const closed = new Promise<{ code: number, at: number }>(resolve => { ws.once('close', code => { resolve({ code, at: Date.now() }) }) })
+  let i = 0
+  const ticker = setInterval(() => { if (ws.readyState === WebSocket.OPEN) ws.send(String(i++)) }, 50)
+  t.after(() => { clearInterval(ticker) })
+  const upgrading = runCli(['upgrade', '--admin', `127.0.0.1:${cli.adminPort}`], 30_000)
+  const draining = await cli.waitForEvent(e => /drains for up to 2000 ms/.test(String(e.msg)), 20_000, 'the old process to drain')
+  const drainAt = Date.parse(String(draining.time))
+  const c = await closed
+  clearInterval(ticker)
+  assert.equal(c.code, 1001)
+  assert.ok(echoes.some(at => at > drainAt + 1500), 'messages kept flowing during the drain')
+  assert.ok(c.at - drainAt >= 1800 && c.at - drainAt < 5000, `closed ${c.at - drainAt} ms after the drain began`)
+  const up = await upgrading
+  assert.equal(up.code, 0, `${up.stdout}\n${up.stderr}`)
+  await waitUntil(() => backendCloses.length === 1, 3000, 'the backend to see the close')
+  assert.equal(backendCloses[0], 1001)
+  t.diagnostic(`${echoes.length} echoes; closed 1001 ${c.at - drainAt} ms after the drain began`)
 })
 
 test('workers = 1: --workers-only is refused with what to do; a bad body is 400; the edge keeps serving', async t => {

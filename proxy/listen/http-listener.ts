@@ -10,7 +10,7 @@ import { Exchange, sendError, type PoolAction } from '../forward/exchange.js'
 import type { ExchangeHooks } from '../forward/hooks.js'
 import type { EdgeTable } from '../route/table.js'
 import type { AccessLog } from '../ops/log.js'
-import { proxyUpgrade } from './upgrade.js'
+import { kGoAway, proxyUpgrade } from './upgrade.js'
 import type { EdgeMetrics } from '../ops/metrics.js'
 import { clientIpOf, closeAfter, kClosing, rewritePath, scanRequest, versionRefusal, type ClosingSocket, type ScannedRequest } from './request.js'
 import { H1Server, h1Available, type H1Request, type H1Response } from './h1.js'
@@ -257,7 +257,14 @@ export class HttpListener {
     const closed = new Promise<void>(resolve => { this.server.close(() => { resolve() }) })
     if (idleGraceMs === 0) this.server.closeIdleConnections()
     // server.close() waits for upgraded sockets too, which closeAllConnections() does not reach.
-    await this.drain(closed, timeoutMs, () => { for (const s of this.#upgraded) s.destroy() }, idleGraceMs)
+    // An upgrade's drain ends WebSocket splices with a close frame (1001, going away); shutdown cuts them.
+    await this.drain(closed, timeoutMs, () => {
+      for (const s of this.#upgraded) {
+        const goAway = (s as Socket & { [kGoAway]?: () => void })[kGoAway]
+        if (idleGraceMs > 0 && goAway !== undefined) goAway()
+        else s.destroy()
+      }
+    }, idleGraceMs)
   }
 
   /**
