@@ -226,6 +226,27 @@ export class Control {
     })
   }
 
+  /**
+   * Takes over an older edge process's state after a hand-over: members registered through the API and drains
+   * set through it (health verdicts come again from this process's own checks).
+   */
+  adopt (snap: MemberSnapshot): void {
+    const serving = this.#serving
+    if (serving === undefined) return
+    for (const r of snap.registered) {
+      if (r.source === 'scale' || this.#config.pools.get(r.pool) === undefined) continue
+      this.registrations.set({ pool: r.pool, url: r.url, weight: r.weight })
+      serving.addMember({ pool: r.pool, url: r.url, weight: r.weight }, r.healthy)
+    }
+    for (const d of snap.drains) {
+      if (validateDrain(this.#config, d.pool, d.url) !== undefined) continue
+      this.#drains.set(`${d.pool} ${d.url}`, d)
+      serving.setMember(d.pool, d.url, { draining: d.draining })
+    }
+    this.health.sync(this.#config)
+    this.log.info({ registered: snap.registered.length, drains: snap.drains.length }, 'took over the old edge process\'s registrations and drains')
+  }
+
   /** Member state a serving process that starts now must be told, in order. */
   snapshot (): MemberSnapshot {
     const registered = this.registrations.all().map(r => ({

@@ -11,6 +11,8 @@ export const ADMIN_KEY = 'admin'
 /** Sockets a new process received, and the connections they accepted before anyone served them. */
 export class Inherited {
   readonly sockets = new Map<string, net.Server>()
+  /** The old process's Control state (MemberSnapshot), as it was when the hand-over began. */
+  state: unknown
   readonly #early = new Map<string, net.Socket[]>()
 
   /** Asks the supervisor for the old process's sockets and waits for them; rejects after `timeoutMs`. */
@@ -29,6 +31,7 @@ export class Inherited {
           // Listening already (that is how a socket arrives): hold what it accepts until a listener takes it over.
           server.on('connection', (s: net.Socket) => { early.push(s) })
         } else if (m.type === 'listeners-done') {
+          got.state = m.state
           clearTimeout(timer)
           process.off('message', onMessage)
           resolve(got)
@@ -64,7 +67,7 @@ export class Inherited {
  * In the old process: answers the supervisor's hand-over (sends `acceptors()` then 'listeners-done'), serves the
  * connections it passes back, and turns the outcome into `upgrade()`'s promise. Returns upgrade(text, step).
  */
-export function handOverSide (acceptors: () => ReadonlyMap<string, net.Server>): (text: string, step: (message: string) => void) => Promise<number> {
+export function handOverSide (acceptors: () => ReadonlyMap<string, net.Server>, state: () => unknown): (text: string, step: (message: string) => void) => Promise<number> {
   let pending: { step: (message: string) => void, resolve: (pid: number) => void, reject: (err: Error) => void } | undefined
   process.on('message', (m: FromSupervisor, handle: unknown) => {
     switch (m.type) {
@@ -88,6 +91,6 @@ export function handOverSide (acceptors: () => ReadonlyMap<string, net.Server>):
   return (text, step) => new Promise<number>((resolve, reject) => {
     if (pending !== undefined) { reject(new Error('an upgrade is already under way')); return }
     pending = { step, resolve, reject }
-    tellSupervisor({ type: 'upgrade', text })
+    tellSupervisor({ type: 'upgrade', text, state: state() })
   })
 }

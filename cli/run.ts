@@ -7,7 +7,7 @@ import type { Config } from '../config/types.js'
 import { Edge } from '../proxy/edge.js'
 import { edgeStatus } from '../proxy/ops/status.js'
 import { startDemoBackends } from './demo.js'
-import { Control, type Serving } from './control.js'
+import { Control, type MemberSnapshot, type Serving } from './control.js'
 import { ClusterServing } from './primary.js'
 import type { Registered } from './registrations.js'
 import type { WindowHistogram } from '../health/latency.js'
@@ -53,8 +53,9 @@ export async function runEdge (config: Config, opts: RunOptions): Promise<number
   const inherited = supervised && process.env[HANDOVER_ENV] === '1' ? await Inherited.receive(HANDOVER_READY_MS) : undefined
   const edge = new Edge(config, { log, onEvent: (type, message, fields) => { control.events.push(type, message, fields) }, ...(inherited === undefined ? {} : { inherited: inherited.listeners() }) })
   await edge.start()
-  const handOver = supervised ? handOverSide(() => acceptorsOf(edge, control)) : undefined
+  const handOver = supervised ? handOverSide(() => acceptorsOf(edge, control), () => control.snapshot()) : undefined
   await control.start(new LocalServing(edge, handOver), inherited?.sockets.get(ADMIN_KEY))
+  if (inherited?.state !== undefined) control.adopt(inherited.state as MemberSnapshot)
   const early = inherited?.flush(acceptorsOf(edge, control))
   if (inherited !== undefined) log.info({ sockets: inherited.sockets.size, early_connections: early }, 'took over the listening sockets of the old edge process')
   control.handleSignals()

@@ -24,7 +24,7 @@ export type ToSupervisor =
   | { type: 'ready' }
   | { type: 'config', text: string }
   /** Hand the edge over to a new serving process running `text` (the old one validated it). */
-  | { type: 'upgrade', text: string }
+  | { type: 'upgrade', text: string, state: unknown }
   | { type: 'listener', key: string }
   | { type: 'listeners-done' }
   /** A new process is listening for the sockets (sent before, one would accept connections nobody serves). */
@@ -34,7 +34,8 @@ export type ToSupervisor =
 export type FromSupervisor =
   | { type: 'send-listeners' }
   | { type: 'listener', key: string }
-  | { type: 'listeners-done' }
+  /** `state`: what the old process's Control carries over (registrations, drains), as it sent it. */
+  | { type: 'listeners-done', state?: unknown }
   /** A connection the supervisor accepted on a socket it was passing on: the old process serves it. */
   | { type: 'conn', key: string }
   | { type: 'upgrade-step', message: string }
@@ -91,7 +92,7 @@ export function supervise (argv: readonly string[], configText: string, log: Log
       } else if (m.type === 'want-listeners') {
         handover?.onWant()
       } else if (m.type === 'upgrade' && child === c) {
-        handOver(c, m.text)
+        handOver(c, m.text, m.state)
       } else if (m.type === 'listener' || m.type === 'listeners-done') {
         collecting?.(m, handle as net.Server | undefined)
       }
@@ -120,7 +121,7 @@ export function supervise (argv: readonly string[], configText: string, log: Log
    * disk with `newText`, passes it the sockets, and switches to it once it is ready; until then, and for good if it
    * fails, the old process serves (connections this process happens to accept meanwhile are passed back to it).
    */
-  const handOver = (old: ChildProcess, newText: string): void => {
+  const handOver = (old: ChildProcess, newText: string, state: unknown): void => {
     const tell = (m: FromSupervisor, handle?: net.Socket): void => { try { if (handle === undefined) old.send(m); else old.send(m, handle) } catch { /* gone */ } }
     if (upgrading || stopping) { tell({ type: 'upgrade-failed', error: upgrading ? 'an upgrade is already under way' : 'the edge is stopping' }); return }
     upgrading = true
@@ -162,7 +163,7 @@ export function supervise (argv: readonly string[], configText: string, log: Log
         },
         onWant: () => {
           for (const [key, h] of handles) n.send({ type: 'listener', key } satisfies FromSupervisor, h, () => { h.close() })
-          n.send({ type: 'listeners-done' } satisfies FromSupervisor)
+          n.send({ type: 'listeners-done', state } satisfies FromSupervisor)
         },
       })
       tell({ type: 'upgrade-step', message: `new edge process ${n.pid ?? '?'} started; passing it the listening sockets` })

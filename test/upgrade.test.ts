@@ -249,7 +249,7 @@ backends = ["${b.url}"]
   assert.deepEqual(await cli.exited, { code: 0, signal: null })
 })
 
-test('workers = 1: SIGKILL of the new edge process in the middle of the hand-over leaves the old one serving (409, the reason)', async t => {
+test('workers = 1: SIGKILL of the new edge process in the middle of the hand-over leaves the old one serving (409, the reason); the next one carries API members', async t => {
   const b = await startBackend(t, 'b')
   const cli = await spawnCli(t, `[[routes]]\npool = "p"\n[pools.p]\nbackends = ["${b.url}"]\n`)
   const before = await workerPids(cli)
@@ -262,10 +262,18 @@ test('workers = 1: SIGKILL of the new edge process in the middle of the hand-ove
   assert.match((JSON.parse(r.body) as { error: string }).error, /exited before it was ready \(SIGKILL\)/)
   assert.deepEqual(await workerPids(cli), before)
   for (let i = 0; i < 20; i++) assert.equal(echoOf(await request(cli.port)).backend, 'b')
-  // And the next upgrade goes through.
+  // And the next upgrade goes through, carrying a member registered through the API.
+  const extra = await startBackend(t, 'extra')
+  const added = await request(cli.adminPort, { method: 'POST', path: '/api/pools/p/backends', body: JSON.stringify({ url: extra.url, weight: 2 }) })
+  assert.equal(added.status, 201, added.body)
   const up = await runCli(['upgrade', '--admin', `127.0.0.1:${cli.adminPort}`], 30_000)
   assert.equal(up.code, 0, `${up.stdout}\n${up.stderr}`)
   assert.notDeepEqual(await workerPids(cli), before)
+  const list = JSON.parse((await request(cli.adminPort, { path: '/api/pools/p/backends' })).body) as Array<{ url: string, weight: number, source: string }>
+  assert.ok(list.some(m => m.url === extra.url && m.weight === 2 && m.source === 'api'), JSON.stringify(list))
+  const seen = new Set<string>()
+  for (let i = 0; i < 12; i++) seen.add(echoOf(await request(cli.port)).backend)
+  assert.deepEqual([...seen].sort(), ['b', 'extra'])
 })
 
 test('workers = 1: a WebSocket opened before the hand-over keeps exchanging messages until upgrade_drain, then closes with 1001', async t => {
