@@ -229,7 +229,7 @@ function renderShadow(sh) {
   }).join("") || '<div class="muted">no mirroring configured</div>';
 }
 
-const EVENT_TONE = { unhealthy: "state-down", ejected: "state-down", "reload-failed": "state-down", "worker-exit": "state-down",
+const EVENT_TONE = { unhealthy: "state-down", ejected: "state-down", "reload-failed": "state-down", "worker-exit": "state-down", "upgrade-failed": "state-down",
   healthy: "state-up", restored: "state-up", drain: "state-drain", "ejection-held": "state-drain" };
 
 function addEvent(e) {
