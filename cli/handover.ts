@@ -48,12 +48,16 @@ export class Inherited {
     return new Map([...this.sockets].filter(([k]) => k !== ADMIN_KEY))
   }
 
-  /** Hands the connections accepted before the take-over to the servers that now own each socket. */
+  /**
+   * Hands the connections accepted before the take-over to the servers that now own each socket; a socket the new
+   * config has no listener for is closed (left open it would accept connections nobody serves).
+   */
   flush (owners: ReadonlyMap<string, net.Server>): number {
     let n = 0
     for (const [key, early] of this.#early) {
       n += early.length
       const owner = owners.get(key)
+      if (owner === undefined) this.sockets.get(key)?.close()
       for (const s of early.splice(0)) {
         if (owner === undefined) s.destroy()
         else owner.emit('connection', s)
