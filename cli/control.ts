@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises'
 import { createHash } from 'node:crypto'
 import { parse as parseToml } from 'smol-toml'
+import type net from 'node:net'
 import type { Logger } from 'pino'
 import type { Config, HaConfig } from '../config/types.js'
 import { ConfigError, parseConfigText, summarize } from '../config/load.js'
@@ -38,8 +39,27 @@ export interface Serving {
   workers (): number
   /** Whether some listener accepts connections now (an HA node that cannot serve does not take the IP). */
   accepting? (): boolean
-  /** Drains and stops every serving process within `timeoutMs`. */
-  close (timeoutMs: number): Promise<void>
+  /** Drains and stops every serving process within `timeoutMs` (`idleGraceMs`: an upgrade's gentler drain). */
+  close (timeoutMs: number, idleGraceMs?: number): Promise<void>
+  /**
+   * Replaces every serving process with one started from the code now on disk, running `config`, one at a time,
+   * each old one draining for up to `drainMs`; `step` is told each step. Resolves with the new process's pid when
+   * this very process was handed over (it must now drain and exit). Absent: this mode cannot upgrade.
+   */
+  upgrade? (config: Config, text: string, drainMs: number, step: (message: string, fields: Record<string, unknown>) => void): Promise<{ readonly newPid: number } | undefined>
+}
+
+/** What an upgrade did: every step in order, and (when it failed) why the old processes kept serving. */
+export interface UpgradeResult {
+  readonly ok: boolean
+  readonly steps: readonly string[]
+  readonly error?: string
+  readonly workersOnly: boolean
+  readonly generation: number
+  /** A whole-edge hand-over: the process that answered (it now drains and exits), the one that serves, the bound. */
+  readonly oldPid?: number
+  readonly newPid?: number
+  readonly drainMs?: number
 }
 
 /** What a serving process that starts late needs to catch up with: health verdicts, drains, registrations. */
@@ -82,6 +102,12 @@ function stableJson (v: unknown): string {
   return JSON.stringify(v)
 }
 
+/**
+ * An old process closes an idle keep-alive connection only after this long idle during an upgrade's drain: a
+ * client sending on it at that moment would be reset, and a busy one is told Connection: close anyway.
+ */
+export const IDLE_GRACE_MS = 1000
+
 export class Control {
   readonly events = new EventLog()
   readonly registrations = new Registrations()
@@ -99,6 +125,7 @@ export class Control {
   #admin: AdminServer | undefined
   #stopping = false
   #configHash: string
+  #upgrading = false
   #resolveStopped!: (code: number) => void
   readonly #opts: ControlOptions
   /** Drain state set through the admin API, replayed to serving processes that start later. */
@@ -136,14 +163,16 @@ export class Control {
   get stopping (): boolean { return this.#stopping }
   /** The admin listener's port (once started). */
   get adminPort (): number | undefined { return this.#admin?.port }
+  /** The admin listener's bound server (handed to a new edge process by an upgrade). */
+  get adminServer (): net.Server | undefined { return this.#admin?.server }
 
   /** Starts health checks and the admin listener over `serving` (already started). */
-  async start (serving: Serving): Promise<void> {
+  async start (serving: Serving, adminHandle?: net.Server): Promise<void> {
     this.#serving = serving
     this.health.sync(this.#config)
     this.scale.sync(this.#config)
     this.#admin = new AdminServer(this.#config.admin, this.adminDeps(serving))
-    await this.#admin.listen()
+    await this.#admin.listen(adminHandle)
     this.log.info({ address: formatAddress({ host: this.#config.admin.address.host, port: this.#admin.port }) }, 'admin listening')
     // Last: the node may only claim the floating IP once this process serves (the passive runs warm).
     await this.ha?.start()
@@ -153,6 +182,7 @@ export class Control {
   async reload (): Promise<string> {
     const serving = this.#serving
     if (serving === undefined || this.#stopping) throw new Error('the edge is not running')
+    if (this.#upgrading) throw new Error('an upgrade is under way; reload after it')
     try {
       const { config, text } = await readAndValidate(this.#config.file)
       await serving.reload(config, text)
@@ -177,12 +207,95 @@ export class Control {
     }
   }
 
+  /**
+   * Upgrade: re-reads and validates the config file (an invalid one refuses the upgrade, nothing is started), then
+   * replaces the serving processes with new ones from the code on disk, one at a time, each old one draining for
+   * up to [server] upgrade_drain. Every step is an event and a log line. `workersOnly`: only the workers (the
+   * rolling restart); without it the whole edge would be handed over, which this version does as the rolling
+   * restart of its workers too (the primary stays; said as a step). Resolves with the steps; rejects never.
+   */
+  async upgrade (workersOnly: boolean): Promise<UpgradeResult> {
+    const steps: string[] = []
+    const step = (message: string, fields: Record<string, unknown> = {}): void => {
+      steps.push(message)
+      this.log.info({ ...fields, upgrade: true }, message)
+      this.events.push('upgrade', message, fields)
+    }
+    const fail = (error: string): UpgradeResult => {
+      this.log.error({ reason: error }, 'upgrade failed; the running edge keeps serving')
+      this.events.push('upgrade-failed', error)
+      steps.push(`failed: ${error}`)
+      return { ok: false, steps, error, workersOnly, generation: this.generation }
+    }
+    const serving = this.#serving
+    if (serving === undefined || this.#stopping) return fail('the edge is not running')
+    if (this.#upgrading) return fail('an upgrade is already under way')
+    if (serving.upgrade === undefined) return fail('this edge cannot hand its listeners over: it does not run under its supervisor')
+    if (workersOnly && serving.workers() === 1 && this.#config.server.workers <= 1) return fail('--workers-only needs [server] workers > 1; with workers = 1 the whole edge is handed over (leave out --workers-only)')
+    this.#upgrading = true
+    try {
+      step(`upgrade started (${workersOnly ? 'workers only' : 'whole edge'}, ${serving.workers()} worker${serving.workers() === 1 ? '' : 's'}, drain up to ${this.#config.server.upgradeDrain} ms)`)
+      let next: { config: Config, text: string }
+      try {
+        next = await readAndValidate(this.#config.file)
+      } catch (err) {
+        return fail(`the config file is not valid, nothing was started: ${reasonOf(err)}`)
+      }
+      step(`config ${next.config.file} validated`)
+      const drainMs = this.#config.server.upgradeDrain
+      let handed: { readonly newPid: number } | undefined
+      try {
+        handed = await serving.upgrade(next.config, next.text, drainMs, step)
+      } catch (err) {
+        return fail(reasonOf(err))
+      }
+      if (handed !== undefined) {
+        step(`new edge process ${handed.newPid} serves; this process (${process.pid}) stops accepting and drains for up to ${drainMs} ms, then exits`, { old_pid: process.pid, new_pid: handed.newPid })
+        // After this answer is out: the admin listener closes first when the drain starts.
+        setTimeout(() => { void this.shutdown('upgraded: a new edge process serves', 0, drainMs, IDLE_GRACE_MS) }, 200).unref()
+        return { ok: true, steps, workersOnly, generation: this.generation, oldPid: process.pid, newPid: handed.newPid, drainMs }
+      }
+      this.#config = next.config
+      this.#opts.onConfigText?.(next.text)
+      this.registrations.retain(next.config)
+      this.health.sync(next.config)
+      this.scale.sync(next.config)
+      this.generation++
+      if (!workersOnly) step('the main process stays (handing the listeners to a new edge process is not available yet)')
+      step(`upgrade done: ${serving.workers()} new worker${serving.workers() === 1 ? '' : 's'} serving, the old ones gone (generation ${this.generation})`)
+      return { ok: true, steps, workersOnly, generation: this.generation }
+    } finally {
+      this.#upgrading = false
+    }
+  }
+
   /** Sets or clears draining on a config member in every serving process. */
   drain (pool: string, backend: string, draining: boolean): Promise<string> {
     return applyDrain(this.#config, this.events, pool, backend, draining, (p, url, d) => {
       this.#drains.set(`${p} ${url}`, { pool: p, url, draining: d })
       this.#serving?.setMember(p, url, { draining: d })
     })
+  }
+
+  /**
+   * Takes over an older edge process's state after a hand-over: members registered through the API and drains
+   * set through it (health verdicts come again from this process's own checks).
+   */
+  adopt (snap: MemberSnapshot): void {
+    const serving = this.#serving
+    if (serving === undefined) return
+    for (const r of snap.registered) {
+      if (r.source === 'scale' || this.#config.pools.get(r.pool) === undefined) continue
+      this.registrations.set({ pool: r.pool, url: r.url, weight: r.weight })
+      serving.addMember({ pool: r.pool, url: r.url, weight: r.weight }, r.healthy)
+    }
+    for (const d of snap.drains) {
+      if (validateDrain(this.#config, d.pool, d.url) !== undefined) continue
+      this.#drains.set(`${d.pool} ${d.url}`, d)
+      serving.setMember(d.pool, d.url, { draining: d.draining })
+    }
+    this.health.sync(this.#config)
+    this.log.info({ registered: snap.registered.length, drains: snap.drains.length }, 'took over the old edge process\'s registrations and drains')
   }
 
   /** Member state a serving process that starts now must be told, in order. */
@@ -199,7 +312,7 @@ export class Control {
    * shutdown_timeout; `stopped` resolves with `code`. The whole stop is bounded: past the timeout (plus a second)
    * it resolves anyway, and main exits with whatever still holds on.
    */
-  async shutdown (reason: string, code = 0, timeout = this.#config.server.shutdownTimeout): Promise<void> {
+  async shutdown (reason: string, code = 0, timeout = this.#config.server.shutdownTimeout, idleGraceMs = 0): Promise<void> {
     if (this.#stopping) return
     this.#stopping = true
     this.log.info({ reason, timeout_ms: timeout }, 'shutting down: finishing in-flight requests')
@@ -212,7 +325,7 @@ export class Control {
       await this.ha?.close().catch((err: unknown) => { this.log.error({ reason: reasonOf(err) }, 'ha: error while giving up the role') })
       await this.#admin?.close()
       await this.health.close()
-      await this.#serving?.close(timeout)
+      await this.#serving?.close(timeout, idleGraceMs)
       // After the serving processes drained: the backends the scaler started served their last requests.
       await this.scale.close()
       await this.#opts.demo?.close()
@@ -231,9 +344,10 @@ export class Control {
     this.#resolveStopped(code)
   }
 
-  /** SIGHUP reloads; SIGTERM and SIGINT drain and stop. */
+  /** SIGHUP reloads; SIGUSR2 upgrades; SIGTERM and SIGINT drain and stop. */
   handleSignals (): void {
     process.on('SIGHUP', () => { this.reload().catch(() => {}) })
+    process.on('SIGUSR2', () => { void this.upgrade(false) })
     process.on('SIGTERM', () => { void this.shutdown('SIGTERM') })
     process.on('SIGINT', () => { void this.shutdown('SIGINT') })
   }
@@ -243,6 +357,7 @@ export class Control {
       log: this.log,
       events: this.events,
       reload: () => this.reload(),
+      upgrade: workersOnly => this.upgrade(workersOnly),
       health: () => ({ generation: this.generation, workers: serving.workers() }),
       metrics: async () => `${await serving.metrics()}${this.#opts.extraMetrics?.() ?? ''}${this.scale.metricsText()}${this.ha?.metrics() ?? ''}`,
       status: async () => {

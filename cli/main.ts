@@ -20,6 +20,7 @@ Usage:
   edge-proxy token --secret S --name N ...    sign a tunnel token (edge-proxy token --help)
   edge-proxy tunnel --edge URL --token T --name N --to URL ...   register a backend through a tunnel
   edge-proxy backends add|remove|list --admin 127.0.0.1:9901 POOL [URL]   pool members at run time (edge-proxy backends --help)
+  edge-proxy upgrade --admin 127.0.0.1:9901 [--workers-only]   new serving processes from the code on disk, none dropped
   edge-proxy report shadow --store DIR [--since 1h] [--format html|json|md] [--out FILE]   shadow traffic differences
   edge-proxy ha status --admin 127.0.0.1:9901   HA role, peers, floating IP holder, transitions (edge-proxy ha --help)
   edge-proxy --help | --version
@@ -28,7 +29,7 @@ Options:
   -c, --config FILE   the TOML config (default: proxy.toml)
       --demo          also start demo backends on the config's loopback backend URLs (used by npm start)
 
-Signals: SIGHUP reloads the config; SIGTERM/SIGINT drain in-flight requests and exit 0.
+Signals: SIGHUP reloads the config; SIGUSR2 upgrades; SIGTERM/SIGINT drain in-flight requests and exit 0.
 `
 
 function version (): string {
@@ -43,6 +44,7 @@ async function main (argv: string[]): Promise<number> {
   if (command === 'token') return (await import('./token.js')).runTokenCommand(argv.slice(1))
   if (command === 'tunnel') return await (await import('./tunnel.js')).runTunnelCommand(argv.slice(1))
   if (command === 'backends') return await (await import('./backends.js')).runBackendsCommand(argv.slice(1))
+  if (command === 'upgrade') return await (await import('./upgrade.js')).runUpgradeCommand(argv.slice(1))
   if (command === 'report') return await (await import('./report.js')).runReportCommand(argv.slice(1))
   if (command === 'ha') return await (await import('./ha.js')).runHaCommand(argv.slice(1))
   const rest = command === 'run' && argv[0] !== 'run' ? argv : argv.slice(1)

@@ -5,7 +5,8 @@ import type { WindowHistogramJson } from '../health/latency.js'
 
 export type ToWorker =
   | { type: 'reload', text: string, file: string, id: number }
-  | { type: 'shutdown', timeout: number }
+  /** idleGrace: an upgrade retiring the worker (idle keep-alive connections close once idle that long). */
+  | { type: 'shutdown', timeout: number, idleGrace?: number }
   | { type: 'member', pool: string, url: string, healthy?: boolean, recoveredAt?: number, draining?: boolean }
   | { type: 'status', id: number }
   | { type: 'metrics', id: number }

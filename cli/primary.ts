@@ -6,13 +6,37 @@ import { AggregatorRegistry } from 'prom-client'
 import type { Config } from '../config/types.js'
 import { mergeStatus, type EdgeStatus } from '../proxy/ops/status.js'
 import type { MemberPatch } from '../proxy/upstream/members.js'
-import type { Control, Serving } from './control.js'
+import { IDLE_GRACE_MS, type Control, type Serving } from './control.js'
 import type { Registered } from './registrations.js'
 import type { FromWorker, ToWorker } from './messages.js'
 import { WindowHistogram, type WindowHistogramJson } from '../health/latency.js'
 
 function liveWorkers (): Worker[] {
   return Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined && w.isConnected())
+}
+
+/** How long a new worker has to load its config and start its listeners during an upgrade. */
+const UPGRADE_READY_MS = 15_000
+
+
+/** Resolves undefined once `w` reports ready, else with why not (it failed, exited, or `timeoutMs` passed). */
+function readyOrFailed (w: Worker, timeoutMs: number): Promise<string | undefined> {
+  return new Promise(resolve => {
+    const done = (problem: string | undefined): void => {
+      clearTimeout(timer)
+      w.off('message', onMessage)
+      w.off('exit', onExit)
+      resolve(problem)
+    }
+    const onMessage = (m: FromWorker): void => {
+      if (m.type === 'ready') done(undefined)
+      else if (m.type === 'failed') done(m.error)
+    }
+    const onExit = (code: number | null, signal: string | null): void => { done(`it exited (${signal ?? `code ${code ?? '?'}`})`) }
+    const timer = setTimeout(() => { done(`not ready within ${timeoutMs} ms`) }, timeoutMs)
+    w.on('message', onMessage)
+    w.on('exit', onExit)
+  })
 }
 
 /** Sends a request to live workers (default: all) and collects the answers (missing ones after `timeout` are dropped). */
@@ -59,6 +83,8 @@ export class ClusterServing implements Serving {
   readonly #latencies = new Gather<WindowHistogramJson>()
   /** Workers that reported ready: only they are asked for metrics (one still starting would hold /metrics up). */
   readonly #ready = new Set<number>()
+  /** Workers an upgrade is stopping (old ones draining, or a new one that failed): their exit is not a death. */
+  readonly #retiring = new Set<number>()
   readonly #control: Control
 
   constructor (initial: Config, text: string, control: Control) {
@@ -75,7 +101,7 @@ export class ClusterServing implements Serving {
       this.#statuses.forget(w.id)
       this.#metrics.forget(w.id)
       this.#ready.delete(w.id)
-      if (this.#control.stopping) return
+      if (this.#retiring.delete(w.id) || this.#control.stopping) return
       this.restarts++
       this.#control.log.warn({ worker: w.process.pid, code, signal, restarts: this.restarts }, 'worker died; starting a new one')
       this.#control.events.push('worker-exit', `worker ${w.process.pid ?? '?'} died (${signal ?? `code ${code}`}); replacing it`)
@@ -88,9 +114,9 @@ export class ClusterServing implements Serving {
     for (let i = 0; i < this.#wanted; i++) this.fork()
   }
 
-  private fork (): Worker {
+  private fork (text = this.#text): Worker {
     // A worker runs the primary's config, not whatever the file holds now (it may be bad, or not reloaded yet).
-    const w = cluster.fork({ EDGE_PROXY_WORKER: '1', EDGE_PROXY_CONFIG_TEXT: this.#text })
+    const w = cluster.fork({ EDGE_PROXY_WORKER: '1', EDGE_PROXY_CONFIG_TEXT: text })
     const control = this.#control
     w.on('message', (m: FromWorker) => {
       switch (m.type) {
@@ -122,6 +148,49 @@ export class ClusterServing implements Serving {
       }
     })
     return w
+  }
+
+  /**
+   * Rolling restart: for each worker running now, one at a time, a new worker is forked (node:cluster starts it
+   * from the code now on disk) with `text`; once it is ready (config loaded, listeners accepting: it is in the
+   * primary's rotation) the old one is told to stop accepting and drain for up to `drainMs`, and it exits. There is
+   * always an accepting worker. A new worker that fails, dies or is not ready within `readyMs` is stopped, the
+   * old ones keep serving, and this rejects with the reason (workers replaced before it stay replaced).
+   */
+  async upgrade (config: Config, text: string, drainMs: number, step: (message: string, fields: Record<string, unknown>) => void): Promise<undefined> {
+    const old = liveWorkers()
+    let n = 0
+    for (const o of old) {
+      n++
+      const w = this.fork(text)
+      // On trial until ready: if it dies first, that is the upgrade failing, not a worker to replace.
+      this.#retiring.add(w.id)
+      step(`worker ${n}/${old.length}: started new worker ${w.process.pid ?? '?'} to replace ${o.process.pid ?? '?'}`, { old_pid: o.process.pid, new_pid: w.process.pid })
+      const problem = await readyOrFailed(w, UPGRADE_READY_MS)
+      if (problem !== undefined) {
+        if (!w.isDead()) w.process.kill('SIGKILL')
+        throw new Error(`new worker ${w.process.pid ?? '?'} did not become ready: ${problem}; worker ${o.process.pid ?? '?'} keeps serving`)
+      }
+      this.#retiring.delete(w.id)
+      step(`worker ${n}/${old.length}: new worker ${w.process.pid ?? '?'} is ready; draining old worker ${o.process.pid ?? '?'} (up to ${drainMs} ms)`, { old_pid: o.process.pid, new_pid: w.process.pid })
+      const t0 = Date.now()
+      await this.#retire(o, drainMs)
+      step(`worker ${n}/${old.length}: old worker ${o.process.pid ?? '?'} exited after ${Date.now() - t0} ms`, { old_pid: o.process.pid, new_pid: w.process.pid })
+    }
+    this.#text = text
+    this.#file = config.file
+    return undefined
+  }
+
+  /** Stops `w` accepting, lets its in-flight requests finish within `drainMs`, and waits for its exit (SIGKILL past the bound). */
+  #retire (w: Worker, drainMs: number): Promise<void> {
+    this.#retiring.add(w.id)
+    return new Promise<void>(resolve => {
+      if (w.isDead()) { this.#retiring.delete(w.id); resolve(); return }
+      w.once('exit', () => { resolve() })
+      try { w.send({ type: 'shutdown', timeout: drainMs, idleGrace: Math.min(IDLE_GRACE_MS, drainMs) } satisfies ToWorker) } catch { /* already gone */ }
+      setTimeout(() => { if (!w.isDead()) w.process.kill('SIGKILL') }, drainMs + 2000).unref()
+    })
   }
 
   #broadcast (m: ToWorker): void {

@@ -18,19 +18,20 @@ export async function runWorker (initial: Config, log: Logger): Promise<number> 
   process.on('SIGINT', () => {})
   process.on('SIGTERM', () => {})
   process.on('SIGHUP', () => {})
+  process.on('SIGUSR2', () => {}) // upgrades are the primary's; its default would end this worker
   const edge = new Edge(initial, { log, onEvent: (type, message, fields) => { send({ type: 'event', event: { time: new Date().toISOString(), type, message, ...fields } }) } })
   let closing = false
-  const close = async (timeout: number): Promise<void> => {
+  const close = async (timeout: number, idleGrace = 0): Promise<void> => {
     if (closing) return
     closing = true
-    await edge.close(timeout)
+    await edge.close(timeout, idleGrace)
     log.flush()
     exit(0)
   }
   process.on('message', (m: ToWorker) => {
     switch (m.type) {
       case 'shutdown':
-        void close(m.timeout)
+        void close(m.timeout, m.idleGrace)
         return
       case 'member': {
         const { type: _t, pool, url, ...patch } = m

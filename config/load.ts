@@ -489,6 +489,7 @@ function resolveConfig (raw: RawConfig, problems: Problems): Config {
       keepAliveTimeout: raw.server.keepalive_timeout,
       http1Server: raw.server.http1_server,
       tunnelIdleTimeout: raw.server.tunnel_idle_timeout,
+      upgradeDrain: raw.server.upgrade_drain,
     },
     admin,
     tunnel,

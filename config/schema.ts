@@ -78,6 +78,8 @@ export const configSchema = z.strictObject({
     http1_server: z.enum(['edge', 'node'], { error: 'http1_server is "edge" (the edge\'s own HTTP/1.1 server) or "node" (node:http)' }).default('edge'),
     // No bytes either way for this long ends an upgraded (WebSocket) splice or a TLS passthrough ("0": never).
     tunnel_idle_timeout: duration.default(3_600_000),
+    // How long an upgrade lets old processes finish their in-flight requests before they are stopped.
+    upgrade_drain: duration.default(30_000),
   }).prefault({}),
   admin: z.strictObject({
     listen: address.default({ host: '127.0.0.1', port: 9901 }),

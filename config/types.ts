@@ -154,6 +154,8 @@ export interface Config {
     readonly http1Server: 'edge' | 'node'
     /** ms without a byte either way after which an upgraded splice or a TLS passthrough is closed; 0 = never. */
     readonly tunnelIdleTimeout: number
+    /** ms an upgrade lets an old process drain (in-flight requests, upgraded connections) before it is stopped. */
+    readonly upgradeDrain: number
   }
   readonly admin: {
     readonly address: Address

@@ -1,4 +1,5 @@
 // The edge in one process: backend store, current table, HTTP listeners and logs. start() / reload() / close().
+import type net from 'node:net'
 import type { Logger } from 'pino'
 import type { BackendTlsConfig, Config } from '../config/types.js'
 import { formatAddress } from '../config/address.js'
@@ -25,6 +26,11 @@ export interface EdgeDeps {
   readonly log: Logger
   /** Operational events (outlier ejections...) for the event log; in a worker they go to the primary. */
   readonly onEvent?: (type: string, message: string, fields: Record<string, unknown>) => void
+  /**
+   * Listening sockets an older edge process handed over (an upgrade), by listen address ("127.0.0.1:8080"): a
+   * listener on one of them takes it over instead of binding, so the port is never closed.
+   */
+  readonly inherited?: ReadonlyMap<string, net.Server>
 }
 
 export type { MemberPatch } from './upstream/members.js'
@@ -87,6 +93,8 @@ export class Edge {
   #tunnels: TunnelMembers | undefined
   readonly #deps: EdgeDeps
   readonly #listeners = new Map<string, EdgeListener>()
+  /** Handed-over sockets not taken yet (each is taken once, by the first start). */
+  readonly #inherited: Map<string, net.Server>
   #closed = false
 
   constructor (config: Config, deps: EdgeDeps) {
@@ -100,6 +108,7 @@ export class Edge {
     this.store.setTls(backendTls(config))
     this.store.setConnectTimeouts(connectTimeouts(config, this.store.members))
     this.#deps = deps
+    this.#inherited = new Map(deps.inherited ?? [])
     this.#tunnels = this.makeTunnels(config)
     this.#table = new EdgeTable(config, this.store, this.#tunnels)
     this.metrics = new EdgeMetrics(() => this.#table)
@@ -230,8 +239,10 @@ export class Edge {
           : l.protocol === 'tls'
             ? new TlsListener(l, deps, { helloTimeout: config.server.headersTimeout, connectTimeout: backendOptions(config).connectTimeout, idleTimeout: config.server.tunnelIdleTimeout })
             : new HttpListener(l, deps, config.server)
+        const handle = this.#inherited.get(formatAddress(l.address))
+        if (handle !== undefined) this.#inherited.delete(formatAddress(l.address))
         try {
-          await listener.listen()
+          await listener.listen(listener instanceof TlsListener ? undefined : handle)
         } catch (err) {
           throw listenError(`listener "${l.name}"`, formatAddress(l.address), err)
         }
@@ -282,11 +293,19 @@ export class Edge {
     void this.store.retain(next.backendUrls(), config.pools)
   }
 
-  async close (timeoutMs: number): Promise<void> {
+  /** `idleGraceMs`: an upgrade's drain, where idle keep-alive connections close only once idle that long. */
+  /** Each HTTP(S) listener's bound server by listen address, for handing them to a new edge process. */
+  acceptors (): Map<string, net.Server> {
+    const m = new Map<string, net.Server>()
+    for (const l of this.#listeners.values()) if (l instanceof HttpListener) m.set(formatAddress(l.config.address), l.acceptor)
+    return m
+  }
+
+  async close (timeoutMs: number, idleGraceMs = 0): Promise<void> {
     if (this.#closed) return
     this.#closed = true
     const deadline = Date.now() + timeoutMs
-    await Promise.all([...this.#listeners.values()].map(l => l.close(timeoutMs)))
+    await Promise.all([...this.#listeners.values()].map(l => l instanceof HttpListener ? l.close(timeoutMs, idleGraceMs) : l.close(timeoutMs)))
     this.#listeners.clear()
     await this.#tunnels?.close()
     // Shadow copies in flight are cancelled (no client waits for them) and their records written out.

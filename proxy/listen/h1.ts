@@ -778,9 +778,21 @@ export class H1Server extends net.Server {
     this.#sweep.unref()
   }
 
-  /** Ends connections with no request under way (node:http's closeIdleConnections). */
-  closeIdleConnections (): void {
-    for (const c of this.conns) if (c.cur === undefined && (c.idleSince !== 0 || c.socket.bytesRead === 0)) c.socket.destroy()
+  /**
+   * Ends connections with no request under way (node:http's closeIdleConnections). `idleForMs`: only those idle
+   * (or silent since they connected) that long, so a keep-alive client that is about to send, which would get a
+   * reset, is not cut; its next answer says Connection: close instead (an upgrade's drain).
+   */
+  closeIdleConnections (idleForMs = 0): void {
+    if (idleForMs === 0) {
+      for (const c of this.conns) if (c.cur === undefined && (c.idleSince !== 0 || c.socket.bytesRead === 0)) c.socket.destroy()
+      return
+    }
+    const now = performance.now()
+    for (const c of this.conns) {
+      if (c.cur !== undefined) continue
+      if ((c.idleSince !== 0 && now - c.idleSince >= idleForMs) || (c.socket.bytesRead === 0 && now - c.headersSince >= idleForMs)) c.socket.destroy()
+    }
   }
 
   closeAllConnections (): void {

@@ -1,6 +1,7 @@
 // An HTTP listener: accepts requests, rejects what could be read two ways, routes, and hands pool routes to an
 // Exchange. Respond and redirect routes are answered here.
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
+import type net from 'node:net'
 import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
 import type { ListenerConfig } from '../../config/types.js'
@@ -9,7 +10,7 @@ import { Exchange, sendError, type PoolAction } from '../forward/exchange.js'
 import type { ExchangeHooks } from '../forward/hooks.js'
 import type { EdgeTable } from '../route/table.js'
 import type { AccessLog } from '../ops/log.js'
-import { proxyUpgrade } from './upgrade.js'
+import { kGoAway, proxyUpgrade } from './upgrade.js'
 import type { EdgeMetrics } from '../ops/metrics.js'
 import { clientIpOf, closeAfter, kClosing, rewritePath, scanRequest, versionRefusal, type ClosingSocket, type ScannedRequest } from './request.js'
 import { H1Server, h1Available, type H1Request, type H1Response } from './h1.js'
@@ -90,15 +91,23 @@ export class HttpListener {
     this.server = server
   }
 
-  listen (): Promise<void> {
+  /** The server bound to the port (what an upgrade hands to the new edge process). */
+  get acceptor (): net.Server {
+    return this.server
+  }
+
+  /** Binds the address, or takes over `handle`, a listening socket an older edge process handed over. */
+  listen (handle?: net.Server): Promise<void> {
     return new Promise((resolve, reject) => {
       const onError = (err: Error): void => { reject(err) }
       this.server.once('error', onError)
-      this.server.listen(this.config.address.port, this.config.address.host, () => {
+      const done = (): void => {
         this.server.off('error', onError)
         this.server.on('error', err => { this.#deps.log.error({ err, listener: this.config.name }, 'listener error') })
         resolve()
-      })
+      }
+      if (handle !== undefined) this.server.listen(handle, done)
+      else this.server.listen(this.config.address.port, this.config.address.host, done)
     })
   }
 
@@ -239,25 +248,37 @@ export class HttpListener {
     return new Promise(resolve => { this.server.getConnections((err, n) => { resolve(err === null ? n : 0) }) })
   }
 
-  /** Stops accepting; idle keep-alive connections close now, busy ones after their response. */
-  async close (timeoutMs: number): Promise<void> {
+  /**
+   * Stops accepting; idle keep-alive connections close now, busy ones after their response. `idleGraceMs` (an
+   * upgrade's drain): idle ones close only once idle that long, and busy ones are told Connection: close.
+   */
+  async close (timeoutMs: number, idleGraceMs = 0): Promise<void> {
     this.#closing = true
     const closed = new Promise<void>(resolve => { this.server.close(() => { resolve() }) })
-    this.server.closeIdleConnections()
+    if (idleGraceMs === 0) this.server.closeIdleConnections()
     // server.close() waits for upgraded sockets too, which closeAllConnections() does not reach.
-    await this.drain(closed, timeoutMs, () => { for (const s of this.#upgraded) s.destroy() })
+    // An upgrade's drain ends WebSocket splices with a close frame (1001, going away); shutdown cuts them.
+    await this.drain(closed, timeoutMs, () => {
+      for (const s of this.#upgraded) {
+        const goAway = (s as Socket & { [kGoAway]?: () => void })[kGoAway]
+        if (idleGraceMs > 0 && goAway !== undefined) goAway()
+        else s.destroy()
+      }
+    }, idleGraceMs)
   }
 
   /**
    * Waits for `closed` while closing connections as they become idle; after `timeoutMs` cuts every connection
    * (and whatever `cut` ends) so shutdown is bounded.
    */
-  protected async drain (closed: Promise<void>, timeoutMs: number, cut: () => void): Promise<void> {
+  protected async drain (closed: Promise<void>, timeoutMs: number, cut: () => void, idleGraceMs = 0): Promise<void> {
     const timer = setTimeout(() => {
       this.server.closeAllConnections()
       cut()
     }, timeoutMs)
-    const sweep = setInterval(() => { this.server.closeIdleConnections() }, 50)
+    // node:http does not say how long a connection has been idle: its idle ones close at once, grace or not.
+    const server = this.server
+    const sweep = setInterval(server instanceof H1Server ? () => { server.closeIdleConnections(idleGraceMs) } : () => { server.closeIdleConnections() }, 50)
     try {
       await closed
     } finally {

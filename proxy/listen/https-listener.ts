@@ -8,6 +8,7 @@
 // passed a 1 KB limit on Node 20) and has no closeIdleConnections for a graceful drain of keep-alive clients.
 import http2 from 'node:http2'
 import tls from 'node:tls'
+import type net from 'node:net'
 import type { Socket } from 'node:net'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { ListenerConfig, ListenerTlsConfig } from '../../config/types.js'
@@ -85,7 +86,12 @@ export class HttpsListener extends HttpListener {
     this.serve(req as unknown as IncomingMessage, res as unknown as ServerResponse, true)
   }
 
-  override async listen (): Promise<void> {
+  /** The TLS server bound to the port (the HTTP servers behind it take its sockets). */
+  override get acceptor (): net.Server {
+    return this.#front ?? this.server
+  }
+
+  override async listen (handle?: net.Server): Promise<void> {
     await this.certs.start()
     const front = tls.createServer({
       ...this.certs.serverOptions({ alpn: this.#tls.alpn }),
@@ -107,7 +113,9 @@ export class HttpsListener extends HttpListener {
     try {
       await new Promise<void>((resolve, reject) => {
         front.once('error', reject)
-        front.listen(this.config.address.port, this.config.address.host, () => { front.off('error', reject); resolve() })
+        const done = (): void => { front.off('error', reject); resolve() }
+        if (handle !== undefined) front.listen(handle, done)
+        else front.listen(this.config.address.port, this.config.address.host, done)
       })
     } catch (err) {
       this.certs.close()
@@ -146,16 +154,16 @@ export class HttpsListener extends HttpListener {
    * `timeoutMs` every socket the TLS server accepted is cut, whatever runs on it: the HTTP/1.1 server does not
    * see upgraded or still-handshaking sockets, and the TLS server's close waits for them.
    */
-  override async close (timeoutMs: number): Promise<void> {
+  override async close (timeoutMs: number, idleGraceMs = 0): Promise<void> {
     const deadline = Date.now() + timeoutMs
     this.certs.close()
     const front = this.#front
     const closed = new Promise<void>(resolve => { if (front === undefined) resolve(); else front.close(() => { resolve() }) })
     for (const s of this.#sessions) s.close()
-    await super.close(timeoutMs)
+    await super.close(timeoutMs, idleGraceMs)
     await this.drain(closed, Math.max(0, deadline - Date.now()), () => {
       for (const s of this.#sessions) s.destroy()
       for (const s of this.#sockets) s.destroy()
-    })
+    }, idleGraceMs)
   }
 }

@@ -3,6 +3,7 @@
 // backend answers 101 (RFC 9110 7.8). Any other answer is passed to the client and the connection closes: the
 // client's bytes after its handshake never reach the backend unparsed, past the edge's routes.
 import net, { type Socket } from 'node:net'
+import { randomBytes } from 'node:crypto'
 import tls from 'node:tls'
 import { STATUS_CODES, type IncomingMessage } from 'node:http'
 import type { Logger } from 'pino'
@@ -12,6 +13,21 @@ import { clientIpOf, rewritePath, scanRequest, versionRefusal } from './request.
 import { tlsConnectOptions } from '../upstream/transport.js'
 import { parserEvents, responseParser } from './h1.js'
 import { idleTimeout } from './idle.js'
+
+/**
+ * Set on a client socket spliced to a WebSocket backend: ends both sides with a WebSocket close frame, code 1001
+ * (going away), as an upgrade's drain does when upgrade_drain runs out.
+ */
+export const kGoAway = Symbol('edge.goAway')
+
+/** Close frames with code 1001: to the client unmasked, to the backend masked (RFC 6455 5.3). */
+function closeFrames (): { toClient: Buffer, toBackend: Buffer } {
+  const mask = randomBytes(4)
+  return {
+    toClient: Buffer.from([0x88, 0x02, 0x03, 0xe9]),
+    toBackend: Buffer.from([0x88, 0x82, mask[0] as number, mask[1] as number, mask[2] as number, mask[3] as number, 0x03 ^ (mask[0] as number), 0xe9 ^ (mask[1] as number)]),
+  }
+}
 
 export interface UpgradeOptions {
   /** Largest backend answer head read before the switch. */
@@ -101,6 +117,7 @@ export function proxyUpgrade (req: IncomingMessage, socket: Socket, head: Buffer
     ? setTimeout(() => { if (!switched) upstream.destroy(new Error('answer timeout')) }, action.timeout)
     : undefined
   const parser = responseParser(opts.maxHeaderBytes)
+  const websocket = String(req.headers.upgrade ?? '').toLowerCase() === 'websocket'
   /** Without llhttp's response parser (not on this Node): what was read of the answer's head so far. */
   let headText = ''
   let finalStatus = 0
@@ -117,6 +134,17 @@ export function proxyUpgrade (req: IncomingMessage, socket: Socket, head: Buffer
     if (head.length > 0) upstream.write(head)
     upstream.pipe(socket)
     socket.pipe(upstream)
+    if (websocket) {
+      (socket as Socket & { [kGoAway]?: () => void })[kGoAway] = () => {
+        // Between messages is where this lands in practice; a frame cut in its middle ends the same way.
+        upstream.unpipe(socket)
+        socket.unpipe(upstream)
+        const frames = closeFrames()
+        socket.end(frames.toClient)
+        upstream.end(frames.toBackend)
+        setTimeout(() => { socket.destroy(); upstream.destroy() }, 1000).unref()
+      }
+    }
     // The client socket first: whatever timeout its HTTP server left on it is replaced.
     idleTimeout(socket, upstream, opts.idleTimeout)
   }

@@ -1,8 +1,9 @@
-// The admin listener: status page, /healthz, /api/status, /api/shadow, /api/events (SSE), /metrics, drain and reload. Loopback by
+// The admin listener: status page, /healthz, /api/status, /api/shadow, /api/events (SSE), /metrics, drain, reload and upgrade. Loopback by
 // default; off loopback a token (Bearer, or a session cookie the status page gets from /?token=) guards every
 // endpoint. Before the token, it refuses a Host that is not its own and state-changing calls from other origins
 // (proxy/ops/admin-guard.ts).
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
+import type net from 'node:net'
 import { timingSafeEqual } from 'node:crypto'
 import type { Logger } from 'pino'
 import { formatAddress, isLoopbackIp, type Address } from '../../config/address.js'
@@ -25,6 +26,11 @@ export interface AdminDeps {
   drain (pool: string, backend: string, draining: boolean): Promise<string>
   /** GET /api/ha: this node's HA role, peers and transitions; absent (standalone): 404. */
   readonly ha?: () => unknown
+  /**
+   * Replaces the serving processes with new ones from the code on disk (POST /api/upgrade); resolves when done,
+   * with `ok` and the steps. Absent: the endpoint answers 404.
+   */
+  readonly upgrade?: (workersOnly: boolean) => Promise<{ readonly ok: boolean, readonly error?: string, readonly steps: readonly string[] }>
   /** Runtime registration (/api/pools/NAME/backends); absent: those endpoints answer 404. */
   readonly members?: MemberOps
   readonly events: EventLog
@@ -120,13 +126,16 @@ export class AdminServer {
     this.server.on('clientError', (_err, socket) => { socket.destroy() })
   }
 
-  async listen (): Promise<void> {
+  /** Binds the admin address, or takes over `handle` (the admin socket an older edge process handed over). */
+  async listen (handle?: net.Server): Promise<void> {
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', (err) => { reject(listenError('the admin listener ([admin] listen)', formatAddress(this.opts.address), err)) })
-      this.server.listen(this.opts.address.port, this.opts.address.host, () => {
+      const done = (): void => {
         this.server.off('error', reject)
         resolve()
-      })
+      }
+      if (handle !== undefined) this.server.listen(handle, done)
+      else this.server.listen(this.opts.address.port, this.opts.address.host, done)
     })
     // Without a token only loopback may reach it. The config load judged the listen name by what it resolved to;
     // judge the address actually bound too, in case the name's answer changed since.
@@ -263,6 +272,11 @@ export class AdminServer {
       )
       return
     }
+    if (path === '/api/upgrade' && this.deps.upgrade !== undefined) {
+      if (req.method !== 'POST') { res.writeHead(405, { allow: 'POST' }); res.end(); return }
+      this.upgrade(this.deps.upgrade, req, res)
+      return
+    }
     const unencoded = path === undefined ? null : /^\/api\/pools\/([^/]+)\/backends\/(.+?)(\/drain|\/undrain)?$/.exec(path)
     if (unencoded !== null && unencoded[2]?.includes('/') === true) {
       // "/api/pools/demo/backends/http://127.0.0.1:9001/drain": the URL's own slashes split the path.
@@ -271,6 +285,34 @@ export class AdminServer {
       return
     }
     json(res, 404, { error: `no admin endpoint ${req.method ?? ''} ${path ?? ''}` })
+  }
+
+  /**
+   * POST /api/upgrade[?workers_only=1], or a JSON body {"workers_only": true}: answers once the upgrade is over,
+   * 200 with the steps when the new processes serve and the old ones are gone, 409 with the steps and the error
+   * when it did not happen (the running processes keep serving).
+   */
+  private upgrade (upgrade: NonNullable<AdminDeps['upgrade']>, req: IncomingMessage, res: ServerResponse): void {
+    const q = (req.url ?? '').indexOf('?')
+    const query = q === -1 ? null : new URLSearchParams((req.url ?? '').slice(q + 1)).get('workers_only')
+    readBody(req, MAX_BODY).then(text => {
+      if (text === undefined) { json(res, 413, { ok: false, error: `the body is over ${MAX_BODY} bytes` }); return }
+      let workersOnly = query !== null && query !== '0' && query !== 'false'
+      if (text.trim() !== '') {
+        let body: unknown
+        try { body = JSON.parse(text) } catch { body = undefined }
+        const flag = typeof body === 'object' && body !== null ? (body as { workers_only?: unknown }).workers_only : undefined
+        if (body === undefined || (flag !== undefined && typeof flag !== 'boolean')) {
+          json(res, 400, { ok: false, error: 'the body is JSON like {"workers_only": true}, or empty' })
+          return
+        }
+        if (flag === true) workersOnly = true
+      }
+      upgrade(workersOnly).then(
+        result => { json(res, result.ok ? 200 : 409, result) },
+        (err: Error) => { json(res, 500, { ok: false, error: err.message, steps: [] }) },
+      )
+    }, () => { res.destroy() })
   }
 
   /** GET and POST /api/pools/NAME/backends, DELETE /api/pools/NAME/backends/URL-ENCODED[?drain=30s]. */

@@ -239,7 +239,7 @@ function haPanel(ha) {
     '<div class="muted">transitions</div>' + (ha.transitions || []).slice(0, 10).map(t => '<div>' + esc(t.time.replace("T", " ").slice(0, 19)) + ' ' + esc(t.from) + ' → ' + esc(t.to) + ': ' + esc(t.reason) + '</div>').join("");
 }
 
-const EVENT_TONE = { unhealthy: "state-down", ejected: "state-down", "reload-failed": "state-down", "worker-exit": "state-down",
+const EVENT_TONE = { unhealthy: "state-down", ejected: "state-down", "reload-failed": "state-down", "worker-exit": "state-down", "upgrade-failed": "state-down",
   healthy: "state-up", restored: "state-up", drain: "state-drain", "ejection-held": "state-drain",
   "ha-active": "state-up", "ha-passive": "state-drain", "ha-fault": "state-down", "ha-ip-failed": "state-down", "ha-replenish-failed": "state-down" };
 
