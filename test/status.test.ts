@@ -20,7 +20,7 @@ backends = ["${b.url}"]
 `)
   for (let i = 0; i < 5; i++) assert.equal((await request(port, { path: '/a/x' })).status, 200)
   for (let i = 0; i < 2; i++) assert.equal((await request(port, { path: '/other' })).status, 200)
-  const st = edgeStatus(edge)
+  const st = await edgeStatus(edge)
   const count = (pool: string): number => st.pools.find(p => p.name === pool)?.backends[0]?.requests ?? -1
   assert.equal(count('a'), 5)
   assert.equal(count('b'), 2)
