@@ -23,6 +23,8 @@ export interface AdminDeps {
   status (): Promise<unknown>
   /** Sets or clears draining on a pool's backend in every worker; rejects with a reason. */
   drain (pool: string, backend: string, draining: boolean): Promise<string>
+  /** The last 15 minutes per pool and member (GET /api/history; /api/status carries it too); absent: 404. */
+  history? (): unknown
   /** Runtime registration (/api/pools/NAME/backends); absent: those endpoints answer 404. */
   readonly members?: MemberOps
   readonly events: EventLog
@@ -218,6 +220,10 @@ export class AdminServer {
         st => { json(res, 200, (st as { shadow?: unknown }).shadow ?? { pools: [] }) },
         (err: Error) => { json(res, 500, { error: `status unavailable: ${err.message}` }) },
       )
+      return
+    }
+    if (path === '/api/history' && req.method === 'GET' && this.deps.history !== undefined) {
+      json(res, 200, this.deps.history())
       return
     }
     if (path === '/api/events' && req.method === 'GET') {
