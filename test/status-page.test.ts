@@ -253,6 +253,7 @@ backends = ["tcp://127.0.0.1:${dead}"]
   const tcp = `tcp://127.0.0.1:${dead}`
   assert.equal(await page.getAttribute(`tr[data-backend="${tcp}"]`, 'data-state'), 'down', 'a passthrough member whose connects fail is not healthy')
   assert.equal(await page.textContent(`tr[data-backend="${tcp}"] td:nth-child(11)`), '1', 'the failed connect counts as a failure')
+  assert.equal(await page.textContent(`tr[data-backend="${tcp}"] td.errors`), '100.0%')
   // Per route and per listener numbers.
   assert.ok(Number(await page.textContent('tr[data-route] td[data-requests]')) >= 0)
   const apiRoute = page.locator('#routes tr', { hasText: 'pool api' }).locator('td[data-requests]')

@@ -79,6 +79,13 @@ function backendState(b, pool, last) {
   return ["up", "healthy"];
 }
 
+// Failed tries over tries across the history (the tries of each sample weigh in), or "–" without traffic.
+function errRate(points) {
+  let tries = 0, failed = 0;
+  for (const p of points) { tries += p.rps; failed += p.rps * p.error_rate; }
+  return tries > 0 ? fmt(100 * failed / tries) + "%" : "–";
+}
+
 // The history's series as chart points ({t, rps, error_rate, p50, p95, p99}); null latencies stay gaps.
 function pointsOf(series) {
   if (!series) return [];
@@ -220,7 +227,7 @@ function renderPools(st, now) {
       return '<tr data-backend="' + esc(b.url) + '" data-state="' + cls + '" data-source="' + esc(src) + '"><td><span class="dot ' + cls + '"></span>' + esc(b.url) + '</td>' +
         '<td class="state-' + cls + '">' + label + '</td><td class="source">' + esc(src) + '</td><td>' + b.weight + '</td><td>' + fmt(r) + '</td><td>' + b.inflight + '</td>' +
         '<td>' + (lat.count ? fmt(lat.p50, 2) : "–") + '</td><td>' + (lat.count ? fmt(lat.p95, 2) : "–") + '</td><td>' + (lat.count ? fmt(lat.p99, 2) : "–") + '</td>' +
-        '<td>' + b.requests + '</td><td>' + b.failures + '</td><td>' + fmt(last ? last.error_rate * 100 : undefined) + '%</td><td>' + action + '</td></tr>';
+        '<td>' + b.requests + '</td><td>' + b.failures + '</td><td class="errors">' + errRate(mh) + '</td><td>' + action + '</td></tr>';
     }).join("");
     let h;
     if (ph !== undefined) {
@@ -238,7 +245,7 @@ function renderPools(st, now) {
     const rates = h.map(x => ({ t: x.t, rps: x.rps, errors: x.error_rate === undefined ? undefined : x.rps * x.error_rate }));
     const shards = p.shards ? '<div class="muted">shards: ' + p.shards.map(s => esc(s.name) + " (" + s.backends.length + ")").join(", ") + '</div>' : "";
     return '<div class="pool" data-pool="' + esc(p.name) + '"><h3>' + esc(p.name) + ' <span class="' + (up === p.backends.length ? "state-up" : up === 0 ? "state-down" : "state-drain") + '">' + up + '/' + p.backends.length + ' up</span> <span class="muted">' + esc(p.balance) + ' · ' + fmt(poolRps) + ' req/s</span></h3>' + shards +
-      '<table><tr><th>backend</th><th>state</th><th>source</th><th>weight</th><th>req/s</th><th>in flight</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>requests</th><th>failures</th><th>errors</th><th></th></tr>' + rows + '</table>' +
+      '<table><tr><th>backend</th><th>state</th><th>source</th><th>weight</th><th>req/s</th><th>in flight</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>requests</th><th>failures</th><th title="failed tries over the history shown">errors</th><th></th></tr>' + rows + '</table>' +
       '<div class="charts">' + chart(h) + chart(rates, { series: RATE_SERIES, unit: "/s", title: "req/s and failed tries", cls: "rate", w: 500, empty: "no samples yet" }) + '</div></div>';
   }).join("");
   document.getElementById("pools").innerHTML = html || '<div class="muted">no pools</div>';
