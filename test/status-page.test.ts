@@ -16,6 +16,7 @@ import { loadConfigFile } from '../config/load.js'
 import { Control } from '../cli/control.js'
 import { LocalServing } from '../cli/run.js'
 import { Edge } from '../proxy/edge.js'
+import { createCa, issueCertificate, writePair } from '../proxy/tls/certs.js'
 import { backend, client, head, startEdge, until } from './edge-util.js'
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
@@ -161,11 +162,20 @@ test('the status page opens with the history kept in the control process, drains
   const dir = await mkdtemp(join(tmpdir(), 'edge-status-'))
   t.after(() => rm(dir, { recursive: true, force: true }))
   const file = join(dir, 'proxy.toml')
+  // A certificate with many long names: its row must wrap inside the Certificates card.
+  const names = Array.from({ length: 24 }, (_, i) => `service-${i}.a-rather-long-internal-subdomain.of-the-payments-platform.eu-west-1.example.com`)
+  const pair = await writePair(dir, 'long', await issueCertificate(await createCa(), { names }))
   await writeFile(file, `${head('token = "page-token"')}
 [[listeners]]
 name = "passthrough"
 listen = "127.0.0.1:0"
 protocol = "tls"
+
+[[listeners]]
+name = "secure"
+listen = "127.0.0.1:0"
+protocol = "https"
+certificates = [{ cert = "${pair.cert}", key = "${pair.key}" }]
 
 [[routes]]
 listener = "passthrough"
@@ -259,6 +269,9 @@ backends = ["tcp://127.0.0.1:${dead}"]
   const apiRoute = page.locator('#routes tr', { hasText: 'pool api' }).locator('td[data-requests]')
   assert.ok(Number(await apiRoute.textContent()) >= 20, 'requests per route')
   assert.match(await page.textContent('tr[data-listener="web"]') ?? '', /KB|MB/, 'bytes per listener')
+  const certs = await page.evaluate(`(() => { const s = document.getElementById('sec-certificates'); return { scroll: s.scrollWidth, client: s.clientWidth, right: s.getBoundingClientRect().right, page: document.documentElement.clientWidth, rows: s.querySelectorAll('tr').length } })()`) as { scroll: number, client: number, right: number, page: number, rows: number }
+  assert.equal(certs.rows, 2, 'the certificate is listed')
+  assert.ok(certs.scroll <= certs.client + 1 && certs.right <= certs.page, `the certificates table stays inside its card (${JSON.stringify(certs)})`)
   // Not configured: no shadow, HA or scaling panel.
   for (const id of ['#sec-shadow', '#sec-ha', '#sec-scale']) assert.equal(await page.locator(id).isHidden(), true, `${id} is hidden`)
 
