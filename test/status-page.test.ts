@@ -163,7 +163,7 @@ test('the status page opens with the history kept in the control process, drains
   t.after(() => rm(dir, { recursive: true, force: true }))
   const file = join(dir, 'proxy.toml')
   // A certificate with many long names: its row must wrap inside the Certificates card.
-  const names = Array.from({ length: 24 }, (_, i) => `service-${i}.a-rather-long-internal-subdomain.of-the-payments-platform.eu-west-1.example.com`)
+  const names = Array.from({ length: 24 }, (_, i) => `service${i}.aratherlonginternalsubdomainofthepaymentsplatform.euwest1.example.com`)
   const pair = await writePair(dir, 'long', await issueCertificate(await createCa(), { names }))
   await writeFile(file, `${head('token = "page-token"')}
 [[listeners]]
@@ -271,6 +271,7 @@ backends = ["tcp://127.0.0.1:${dead}"]
   assert.match(await page.textContent('tr[data-listener="web"]') ?? '', /KB|MB/, 'bytes per listener')
   const certs = await page.evaluate(`(() => { const s = document.getElementById('sec-certificates'); return { scroll: s.scrollWidth, client: s.clientWidth, right: s.getBoundingClientRect().right, page: document.documentElement.clientWidth, rows: s.querySelectorAll('tr').length } })()`) as { scroll: number, client: number, right: number, page: number, rows: number }
   assert.equal(certs.rows, 2, 'the certificate is listed')
+  assert.match(await page.textContent('#sec-certificates td.names') ?? '', /\+21 more/)
   assert.ok(certs.scroll <= certs.client + 1 && certs.right <= certs.page, `the certificates table stays inside its card (${JSON.stringify(certs)})`)
   // Not configured: no shadow, HA or scaling panel.
   for (const id of ['#sec-shadow', '#sec-ha', '#sec-scale']) assert.equal(await page.locator(id).isHidden(), true, `${id} is hidden`)

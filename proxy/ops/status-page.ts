@@ -106,6 +106,12 @@ function niceMax(v) {
   return 10 * k;
 }
 
+// A certificate's names: the first three, then how many more (all of them in the cell's title).
+function namesOf(names) {
+  const more = names.length - 3;
+  return esc(names.slice(0, 3).join(", ")) + (more > 0 ? ' <span class="muted">+' + more + ' more</span>' : "");
+}
+
 function bytes(n) {
   if (n === undefined || n === null) return "–";
   const u = ["B", "KB", "MB", "GB", "TB"];
@@ -268,7 +274,7 @@ function renderTables(st) {
   for (const [key, on] of Object.entries(shown)) if (!on) document.getElementById("sec-" + key).hidden = true;
   if (Array.isArray(st.certificates) && st.certificates.length > 0) {
     section("certificates", '<table><tr><th>listener</th><th>names</th><th>expires</th><th>days left</th></tr>' + st.certificates.map(c =>
-      '<tr><td>' + esc(c.listener || "") + '</td><td class="names">' + esc((c.names || []).join(", ")) + '</td><td>' + esc(String(c.not_after || c.notAfter || "").slice(0, 10)) + '</td>' +
+      '<tr><td>' + esc(c.listener || "") + '</td><td class="names" title="' + esc((c.names || []).join(" ")) + '">' + namesOf(c.names || []) + '</td><td>' + esc(String(c.not_after || c.notAfter || "").slice(0, 10)) + '</td>' +
       '<td class="' + ((c.days_left ?? c.daysLeft) < 14 ? "state-down" : "state-up") + '">' + esc(String(c.days_left ?? c.daysLeft ?? "")) + '</td></tr>').join("") + '</table>');
   }
   if (st.tunnels !== undefined) {
