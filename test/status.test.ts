@@ -64,3 +64,18 @@ backends = ["${b.url}"]
   assert.ok((listener?.bytes_in ?? 0) > 0 && (listener?.bytes_out ?? 0) > 0, 'bytes per listener')
   assert.equal(typeof listener?.connections, 'number')
 })
+
+test('status: a member of a pool without a health check is "unknown" until a try reaches it', async t => {
+  const b = await startBackend(t, 'idle')
+  const { edge, port } = await startEdge(t, `${BASE_TOML}
+[[routes]]
+pool = "idle"
+[pools.idle]
+backends = ["${b.url}"]
+`)
+  const state = async (): Promise<string | undefined> => (await edgeStatus(edge)).pools[0]?.backends[0]?.state
+  assert.equal(await state(), 'unknown')
+  assert.equal((await edgeStatus(edge)).pools[0]?.checked, false)
+  assert.equal((await request(port, { path: '/x' })).status, 200)
+  assert.equal(await state(), 'healthy')
+})

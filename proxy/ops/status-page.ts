@@ -68,7 +68,14 @@ const fmt = (n, d = 1) => n === undefined || n === null || Number.isNaN(n) ? "â€
 
 // Without a health check a member is known only by its traffic: none yet is "unknown", and every try failing
 // (a tcp:// backend with nothing listening) is "failing", never a green "healthy".
+const STATE_CLASS = { healthy: "up", unhealthy: "down", unreachable: "down", failing: "down", draining: "drain", unknown: "unknown" };
+
 function backendState(b, pool, last) {
+  if (b.state !== undefined && STATE_CLASS[b.state] !== undefined) {
+    // An unchecked member that did fine once but fails every try now (the last sample) is failing too.
+    if (b.state === "healthy" && pool && pool.checked === false && last && last.error_rate >= 1) return ["down", "failing"];
+    return [STATE_CLASS[b.state], b.state];
+  }
   if (b.draining) return ["drain", "draining"];
   if (!b.healthy) return ["down", "unhealthy"];
   if (!b.available) return ["down", "unreachable"];

@@ -11,6 +11,11 @@ export interface BackendStatus {
   weight: number
   /** Who added the member: config, api, tunnel, scale or cluster. */
   source: MemberSource
+  /**
+   * What the status page shows: "healthy", "unhealthy" (active check), "unreachable" (a refused connection, for
+   * the cooldown), "draining", "failing" (no check, and every try so far failed) or "unknown" (no check, no try yet).
+   */
+  state: MemberState
   healthy: boolean
   available: boolean
   draining: boolean
@@ -23,6 +28,18 @@ export interface BackendStatus {
   latency: LatencyStatus
   /** The same over the last 10 s (what the history samples). */
   recent: LatencyStatus
+}
+
+export type MemberState = 'healthy' | 'unhealthy' | 'unreachable' | 'draining' | 'failing' | 'unknown'
+
+/** A member's state from its flags and counters; `checked`: its pool has an active health check. */
+export function memberState (b: Pick<BackendStatus, 'draining' | 'healthy' | 'available' | 'requests' | 'failures'>, checked: boolean): MemberState {
+  if (b.draining) return 'draining'
+  if (!b.healthy) return 'unhealthy'
+  if (!b.available) return 'unreachable'
+  if (!checked && b.requests === 0) return 'unknown'
+  if (!checked && b.failures >= b.requests) return 'failing'
+  return 'healthy'
 }
 
 export interface LatencyStatus { window: string, count: number, rps: number, p50: number, p95: number, p99: number }
@@ -62,7 +79,7 @@ export async function edgeStatus (edge: Edge): Promise<EdgeStatus> {
     const bytes = l.bytes()
     return { name: l.config.name, protocol: l.config.protocol, address: l.address() || formatAddress(l.config.address), connections: await l.openConnections(), bytes_in: bytes.in, bytes_out: bytes.out }
   }))
-  return {
+  const st: EdgeStatus = {
     pids: [process.pid],
     config: config.file,
     listeners,
@@ -86,7 +103,8 @@ export async function edgeStatus (edge: Edge): Promise<EdgeStatus> {
       balance: p.config.balance,
       checked: p.config.healthCheck !== undefined,
       shards: p.shards?.map(s => ({ name: s.name, backends: s.members.map(m => m.backend.url) })),
-      backends: p.members.map(m => ({
+      backends: p.members.map((m): BackendStatus => ({
+        state: 'unknown',
         url: m.backend.url,
         weight: m.weight,
         source: m.source,
@@ -105,6 +123,8 @@ export async function edgeStatus (edge: Edge): Promise<EdgeStatus> {
     certificates: edge.certificates(),
     ...(edge.mirror.active ? { shadow: edge.mirror.summary() } : {}),
   }
+  for (const p of st.pools) for (const b of p.backends) b.state = memberState(b, p.checked)
+  return st
 }
 
 /** Sums per-worker snapshots: counters add up, flags hold only if they hold everywhere, EWMA is request-weighted. */
@@ -151,6 +171,7 @@ export function mergeStatus (parts: readonly EdgeStatus[]): EdgeStatus | undefin
       }
     }
   }
+  if (parts.length > 1) for (const p of merged.pools) for (const b of p.backends) b.state = memberState(b, p.checked)
   return merged
 }
 
