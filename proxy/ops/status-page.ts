@@ -86,6 +86,21 @@ function backendState(b, pool, last) {
   return ["up", "healthy"];
 }
 
+// A member's last 15 minutes in a table cell: req/s (green) and p95 (orange), each scaled to its own maximum.
+function spark(points) {
+  const w = 120, h = 22;
+  if (points.length < 2) return "";
+  const t0 = points[0].t, t1 = points[points.length - 1].t;
+  const x = t => (w * (t - t0) / Math.max(1, t1 - t0));
+  const maxR = Math.max(...points.map(p => p.rps || 0)), maxL = Math.max(...points.map(p => p.p95 || 0));
+  let svg = '<svg class="spark" width="' + w + '" height="' + h + '" viewBox="0 0 ' + w + ' ' + h + '"><title>last ' + ago(t1 - t0) + ': up to ' + fmt(maxR) + ' req/s, p95 up to ' + fmt(maxL, 2) + ' ms</title>';
+  for (const [k, max, color] of [["rps", maxR, "#1a7f37"], ["p95", maxL, "#bc4c00"]]) {
+    if (!(max > 0)) continue;
+    for (const pts of runs(points, k, x, v => 1 + (h - 2) * (1 - v / max), t0)) svg += '<polyline data-series="' + k + '" fill="none" stroke="' + color + '" stroke-width="1.2" points="' + pts + '"/>';
+  }
+  return svg + '</svg>';
+}
+
 // Failed tries over tries across the history (the tries of each sample weigh in), or "–" without traffic.
 function errRate(points) {
   let tries = 0, failed = 0;
@@ -240,7 +255,7 @@ function renderPools(st, now) {
       return '<tr data-backend="' + esc(b.url) + '" data-state="' + cls + '" data-source="' + esc(src) + '"><td><span class="dot ' + cls + '"></span>' + esc(b.url) + '</td>' +
         '<td class="state-' + cls + '">' + label + '</td><td class="source">' + esc(src) + '</td><td>' + b.weight + '</td><td>' + fmt(r) + '</td><td>' + b.inflight + '</td>' +
         '<td>' + (lat.count ? fmt(lat.p50, 2) : "–") + '</td><td>' + (lat.count ? fmt(lat.p95, 2) : "–") + '</td><td>' + (lat.count ? fmt(lat.p99, 2) : "–") + '</td>' +
-        '<td>' + b.requests + '</td><td>' + b.failures + '</td><td class="errors">' + errRate(mh) + '</td><td>' + action + '</td></tr>';
+        '<td>' + b.requests + '</td><td>' + b.failures + '</td><td class="errors">' + errRate(mh) + '</td><td>' + spark(mh) + '</td><td>' + action + '</td></tr>';
     }).join("");
     let h;
     if (ph !== undefined) {
