@@ -27,7 +27,8 @@ Environment:
                           undici-min, nginx, haproxy, caddy); "direct" and "nginx" are worth keeping for the ratios.
                           edge-proxy-tunnel runs only in the tunnel-* scenarios
   BENCH_SCENARIOS=a,b     only these scenarios (names as in the report; "idle" is the idle-connection memory test).
-                          "soak" (RSS after 3 consecutive rounds of load: the leak check) runs only when named here
+                          "soak" (RSS after 3 consecutive rounds of load: the leak check) runs only when named here;
+                          "ha" (failover gap against keepalived, in network namespaces) needs root
   BENCH_SOAK_SECONDS=60   seconds per soak round (default 60; 2 with --quick)
   BENCH_IDLE_CONNS=3000   connections for the idle-connection memory test (0 skips it)
 `

@@ -196,6 +196,16 @@ async function main (): Promise<number> {
   let failed = false
   try {
     await bench(opts, children, dir)
+    // HA failover against keepalived (bench/ha.ts): its own network namespaces, so root only; with BENCH_SCENARIOS
+    // it runs when the list names "ha".
+    if (opts.scenarios === undefined || opts.scenarios.has('ha')) {
+      if (process.getuid?.() !== 0) say('bench: scenario ha skipped: it needs root (network namespaces)')
+      else {
+        const { spawnSync } = await import('node:child_process')
+        process.stdout.write('\n### HA failover: edge-proxy against keepalived\n\n')
+        spawnSync(process.execPath, [join(import.meta.dirname, 'ha.js'), opts.quick ? '2' : '10'], { stdio: 'inherit' })
+      }
+    }
   } catch (err) {
     failed = true
     say(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\nlogs kept in ${dir}`)

@@ -4,8 +4,10 @@
 // or the workers over IPC). Nothing here exits the process: `stopped` resolves with the exit code, and
 // cli/main.ts exits.
 import { readFile } from 'node:fs/promises'
+import { createHash } from 'node:crypto'
+import { parse as parseToml } from 'smol-toml'
 import type { Logger } from 'pino'
-import type { Config } from '../config/types.js'
+import type { Config, HaConfig } from '../config/types.js'
 import { ConfigError, parseConfigText, summarize } from '../config/load.js'
 import { formatAddress } from '../config/address.js'
 import { AdminServer, type AdminDeps } from '../proxy/ops/admin.js'
@@ -19,6 +21,7 @@ import { HealthControl, type MemberVerdict } from './health-control.js'
 import { reasonOf } from './messages.js'
 import { memberOps, Registrations, type Registered } from './registrations.js'
 import { ScaleControl } from './scaling.js'
+import { HaNode } from '../ha/node.js'
 
 /** How the control side reaches the processes that serve traffic. */
 export interface Serving {
@@ -54,6 +57,30 @@ export interface ControlOptions {
   readonly extraMetrics?: () => string
   /** Time between status history samples (default 5 s; tests sample faster). */
   readonly historyIntervalMs?: number
+  /** The config file's text as first read: its hash goes in HA adverts (peers warn on a mismatch). */
+  readonly configText?: string
+}
+
+/**
+ * A short hash of a config, compared between HA peers: what the file says, less [ha] (which names the node itself
+ * and so differs on every node), independent of key order, comments and layout.
+ */
+export function configHash (text: string): string {
+  let canonical = text
+  try {
+    const doc = parseToml(text) as Record<string, unknown>
+    delete doc.ha
+    canonical = stableJson(doc)
+  } catch { /* not TOML: hash the text */ }
+  return createHash('sha256').update(canonical).digest('hex').slice(0, 12)
+}
+
+function stableJson (v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(stableJson).join(',')}]`
+  if (v !== null && typeof v === 'object' && !(v instanceof Date)) {
+    return `{${Object.keys(v).sort().map(k => `${JSON.stringify(k)}:${stableJson((v as Record<string, unknown>)[k])}`).join(',')}}`
+  }
+  return JSON.stringify(v)
 }
 
 export class Control {
@@ -63,6 +90,8 @@ export class Control {
   /** Scale decisions per pool ([pools.NAME.scale]), made here from every serving process's latency. */
   readonly scale: ScaleControl
   readonly log: Logger
+  /** This node's part in an HA group ([ha]); undefined when standalone. Role changes happen in it, nowhere else. */
+  readonly ha: HaNode | undefined
   generation = 1
   /** Resolves with the process's exit code once the edge has stopped. */
   readonly stopped: Promise<number>
@@ -72,6 +101,7 @@ export class Control {
   /** The status page's last 15 minutes, sampled every 5 s from every serving process (started with the admin). */
   #history: StatusHistory | undefined
   #stopping = false
+  #configHash: string
   #resolveStopped!: (code: number) => void
   readonly #opts: ControlOptions
   /** Drain state set through the admin API, replayed to serving processes that start later. */
@@ -91,6 +121,14 @@ export class Control {
       config: () => this.#config,
       serving: () => this.#stopping ? undefined : this.#serving,
     })
+    this.#configHash = configHash(opts.configText ?? '')
+    this.ha = initial.ha === undefined
+      ? undefined
+      : new HaNode(initial.ha, {
+        log: this.log,
+        onEvent: (type, message, fields) => { this.events.push(type, message, fields) },
+        configHash: () => this.#configHash,
+      })
   }
 
   get config (): Config { return this.#config }
@@ -108,6 +146,8 @@ export class Control {
     this.#admin = new AdminServer(this.#config.admin, this.adminDeps(serving))
     await this.#admin.listen()
     this.log.info({ address: formatAddress({ host: this.#config.admin.address.host, port: this.#admin.port }) }, 'admin listening')
+    // Last: the node may only claim the floating IP once this process serves (the passive runs warm).
+    await this.ha?.start()
   }
 
   /** Re-reads and validates the config file, applies it everywhere, and says what now runs. */
@@ -118,6 +158,11 @@ export class Control {
       const { config, text } = await readAndValidate(this.#config.file)
       await serving.reload(config, text)
       this.#config = config
+      this.#configHash = configHash(text)
+      if (JSON.stringify(haKeys(config.ha)) !== JSON.stringify(haKeys(this.ha?.config))) {
+        this.events.push('ha-config', '[ha] changed: it applies when the process restarts')
+        this.log.warn('[ha] changed in the reloaded config; the running HA node keeps its settings until a restart')
+      }
       this.#opts.onConfigText?.(text)
       this.registrations.retain(config)
       this.health.sync(config)
@@ -164,6 +209,8 @@ export class Control {
       this.#finish(code)
     }, timeout + 1000)
     try {
+      // The floating IP goes first, so a peer takes over while this process drains.
+      await this.ha?.close().catch((err: unknown) => { this.log.error({ reason: reasonOf(err) }, 'ha: error while giving up the role') })
       await this.#admin?.close()
       this.#history?.close()
       await this.health.close()
@@ -199,12 +246,13 @@ export class Control {
       events: this.events,
       reload: () => this.reload(),
       health: () => ({ generation: this.generation, workers: serving.workers() }),
-      metrics: async () => `${await serving.metrics()}${this.#opts.extraMetrics?.() ?? ''}${this.scale.metricsText()}`,
+      metrics: async () => `${await serving.metrics()}${this.#opts.extraMetrics?.() ?? ''}${this.scale.metricsText()}${this.ha?.metrics() ?? ''}`,
       status: async () => {
         const st = await serving.status()
-        return { generation: this.generation, workers: serving.workers(), ...st, scaling: this.scale.status(), history: this.#history?.json() }
+        return { generation: this.generation, workers: serving.workers(), ...st, scaling: this.scale.status(), ...(this.ha === undefined ? {} : { ha: this.ha.status() }), history: this.#history?.json() }
       },
       history: () => this.#history?.json(),
+      ...(this.ha === undefined ? {} : { ha: () => (this.ha as HaNode).status() }),
       drain: (pool, backend, draining) => this.drain(pool, backend, draining),
       members: memberOps({
         config: () => this.#config,
@@ -219,6 +267,11 @@ export class Control {
       }),
     }
   }
+}
+
+/** [ha] as loaded, to tell whether a reload changed it. */
+function haKeys (ha: HaConfig | undefined): unknown {
+  return ha === undefined ? null : { ...ha, secret: ha.secret.toString('base64') }
 }
 
 /** Checks a drain request against the running config and says what it did. */

@@ -21,6 +21,7 @@ Usage:
   edge-proxy tunnel --edge URL --token T --name N --to URL ...   register a backend through a tunnel
   edge-proxy backends add|remove|list --admin 127.0.0.1:9901 POOL [URL]   pool members at run time (edge-proxy backends --help)
   edge-proxy report shadow --store DIR [--since 1h] [--format html|json|md] [--out FILE]   shadow traffic differences
+  edge-proxy ha status --admin 127.0.0.1:9901   HA role, peers, floating IP holder, transitions (edge-proxy ha --help)
   edge-proxy --help | --version
 
 Options:
@@ -43,6 +44,7 @@ async function main (argv: string[]): Promise<number> {
   if (command === 'tunnel') return await (await import('./tunnel.js')).runTunnelCommand(argv.slice(1))
   if (command === 'backends') return await (await import('./backends.js')).runBackendsCommand(argv.slice(1))
   if (command === 'report') return await (await import('./report.js')).runReportCommand(argv.slice(1))
+  if (command === 'ha') return await (await import('./ha.js')).runHaCommand(argv.slice(1))
   const rest = command === 'run' && argv[0] !== 'run' ? argv : argv.slice(1)
   let values: { config?: string, demo?: boolean, help?: boolean, version?: boolean }
   try {
@@ -85,7 +87,10 @@ async function main (argv: string[]): Promise<number> {
       if (command === 'check') { process.stdout.write(`${summarize(config)}\n`); return 0 }
       if (config.server.workers <= 1 && !cluster.isWorker && process.env[SUPERVISED_ENV] !== '1') {
         // One serving process: it runs under a supervisor that restarts it if it dies (cli/supervisor.ts).
-        exitWith(await supervise(rest, await readFile(resolve(file), 'utf8'), createEventLog(config.log.level, config.log.format)))
+        const ha = config.ha
+        // A serving process killed outright cannot give up the floating IP: its supervisor does (ha/ip.ts).
+        const onDeath = ha === undefined ? undefined : async (): Promise<void> => { await (await import('../ha/ip.js')).releaseAfterCrash(ha) }
+        exitWith(await supervise(rest, await readFile(resolve(file), 'utf8'), createEventLog(config.log.level, config.log.format), onDeath))
       }
       const text = primaryText ?? await readFile(resolve(file), 'utf8')
       const log = createEventLog(config.log.level, config.log.format)

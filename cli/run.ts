@@ -28,7 +28,7 @@ export async function runEdge (config: Config, opts: RunOptions): Promise<number
   const demo = opts.demo ? await startDemoBackends(config) : undefined
   if (demo !== undefined && demo.urls.length > 0) log.info({ backends: demo.urls }, 'demo backends started')
   if (config.server.workers > 1) {
-    const control = new Control(config, { log, demo, extraMetrics: () => restartsMetric(serving.restarts) })
+    const control = new Control(config, { log, demo, configText: opts.text, extraMetrics: () => restartsMetric(serving.restarts) })
     const serving: ClusterServing = new ClusterServing(config, opts.text, control)
     control.handleSignals()
     try {
@@ -43,6 +43,7 @@ export async function runEdge (config: Config, opts: RunOptions): Promise<number
   const control = new Control(config, {
     log,
     demo,
+    configText: opts.text,
     onConfigText: text => { tellSupervisor({ type: 'config', text }) },
     extraMetrics: () => restartsMetric(restartsSoFar()),
   })

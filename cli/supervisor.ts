@@ -37,7 +37,7 @@ export function tellSupervisor (m: ToSupervisor): void {
  * exit code once a signal asked it to stop, or if the first child fails before it is ready (a taken port, say:
  * restarting would not help).
  */
-export function supervise (argv: readonly string[], configText: string, log: Logger): Promise<number> {
+export function supervise (argv: readonly string[], configText: string, log: Logger, onDeath?: () => Promise<void>): Promise<number> {
   let done!: (code: number) => void
   const stopped = new Promise<number>(resolve => { done = resolve })
   let text = configText
@@ -68,7 +68,9 @@ export function supervise (argv: readonly string[], configText: string, log: Log
       const delay = deaths.length > 5 ? 1000 : 50
       restarts++
       log.error({ child: c.pid, code, signal, restarts, restart_in_ms: delay }, 'the serving process died; starting a new one')
-      setTimeout(start, delay)
+      // What the dead child held outside itself (an HA floating IP) is let go before a new one starts.
+      const cleanup = onDeath?.() ?? Promise.resolve()
+      void cleanup.finally(() => { setTimeout(start, delay) })
     })
   }
 

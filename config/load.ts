@@ -11,8 +11,9 @@ import { closest } from './suggest.js'
 import { isIP } from 'node:net'
 import { formatAddress, isLoopbackIp, loopbackProblem, type Address } from './address.js'
 import { resolvePoolHealth } from './health.js'
-import { resolveSigningKey } from '../packer/token.js'
+import { resolveSecret, resolveSigningKey } from '../packer/token.js'
 import { resolveAlerts, resolveScale } from './scale.js'
+import { resolveHa } from './ha.js'
 import { dirname } from 'node:path'
 import type { TunnelConfig } from './types.js'
 import { baseDirOf, resolveListenerTls, resolvePoolTls } from './tls.js'
@@ -491,6 +492,7 @@ function resolveConfig (raw: RawConfig, problems: Problems): Config {
     },
     admin,
     tunnel,
+    ha: raw.ha === undefined ? undefined : resolveHa(raw.ha, baseDirOf(problems.file), spec => resolveSecret(fileRelative(problems.file, spec)), (p, m) => { problems.add(p, m) }),
     log: { access: raw.log.access, level: raw.log.level, format: raw.log.format ?? (process.stderr.isTTY ? 'pretty' : 'json') },
     listeners,
     routes,
@@ -516,6 +518,11 @@ function resolveShadows (raw: RawConfig, pools: Map<string, PoolConfig>, problem
   }
 }
 
+/** A "file:PATH" secret spec with PATH made relative to the config file, like every other path in it. */
+function fileRelative (configFile: string, spec: string): string {
+  return spec.startsWith('file:') ? `file:${resolvePath(baseDirOf(configFile), spec.slice(5))}` : spec
+}
+
 function resolveTunnel (raw: RawConfig, problems: Problems, workers: number, addrs: Map<string, string>): TunnelConfig | undefined {
   const t = raw.tunnel
   if (t === undefined) return undefined
@@ -523,7 +530,7 @@ function resolveTunnel (raw: RawConfig, problems: Problems, workers: number, add
   const base = problems.file.startsWith('<') ? process.cwd() : dirname(problems.file)
   try {
     // file: paths are relative to the config file, like every other path in it.
-    secret = resolveSigningKey(t.secret.startsWith('file:') ? `file:${resolvePath(base, t.secret.slice(5))}` : t.secret)
+    secret = resolveSigningKey(fileRelative(problems.file, t.secret))
   } catch (err) {
     problems.add(['tunnel', 'secret'], (err as Error).message)
   }
@@ -621,6 +628,10 @@ export function summarize (c: Config): string {
     const conds = [m.sni && `sni=${m.sni}`, m.host && `host=${m.host}`, m.pathPrefix && `path_prefix=${m.pathPrefix}`, m.methods && `methods=${[...m.methods].join(',')}`, m.headers && `headers=${m.headers.map(h => h.name).join(',')}`].filter(Boolean).join(' ')
     const to = r.action.kind === 'pool' ? `pool ${r.action.pool.name}` : r.action.kind === 'redirect' ? `redirect ${r.action.status} ${r.action.to}` : `respond ${r.action.status}`
     lines.push(`  route ${r.name}: ${conds === '' ? '(any)' : conds} -> ${to}`)
+  }
+  if (c.ha !== undefined) {
+    const h = c.ha
+    lines.push(`  ha ${h.nodeId} priority ${h.priority}${h.preempt ? ' preempt' : ''}, heartbeat udp ${formatAddress(h.listen)} -> ${h.peers.map(formatAddress).join(', ') || '(no peers yet)'}, every ${h.advertInterval}ms, dead after ${h.deadAfter}; ${h.ipMode === 'linux' ? `${h.floatingIp?.cidr ?? ''} on ${h.interface ?? ''}` : 'ip by command'}${h.witness === undefined ? '' : `, witness ${formatAddress(h.witness)}`}`)
   }
   for (const p of c.pools.values()) {
     const detail = p.shards === undefined ? `${p.backends.length} backends` : `${p.shards.length} shards (${p.shards.map(s => `${s.name}:${s.backends.length}`).join(', ')})`

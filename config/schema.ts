@@ -5,6 +5,7 @@ import { poolHealthKeys } from './health.js'
 import { listenerTlsKeys, poolTlsSchema } from './tls.js'
 import { shadowSchema } from './shadow.js'
 import { alertsKeys, scaleKeys } from './scale.js'
+import { haSchema } from './ha.js'
 
 export { address, duration }
 
@@ -99,6 +100,7 @@ export const configSchema = z.strictObject({
     max_streams: z.number().int().min(1).max(65_536).default(1024),
     stream_window: z.number().int().min(65_536).max(16 * 1024 * 1024).default(256 * 1024),
   }).optional(),
+  ha: haSchema.optional(),
   listeners: z.array(listenerSchema, { error: 'expected [[listeners]] tables' }).min(1, { error: 'at least one [[listeners]] entry is needed' }).optional(),
   routes: z.array(routeSchema).default([]),
   pools: z.record(z.string(), poolSchema).default({}),

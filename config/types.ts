@@ -3,8 +3,10 @@ import type { Address } from './address.js'
 import type { HealthCheckConfig, LimitsConfig, OutlierConfig, RetryConfig } from './health.js'
 import type { ShadowConfig } from './shadow.js'
 import type { AlertsConfig, ScaleConfig } from './scale.js'
+import type { FloatingIp, HaConfig, IpMode } from './ha.js'
 
 export type { AlertsConfig, HealthCheckConfig, LimitsConfig, OutlierConfig, RetryConfig, ScaleConfig, ShadowConfig }
+export type { FloatingIp, HaConfig, IpMode }
 
 export type BalanceName = 'round_robin' | 'least_conn' | 'p2c' | 'hash'
 
@@ -162,6 +164,8 @@ export interface Config {
   /** format: the event log's (stderr); "pretty" by default when stderr is a terminal, as Caddy's console encoder. */
   readonly log: { readonly access: string, readonly level: string, readonly format: 'json' | 'pretty' }
   readonly tunnel: TunnelConfig | undefined
+  /** [ha]: this node's part in an active/passive group; undefined = standalone. */
+  readonly ha: HaConfig | undefined
   readonly listeners: readonly ListenerConfig[]
   readonly routes: readonly RouteConfig[]
   readonly pools: ReadonlyMap<string, PoolConfig>

@@ -180,8 +180,10 @@ export function parsePrometheus (text: string): { samples: Sample[], types: Map<
       labels[lm[1] as string] = (lm[2] as string).replace(/\\(.)/g, (_s, c: string) => c === 'n' ? '\n' : c)
     }
     const raw = m[3] as string
-    const value = raw === '+Inf' ? Infinity : raw === '-Inf' ? -Infinity : raw === 'NaN' ? NaN : Number(raw)
-    if (Number.isNaN(value) && raw !== 'NaN') throw new Error(`line ${i + 1}: bad value: ${line}`)
+    // NaN in any case, as Prometheus reads it (Go's ParseFloat): prom-client writes "Nan" for an empty event-loop lag.
+    const nan = raw.toLowerCase() === 'nan'
+    const value = raw === '+Inf' ? Infinity : raw === '-Inf' ? -Infinity : nan ? NaN : Number(raw)
+    if (Number.isNaN(value) && !nan) throw new Error(`line ${i + 1}: bad value: ${line}`)
     samples.push({ name: m[1] as string, labels, value })
   }
   return { samples, types }

@@ -44,8 +44,14 @@ ports = "${lo}-${lo + 20}"
   const pids = new Set(cli.events.filter(e => e.msg === 'listening').map(e => e.pid))
   assert.equal(pids.size, 2)
   assert.ok(Number(up.rps) > 0 && Number(up.observed_ms) > 60 && clientRps > 0)
-  const st = JSON.parse(await (await fetch(`http://127.0.0.1:${cli.adminPort}/api/status`)).text()) as { scaling: { pool: string, current: number }[] }
-  assert.ok((st.scaling[0]?.current ?? 0) >= 2)
+  // The primary's status counts the started backends (a third may still be joining: wait a little for two).
+  let current = 0
+  await waitUntil(async () => {
+    const st = JSON.parse(await (await fetch(`http://127.0.0.1:${cli.adminPort}/api/status`)).text()) as { scaling: { pool: string, current: number }[] }
+    current = st.scaling[0]?.current ?? 0
+    return current >= 2
+  }, 5000, 'the status to count two started backends').catch(() => {})
+  assert.ok(current >= 2, `status counts ${current} backends`)
   const ports = [...l.byPort.keys()].filter(p => p !== '?')
   cli.child.kill('SIGTERM')
   const exit = await cli.exited

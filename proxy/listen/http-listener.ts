@@ -158,7 +158,7 @@ export class HttpListener {
   handle (req: IncomingMessage, res: ServerResponse, h2 = false): void {
     const start = performance.now()
     // The edge's own answers count their bytes as an exchange does: the socket's delta (HTTP/1.1), the body (h2).
-    const bytesStart = h2 ? 0 : req.socket.bytesWritten
+    const bytesStart = h2 ? -1 : req.socket.bytesWritten
     // node:http hands over requests pipelined behind one the edge refused and is closing on: none may be served.
     if ((req.socket as ClosingSocket)[kClosing] === true) return
     if (this.#closing) res.shouldKeepAlive = false
@@ -228,7 +228,9 @@ export class HttpListener {
 
   private logSimple (req: IncomingMessage, res: ServerResponse, s: ScannedRequest, clientIp: string, start: number, bytesStart: number, route: string, error: string | undefined): void {
     const durationMs = performance.now() - start
-    const bytesOut = req.httpVersionMajor === 2 ? Number(res.getHeader('content-length') ?? 0) : req.socket.bytesWritten - bytesStart
+    // bytesStart -1: an HTTP/2 stream (its session's socket is shared), counted by the body it was sent. Not
+    // httpVersionMajor: an HTTP/1.1 connection may claim "HTTP/2.0" (and gets 505 here).
+    const bytesOut = bytesStart < 0 ? Number(res.getHeader('content-length') ?? 0) : req.socket.bytesWritten - bytesStart
     this.#deps.metrics?.countRequest(route, res.statusCode, durationMs / 1000, 0, bytesOut)
     const log = this.#deps.accessLog
     if (log === undefined) return

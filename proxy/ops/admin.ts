@@ -25,6 +25,8 @@ export interface AdminDeps {
   drain (pool: string, backend: string, draining: boolean): Promise<string>
   /** The last 15 minutes per pool and member (GET /api/history; /api/status carries it too); absent: 404. */
   history? (): unknown
+  /** GET /api/ha: this node's HA role, peers and transitions; absent (standalone): 404. */
+  readonly ha?: () => unknown
   /** Runtime registration (/api/pools/NAME/backends); absent: those endpoints answer 404. */
   readonly members?: MemberOps
   readonly events: EventLog
@@ -224,6 +226,11 @@ export class AdminServer {
     }
     if (path === '/api/history' && req.method === 'GET' && this.deps.history !== undefined) {
       json(res, 200, this.deps.history())
+      return
+    }
+    if (path === '/api/ha' && req.method === 'GET') {
+      if (this.deps.ha === undefined) json(res, 404, { error: 'standalone: no [ha] in the config' })
+      else json(res, 200, this.deps.ha())
       return
     }
     if (path === '/api/events' && req.method === 'GET') {

@@ -27,7 +27,10 @@ export class MetricsObserver implements ExchangeObserver {
   }
 }
 
-/** Bytes the client got: the socket's delta on HTTP/1.1 (head included); the body on HTTP/2 (streams share it). */
+/**
+ * Bytes the client got: the socket's delta on HTTP/1.1 (head included); the body on HTTP/2 (streams share it).
+ * An exchange runs only for a version the listener accepted, so major 2 here is a real HTTP/2 stream.
+ */
 function bytesOut (x: Exchange): number {
   return x.req.httpVersionMajor === 2 ? x.responseBodyBytes : x.socket.bytesWritten - x.bytesOutStart
 }

@@ -306,9 +306,9 @@ function renderTables(st) {
         '<tr><td>' + esc(x.sub) + '</td><td>' + esc((x.names || []).map(n => n.name || n).join(", ")) + '</td><td>' + x.streams_open + ' / ' + x.streams_total + '</td>' +
         '<td>' + fmt(x.bytes_in / 1048576) + ' / ' + fmt(x.bytes_out / 1048576) + ' MB</td><td>' + x.window_stalls + '</td></tr>').join("") + '</table>'));
   }
+  if (shown.ha) section("ha", st.ha.node_id !== undefined ? haPanel(st.ha) : '<pre>' + esc(JSON.stringify(st.ha, null, 2)) + '</pre>');
   if (st.shadow !== undefined) section("shadow", renderShadow(st.shadow));
   if (Array.isArray(st.scaling) && st.scaling.length > 0) section("scale", st.scaling.map(scalePanel).join(""));
-  if (shown.ha) section("ha", '<pre>' + esc(JSON.stringify(st.ha, null, 2)) + '</pre>');
 }
 
 // Per pool: what was mirrored, dropped and skipped; per endpoint: compared, differing rate, the fields that differ
@@ -330,8 +330,22 @@ function renderShadow(sh) {
   }).join("") || '<div class="muted">no mirroring configured</div>';
 }
 
+// The HA panel: this node's role, the floating IP's holder, every peer and the transitions with their reasons.
+function haPanel(ha) {
+  const tone = r => r === "active" ? "state-up" : r === "passive" ? "" : r === "dead" || r === "fault" ? "state-down" : "state-drain";
+  const mismatch = (ha.config_mismatch || []).length > 0 ? '<div class="state-down">config hash differs on ' + esc(ha.config_mismatch.join(", ")) + '</div>' : "";
+  const spares = ha.replenish ? ' · spares ' + ha.replenish.spares + '/' + ha.replenish.min_spares + ' (replenish ' + esc(ha.replenish.state) + ')' : "";
+  return '<div data-ha-role="' + esc(ha.role) + '"><b>' + esc(ha.node_id) + '</b> <span class="' + tone(ha.role) + '">' + esc(ha.role) + '</span>' +
+    ' <span class="muted">priority ' + ha.priority + (ha.preempt ? ", preempt" : "") + ' · ' + esc(ha.floating_ip || ha.ip_mode) + ' held by ' + esc(ha.holder || "nobody") + spares + ' · ' + esc(ha.reason) + '</span></div>' + mismatch +
+    '<table><tr><th>peer</th><th>role</th><th>priority</th><th>last advert</th><th>config</th></tr>' +
+    (ha.peers || []).map(p => '<tr data-peer="' + esc(p.node_id) + '"><td>' + esc(p.node_id) + ' <span class="muted">' + esc(p.address) + '</span></td><td class="' + tone(p.role) + '">' + esc(p.role) + '</td><td>' + p.priority + '</td>' +
+      '<td>' + fmt(p.last_advert_ms_ago / 1000, 1) + ' s ago</td><td class="' + (p.config_mismatch ? "state-down" : "") + '">' + esc(p.config_hash) + '</td></tr>').join("") + '</table>' +
+    '<div class="muted">transitions</div>' + (ha.transitions || []).slice(0, 10).map(t => '<div>' + esc(t.time.replace("T", " ").slice(0, 19)) + ' ' + esc(t.from) + ' → ' + esc(t.to) + ': ' + esc(t.reason) + '</div>').join("");
+}
+
 const EVENT_TONE = { unhealthy: "state-down", ejected: "state-down", "reload-failed": "state-down", "worker-exit": "state-down",
-  healthy: "state-up", restored: "state-up", drain: "state-drain", "ejection-held": "state-drain" };
+  healthy: "state-up", restored: "state-up", drain: "state-drain", "ejection-held": "state-drain",
+  "ha-active": "state-up", "ha-passive": "state-drain", "ha-fault": "state-down", "ha-ip-failed": "state-down", "ha-replenish-failed": "state-down" };
 
 function addEvent(e) {
   const box = document.getElementById("events");
