@@ -151,6 +151,10 @@ function tlsAttempt (port: number, servername: string): Promise<void> {
 }
 
 test('the status page opens with the history kept in the control process, drains and undrains from its buttons, and shows unknown and failing members', async t => {
+  // Teardown runs first-registered first: the traffic loops stop before the browser, the edge and the backends go.
+  let running = true
+  const loops: Promise<void>[] = []
+  t.after(async () => { running = false; await Promise.allSettled(loops) })
   const opened = await openBrowser(t)
   if (opened === undefined) return
   const { page, errors } = opened
@@ -217,14 +221,14 @@ backends = ["tcp://127.0.0.1:${dead}"]
   let sentBefore = 0
   const warmErrors: string[] = []
   const warmTraffic = (async () => {
-    for (let i = 0; i < 1000 && warm; i++) {
+    for (let i = 0; i < 1000 && warm && running; i++) {
       const r = await get(`${web}/api/x`).catch((err: Error) => ({ status: 0, body: err.message }))
       if (r.status !== 200) warmErrors.push(`${r.status} ${r.body}`)
       sentBefore++
       await new Promise(resolve => setTimeout(resolve, 10))
     }
   })()
-  t.after(async () => { warm = false; await warmTraffic.catch(() => {}) })
+  loops.push(warmTraffic)
   await new Promise(resolve => setTimeout(resolve, 1500))
   await tlsAttempt(passthrough, 'db.test')
   // A member registered through the API: source "api", no traffic yet.
@@ -298,12 +302,12 @@ backends = ["tcp://127.0.0.1:${dead}"]
   // Demo-like traffic for the screenshot: both pools' routes, a few slow answers.
   let stop = false
   const traffic = (async () => {
-    for (let i = 0; i < 400 && !stop; i++) {
+    for (let i = 0; i < 400 && !stop && running; i++) {
       await Promise.all([get(`${web}/api/x`), get(`${web}/spare/y`)])
       await new Promise(resolve => setTimeout(resolve, 15))
     }
   })()
-  t.after(async () => { stop = true; await traffic.catch(() => {}) })
+  loops.push(traffic)
   await page.waitForFunction(`document.querySelector('tr[data-backend="${spare.url}"]')?.dataset.state === "up"`, undefined, { timeout: 5000 })
   await mkdir(OUT, { recursive: true })
   await page.screenshot({ path: join(OUT, 'status-page-history.png'), fullPage: true })
