@@ -13,6 +13,7 @@ import { ConfigError, parseConfigText, summarize } from '../config/load.js'
 import { formatAddress } from '../config/address.js'
 import { AdminServer, type AdminDeps } from '../proxy/ops/admin.js'
 import { EventLog } from '../proxy/ops/events.js'
+import { StatusHistory } from '../proxy/ops/history.js'
 import type { EdgeStatus } from '../proxy/ops/status.js'
 import type { MemberPatch } from '../proxy/upstream/members.js'
 import type { WindowHistogram } from '../health/latency.js'
@@ -76,6 +77,8 @@ export interface ControlOptions {
   readonly onConfigText?: (text: string) => void
   /** Extra Prometheus text appended to /metrics (process restarts). */
   readonly extraMetrics?: () => string
+  /** Time between status history samples (default 5 s; tests sample faster). */
+  readonly historyIntervalMs?: number
   /** The config file's text as first read: its hash goes in HA adverts (peers warn on a mismatch). */
   readonly configText?: string
 }
@@ -123,6 +126,8 @@ export class Control {
   #config: Config
   #serving: Serving | undefined
   #admin: AdminServer | undefined
+  /** The status page's last 15 minutes, sampled every 5 s from every serving process (started with the admin). */
+  #history: StatusHistory | undefined
   #stopping = false
   #configHash: string
   #upgrading = false
@@ -171,6 +176,8 @@ export class Control {
     this.#serving = serving
     this.health.sync(this.#config)
     this.scale.sync(this.#config)
+    this.#history = new StatusHistory({ intervalMs: this.#opts.historyIntervalMs ?? 5000 }, { status: () => serving.status() })
+    this.#history.start()
     this.#admin = new AdminServer(this.#config.admin, this.adminDeps(serving))
     await this.#admin.listen(adminHandle)
     this.log.info({ address: formatAddress({ host: this.#config.admin.address.host, port: this.#admin.port }) }, 'admin listening')
@@ -324,6 +331,7 @@ export class Control {
       // The floating IP goes first, so a peer takes over while this process drains.
       await this.ha?.close().catch((err: unknown) => { this.log.error({ reason: reasonOf(err) }, 'ha: error while giving up the role') })
       await this.#admin?.close()
+      this.#history?.close()
       await this.health.close()
       await this.#serving?.close(timeout, idleGraceMs)
       // After the serving processes drained: the backends the scaler started served their last requests.
@@ -362,8 +370,9 @@ export class Control {
       metrics: async () => `${await serving.metrics()}${this.#opts.extraMetrics?.() ?? ''}${this.scale.metricsText()}${this.ha?.metrics() ?? ''}`,
       status: async () => {
         const st = await serving.status()
-        return { generation: this.generation, workers: serving.workers(), ...st, scaling: this.scale.status(), ...(this.ha === undefined ? {} : { ha: this.ha.status() }) }
+        return { generation: this.generation, workers: serving.workers(), ...st, scaling: this.scale.status(), ...(this.ha === undefined ? {} : { ha: this.ha.status() }), history: this.#history?.json() }
       },
+      history: () => this.#history?.json(),
       ...(this.ha === undefined ? {} : { ha: () => (this.ha as HaNode).status() }),
       drain: (pool, backend, draining) => this.drain(pool, backend, draining),
       members: memberOps({

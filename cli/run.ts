@@ -91,7 +91,7 @@ export class LocalServing implements Serving {
   addMember (r: Registered, healthy: boolean): void { this.edge.addMember(r.pool, { url: r.url, weight: r.weight, healthy, ...(r.source === undefined ? {} : { source: r.source }) }) }
   latency (pool: string, windowMs: number): Promise<WindowHistogram> { return Promise.resolve(this.edge.poolLatency(pool, windowMs)) }
   removeMember (pool: string, url: string, drainMs: number): void { void this.edge.removeMember(pool, url, drainMs) }
-  status (): Promise<ReturnType<typeof edgeStatus>> { return Promise.resolve(edgeStatus(this.edge)) }
+  status (): ReturnType<typeof edgeStatus> { return edgeStatus(this.edge) }
   metrics (): Promise<string> { return this.edge.metrics.text() }
   workers (): number { return 1 }
   accepting (): boolean { return this.edge.listeners().length > 0 }

@@ -48,7 +48,7 @@ export async function runWorker (initial: Config, log: Logger): Promise<number> 
         send({ type: 'latency', id: m.id, latency: edge.poolLatency(m.pool, m.windowMs).toJSON() })
         return
       case 'status':
-        send({ type: 'status', id: m.id, status: edgeStatus(edge) })
+        edgeStatus(edge).then(status => { send({ type: 'status', id: m.id, status }) }, () => { /* left out of this status */ })
         return
       case 'metrics':
         // The primary's /metrics sums every ready worker's registry.

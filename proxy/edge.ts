@@ -194,7 +194,7 @@ export class Edge {
   /** The pool's latency over the last `windowMs`, merged over its members (the scaler reads it). */
   poolLatency (pool: string, windowMs: number, now = Date.now()): WindowHistogram {
     const h = new WindowHistogram()
-    for (const m of this.store.members.list(pool)) m.backend.latency.addTo(h, windowMs, now)
+    for (const m of this.store.members.list(pool)) m.latency.addTo(h, windowMs, now)
     return h
   }
 

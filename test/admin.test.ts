@@ -280,6 +280,18 @@ rise = 1
   for (let i = 0; i < 20; i++) assert.equal((await get(`${url}/api/x`)).status, 200)
   assert.equal(b.hits, bBefore, 'neither worker sends to the drained backend')
 
+  // The status page's history: the primary samples both workers' numbers every 5 s.
+  type History = { pools: { name: string, series: { rps: number[] }, members: { url: string, series: { p50: (number | null)[] } }[] }[] }
+  let history: History | undefined
+  for (let i = 0; i < 40; i++) {
+    history = JSON.parse((await get(`${cli.admin}/api/history`)).body) as History
+    if (history.pools.find(p => p.name === 'api')?.series.rps.some(r => r > 0) === true) break
+    await sleep(200)
+  }
+  assert.ok(history?.pools.find(p => p.name === 'api')?.series.rps.some(r => r > 0), 'a history sample with traffic')
+  const member = history?.pools.find(p => p.name === 'api')?.members.find(m => m.url === a.url)
+  assert.ok(member?.series.p50.some(v => v !== null && v > 0), 'member latency from the workers in the history')
+
   cli.child.kill('SIGTERM')
   const [code] = await once(cli.child, 'exit')
   assert.equal(code, 0)

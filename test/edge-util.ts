@@ -108,7 +108,7 @@ export async function startEdge (t: TestContext, toml: string): Promise<TestEdge
     reload: () => Promise.reject(new Error('no reload in tests')),
     health: () => ({ generation: 1, workers: 1 }),
     metrics: () => edge.metrics.text(),
-    status: async () => ({ generation: 1, workers: 1, ...edgeStatus(edge) }),
+    status: async () => ({ generation: 1, workers: 1, ...await edgeStatus(edge) }),
     drain: (pool, b, draining) => applyDrain(edge.config, events, pool, b, draining, (p, url, d) => { edge.setMemberState(p, url, { draining: d }) }),
   })
   await admin.listen()

@@ -135,7 +135,7 @@ pool = "app"
 [pools.app]
 backends = ["http://127.0.0.1:${backend.port}"]
 `)
-  const st = edgeStatus(e.edge)
+  const st = await edgeStatus(e.edge)
   assert.equal(st.certificates.length, 1)
   assert.deepEqual(st.certificates[0]?.names, ['soon.example.com'])
   assert.ok((st.certificates[0]?.days_left ?? 99) <= 5)

@@ -197,3 +197,14 @@ test('reconfigure() swaps the certificate set under the same server; a bad new s
   assert.deepEqual([await names('a.example.com'), await names('c.example.com'), await names(undefined)],
     [['a.example.com'], ['b.example.com'], ['b.example.com']])
 })
+
+test('a certificate whose first name is over 64 characters (no CN, an empty subject) is described by its SAN names', async t => {
+  const pki = await makePki(t)
+  const long = `service-0.a-rather-long-internal-subdomain.of-the-payments.example.com`
+  assert.ok(long.length > 64)
+  const pair = await issueCertificate(pki.ca, { names: [long] })
+  const info = describeCertificate(pair.cert)
+  assert.deepEqual(info.dnsNames, [long])
+  assert.equal(info.commonName, undefined)
+  assert.equal(info.subject, '')
+})

@@ -14,7 +14,8 @@ export class PassiveHealth implements ExchangeObserver {
     const m = x.member
     if (headers === undefined || m === undefined) return // the edge's own answer: no backend spoke
     const now = Date.now()
-    m.backend.observeLatency(x.upstreamMs, now)
+    m.backend.observeLatency(x.upstreamMs)
+    m.latency.record(x.upstreamMs, now)
     x.pool.state.outlier.observe(m.backend.url, status, now)
   }
 

@@ -41,6 +41,21 @@ export class HttpListener {
   /** Upgraded client sockets: the HTTP server no longer tracks them, so close() must end them itself. */
   readonly #upgraded = new Set<Socket>()
   #closing = false
+  /** Client sockets open now, and the bytes of those that closed (the status page's bytes per listener). */
+  readonly #open = new Set<Socket>()
+  #closedIn = 0
+  #closedOut = 0
+  readonly #onSocketClose = (socket: Socket): void => {
+    this.#open.delete(socket)
+    this.#closedIn += socket.bytesRead
+    this.#closedOut += socket.bytesWritten
+  }
+
+  /** Counts a client socket's bytes (the https listener passes its raw TCP sockets: TLS and h2 included). */
+  protected readonly trackSocket = (socket: Socket): void => {
+    this.#open.add(socket)
+    socket.once('close', () => { this.#onSocketClose(socket) })
+  }
 
   constructor (config: ListenerConfig, deps: ListenerDeps, serverOpts: HttpServerOptions) {
     this.config = config
@@ -98,6 +113,7 @@ export class HttpListener {
 
   /** Binds the address, or takes over `handle`, a listening socket an older edge process handed over. */
   listen (handle?: net.Server): Promise<void> {
+    this.server.on('connection', this.trackSocket)
     return new Promise((resolve, reject) => {
       const onError = (err: Error): void => { reject(err) }
       this.server.once('error', onError)
@@ -241,6 +257,14 @@ export class HttpListener {
       backend: '',
       error,
     })
+  }
+
+  /** Bytes read from and written to this listener's clients, open connections included (https: on the wire, TLS records). */
+  bytes (): { in: number, out: number } {
+    let bytesIn = this.#closedIn
+    let bytesOut = this.#closedOut
+    for (const s of this.#open) { bytesIn += s.bytesRead; bytesOut += s.bytesWritten }
+    return { in: bytesIn, out: bytesOut }
   }
 
   /** Client connections open on this listener now (upgraded ones included, until they close). */

@@ -105,6 +105,7 @@ export class HttpsListener extends HttpListener {
     front.on('connection', (raw: Socket) => {
       this.#sockets.add(raw)
       raw.once('close', () => { this.#sockets.delete(raw) })
+      this.trackSocket(raw)
     })
     this.certs.attach(front)
     // node:http starts its connection bookkeeping (idle sweep, headers timeout) on 'listening'; its sockets come

@@ -62,6 +62,8 @@ export class TlsListener {
   readonly config: ListenerConfig
   readonly #deps: TlsListenerDeps
   readonly #inner: TlsPassthroughListener
+  #bytesIn = 0
+  #bytesOut = 0
 
   constructor (config: ListenerConfig, deps: TlsListenerDeps, options: TlsListenerOptions) {
     this.config = config
@@ -93,6 +95,9 @@ export class TlsListener {
 
   openConnections (): Promise<number> { return Promise.resolve(this.#inner.connections) }
 
+  /** Bytes from and to clients over the spliced connections that ended (the status page's bytes per listener). */
+  bytes (): { in: number, out: number } { return { in: this.#bytesIn, out: this.#bytesOut } }
+
   private pick (sni: string | undefined, client: Socket): PassthroughTarget | undefined {
     const resolved = this.#deps.table().resolver.resolveSni(this.config.name, sni)
     const pool = resolved?.pool
@@ -108,6 +113,7 @@ export class TlsListener {
   }
 
   private onEvent (e: PassthroughEvent): void {
+    if (e.type === 'closed') { this.#bytesIn += e.bytesIn; this.#bytesOut += e.bytesOut }
     const access = this.#deps.accessLog
     if (access !== undefined) {
       if (e.type === 'closed') {

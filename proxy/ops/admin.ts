@@ -24,6 +24,8 @@ export interface AdminDeps {
   status (): Promise<unknown>
   /** Sets or clears draining on a pool's backend in every worker; rejects with a reason. */
   drain (pool: string, backend: string, draining: boolean): Promise<string>
+  /** The last 15 minutes per pool and member (GET /api/history; /api/status carries it too); absent: 404. */
+  history? (): unknown
   /** GET /api/ha: this node's HA role, peers and transitions; absent (standalone): 404. */
   readonly ha?: () => unknown
   /**
@@ -229,6 +231,10 @@ export class AdminServer {
         st => { json(res, 200, (st as { shadow?: unknown }).shadow ?? { pools: [] }) },
         (err: Error) => { json(res, 500, { error: `status unavailable: ${err.message}` }) },
       )
+      return
+    }
+    if (path === '/api/history' && req.method === 'GET' && this.deps.history !== undefined) {
+      json(res, 200, this.deps.history())
       return
     }
     if (path === '/api/ha' && req.method === 'GET') {

@@ -163,6 +163,21 @@ export class EdgeMetrics {
     r.bytesOut.value += bytesOut
   }
 
+  /** What the status page shows per route: requests, 5xx answers and bytes each way, since this process started. */
+  routeTotals (route: string): { requests: number, errors: number, bytes_in: number, bytes_out: number } {
+    const r = this.#byRoute.get(route)
+    if (r === undefined) return { requests: 0, errors: 0, bytes_in: 0, bytes_out: 0 }
+    let requests = 0
+    let errors = 0
+    for (let code = 0; code < r.codes.length; code++) {
+      const c = r.codes[code]
+      if (c === undefined) continue
+      requests += c.value
+      if (code >= 500) errors += c.value
+    }
+    return { requests, errors, bytes_in: r.bytesIn.value, bytes_out: r.bytesOut.value }
+  }
+
   observeUpstream (pool: string, m: Member, seconds: number): void {
     let h = this.#latencyByMember.get(m)
     if (h === undefined) { h = this.upstreamLatency.cell({ pool, backend: m.backend.url }); this.#latencyByMember.set(m, h) }

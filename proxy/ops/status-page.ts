@@ -1,5 +1,7 @@
 // The operator's status page: one self-contained HTML document (no build step, no external assets). It polls
-// /api/status every 2 s, listens to /api/events, and draws a latency chart per pool as inline SVG.
+// /api/status every 2 s, listens to /api/events, and draws per pool a latency chart and a req/s + errors chart as
+// inline SVG from the history the control process keeps (the last 15 minutes), so a page opened now has its
+// charts at once. Drain/undrain buttons post to the admin API (same origin: the session cookie goes along).
 
 export const STATUS_PAGE = `<!doctype html>
 <html lang="en">
@@ -15,14 +17,19 @@ export const STATUS_PAGE = `<!doctype html>
   header h1 { font-size: 18px; margin: 0; }
   header .meta { color: #d0d7de; font-size: 12px; }
   main { padding: 16px 20px; display: grid; gap: 16px; }
-  section { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 12px 16px; }
+  section { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 12px 16px; min-width: 0; overflow-x: auto; }
+  section[hidden] { display: none; }
   section h2 { font-size: 15px; margin: 0 0 8px; }
   table { border-collapse: collapse; width: 100%; }
   th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid var(--line); font-variant-numeric: tabular-nums; }
   th { color: var(--mute); font-weight: 600; font-size: 12px; }
   .dot { display: inline-block; width: 10px; height: 10px; border-radius: 50%; margin-right: 6px; vertical-align: middle; }
-  .up { background: var(--ok); } .down { background: var(--bad); } .drain { background: var(--warn); }
-  .state-up { color: var(--ok); } .state-down { color: var(--bad); font-weight: 600; } .state-drain { color: var(--warn); }
+  .up { background: var(--ok); } .down { background: var(--bad); } .drain { background: var(--warn); } .unknown { background: #8c959f; }
+  .state-up { color: var(--ok); } .state-down { color: var(--bad); font-weight: 600; } .state-drain { color: var(--warn); } .state-unknown { color: var(--mute); }
+  td.names { overflow-wrap: anywhere; }
+  button.member-action { font: inherit; font-size: 12px; padding: 1px 8px; border: 1px solid var(--line); border-radius: 4px; background: #f6f8fa; cursor: pointer; }
+  button.member-action:hover { background: #eaeef2; }
+  .charts { display: grid; grid-template-columns: 2fr 1fr; gap: 12px; }
   .pools { display: grid; gap: 16px; }
   .chart { display: block; width: 100%; height: auto; margin-top: 8px; }
   .muted { color: var(--mute); }
@@ -45,25 +52,66 @@ export const STATUS_PAGE = `<!doctype html>
   <div class="grid2">
     <section id="sec-tunnels"><h2>Tunnels</h2><div class="muted" data-empty>no tunnels configured</div></section>
     <section id="sec-certificates"><h2>Certificates</h2><div class="muted" data-empty>no TLS listeners</div></section>
-    <section id="sec-ha"><h2>HA</h2><div class="muted" data-empty>standalone (no HA pair)</div></section>
-    <section id="sec-scale"><h2>Scaling</h2><div class="muted" data-empty>no scaler configured</div></section>
+    <section id="sec-ha" hidden><h2>HA</h2></section>
+    <section id="sec-scale" hidden><h2>Scaling</h2></section>
   </div>
-  <section id="sec-shadow"><h2>Shadow traffic</h2><div class="muted" data-empty>no mirroring configured</div></section>
+  <section id="sec-shadow" hidden><h2>Shadow traffic</h2></section>
   <section><h2>Recent events</h2><div id="events"></div></section>
 </main>
 <script>
 "use strict";
-const HISTORY_S = 300;             // chart window: the last five minutes
-const history = new Map();         // pool -> [{t, p50, p95, rps}]
+const HISTORY_S = 900;             // chart window: the last fifteen minutes (what the control process keeps)
+const history = new Map();         // pool -> [{t, p50, p95, rps}], only when the API sends no history
 const lastCount = new Map();       // backend key -> {t, requests}
 const esc = s => String(s).replace(/[&<>"']/g, c => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 const fmt = (n, d = 1) => n === undefined || n === null || Number.isNaN(n) ? "–" : Number(n).toFixed(d);
 
-function backendState(b) {
+// Without a health check a member is known only by its traffic: none yet is "unknown", and every try failing
+// (a tcp:// backend with nothing listening) is "failing", never a green "healthy".
+const STATE_CLASS = { healthy: "up", unhealthy: "down", unreachable: "down", failing: "down", draining: "drain", unknown: "unknown" };
+
+function backendState(b, pool, last) {
+  if (b.state !== undefined && STATE_CLASS[b.state] !== undefined) {
+    // An unchecked member that did fine once but fails every try now (the last sample) is failing too.
+    if (b.state === "healthy" && pool && pool.checked === false && last && last.error_rate >= 1) return ["down", "failing"];
+    return [STATE_CLASS[b.state], b.state];
+  }
   if (b.draining) return ["drain", "draining"];
   if (!b.healthy) return ["down", "unhealthy"];
   if (!b.available) return ["down", "unreachable"];
+  if (pool && pool.checked === false) {
+    if (b.requests === 0) return ["unknown", "unknown"];
+    if (b.failures >= b.requests || (last && last.error_rate >= 1)) return ["down", "failing"];
+  }
   return ["up", "healthy"];
+}
+
+// A member's last 15 minutes in a table cell: req/s (green) and p95 (orange), each scaled to its own maximum.
+function spark(points) {
+  const w = 120, h = 22;
+  if (points.length < 2) return "";
+  const t0 = points[0].t, t1 = points[points.length - 1].t;
+  const x = t => (w * (t - t0) / Math.max(1, t1 - t0));
+  const maxR = Math.max(...points.map(p => p.rps || 0)), maxL = Math.max(...points.map(p => p.p95 || 0));
+  let svg = '<svg class="spark" width="' + w + '" height="' + h + '" viewBox="0 0 ' + w + ' ' + h + '"><title>last ' + ago(t1 - t0) + ': up to ' + fmt(maxR) + ' req/s, p95 up to ' + fmt(maxL, 2) + ' ms</title>';
+  for (const [k, max, color] of [["rps", maxR, "#1a7f37"], ["p95", maxL, "#bc4c00"]]) {
+    if (!(max > 0)) continue;
+    for (const pts of runs(points, k, x, v => 1 + (h - 2) * (1 - v / max), t0)) svg += '<polyline data-series="' + k + '" fill="none" stroke="' + color + '" stroke-width="1.2" points="' + pts + '"/>';
+  }
+  return svg + '</svg>';
+}
+
+// Failed tries over tries across the history (the tries of each sample weigh in), or "–" without traffic.
+function errRate(points) {
+  let tries = 0, failed = 0;
+  for (const p of points) { tries += p.rps; failed += p.rps * p.error_rate; }
+  return tries > 0 ? fmt(100 * failed / tries) + "%" : "–";
+}
+
+// The history's series as chart points ({t, rps, error_rate, p50, p95, p99}); null latencies stay gaps.
+function pointsOf(series) {
+  if (!series) return [];
+  return series.t.map((t, i) => ({ t, rps: series.rps[i], error_rate: series.error_rate[i], p50: series.p50[i], p95: series.p95[i], p99: series.p99[i] }));
 }
 
 function rate(key, requests, now) {
@@ -80,6 +128,20 @@ function niceMax(v) {
   return 10 * k;
 }
 
+// A certificate's names: the first three, then how many more (all of them in the cell's title).
+function namesOf(names) {
+  const more = names.length - 3;
+  return esc(names.slice(0, 3).join(", ")) + (more > 0 ? ' <span class="muted">+' + more + ' more</span>' : "");
+}
+
+function bytes(n) {
+  if (n === undefined || n === null) return "–";
+  const u = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
+  return (i === 0 ? String(n) : n.toFixed(1)) + " " + u[i];
+}
+
 function ago(ms) {
   const s = Math.round(ms / 1000);
   return s < 60 ? s + "s" : Math.floor(s / 60) + "m" + (s % 60 ? " " + (s % 60) + "s" : "");
@@ -87,30 +149,50 @@ function ago(ms) {
 
 const SERIES = [["p50", "#0969da", ""], ["p95", "#bc4c00", ""], ["p99", "#8250df", "4 3"]];
 
-function chart(points) {
-  const w = 1000, h = 150, left = 48, right = 10, top = 18, bottom = 22;
-  const open = '<svg class="chart" viewBox="0 0 ' + w + ' ' + h + '" role="img" aria-label="upstream latency chart">';
-  if (points.length < 2) return open + '<text x="' + left + '" y="' + (top + 24) + '" font-size="13" fill="#57606a">collecting latency samples…</text></svg>';
+const RATE_SERIES = [["rps", "#1a7f37", ""], ["errors", "#cf222e", ""]];
+
+// Polyline points per run of defined values: a gap in the data is a gap in the line; a lone point is a short stroke.
+function runs(points, k, x, y, t0) {
+  const out = [];
+  let cur = [];
+  const flush = () => {
+    if (cur.length === 1) cur.push([cur[0][0] + 3, cur[0][1]]);
+    if (cur.length) out.push(cur.map(([a, b]) => a.toFixed(1) + "," + b.toFixed(1)).join(" "));
+    cur = [];
+  };
+  for (const p of points) {
+    if (p.t < t0) continue;
+    if (p[k] === undefined || p[k] === null) { flush(); continue; }
+    cur.push([x(p.t), y(p[k])]);
+  }
+  flush();
+  return out;
+}
+
+function chart(points, opts = {}) {
+  const series = opts.series || SERIES, unit = opts.unit || " ms", title = opts.title || "upstream time to first byte";
+  const w = opts.w || 1000, h = 150, left = 48, right = 10, top = 18, bottom = 22;
+  const open = '<svg class="chart' + (opts.cls ? " " + opts.cls : "") + '" viewBox="0 0 ' + w + ' ' + h + '" role="img" aria-label="' + esc(title) + ' chart">';
+  if (points.length < 2) return open + '<text x="' + left + '" y="' + (top + 24) + '" font-size="13" fill="#57606a">' + (opts.empty || "collecting latency samples…") + '</text></svg>';
   // The x axis spans what has been collected, up to the last five minutes, so a fresh page is not one sliver.
   const t1 = points[points.length - 1].t, t0 = Math.max(points[0].t, t1 - HISTORY_S * 1000);
-  const max = niceMax(Math.max(1, ...points.map(p => Math.max(p.p99 || 0, p.p95 || 0, p.p50 || 0))));
+  const max = niceMax(Math.max(1, ...points.map(p => Math.max(...series.map(([k]) => p[k] || 0)))));
   const x = t => left + (w - left - right) * (t - t0) / Math.max(1, t1 - t0);
   const y = v => top + (h - top - bottom) * (1 - Math.min(v, max) / max);
   let svg = open;
   for (const f of [0, 0.5, 1]) {
     const yy = y(max * f).toFixed(1);
     svg += '<line x1="' + left + '" y1="' + yy + '" x2="' + (w - right) + '" y2="' + yy + '" stroke="#d0d7de"' + (f === 0 ? '' : ' stroke-dasharray="2 4"') + '/>' +
-      '<text x="' + (left - 6) + '" y="' + (Number(yy) + 4) + '" font-size="11" text-anchor="end" fill="#57606a">' + fmt(max * f, max < 10 ? 1 : 0) + ' ms</text>';
+      '<text x="' + (left - 6) + '" y="' + (Number(yy) + 4) + '" font-size="11" text-anchor="end" fill="#57606a">' + fmt(max * f, max < 10 ? 1 : 0) + unit + '</text>';
   }
   svg += '<text x="' + left + '" y="' + (h - 4) + '" font-size="11" fill="#57606a">−' + ago(t1 - t0) + '</text>' +
     '<text x="' + (w - right) + '" y="' + (h - 4) + '" font-size="11" text-anchor="end" fill="#57606a">now</text>';
-  for (const [k, color, dash] of SERIES) {
-    const pts = points.filter(p => p.t >= t0 && p[k] !== undefined).map(p => x(p.t).toFixed(1) + "," + y(p[k]).toFixed(1)).join(" ");
-    if (pts) svg += '<polyline fill="none" stroke="' + color + '" stroke-width="1.8"' + (dash ? ' stroke-dasharray="' + dash + '"' : '') + ' points="' + pts + '"/>';
+  for (const [k, color, dash] of series) {
+    for (const pts of runs(points, k, x, y, t0)) svg += '<polyline data-series="' + k + '" fill="none" stroke="' + color + '" stroke-width="1.8"' + (dash ? ' stroke-dasharray="' + dash + '"' : '') + ' points="' + pts + '"/>';
   }
-  let lx = w - right - 260;
-  svg += '<text x="' + (lx - 8) + '" y="11" font-size="11" text-anchor="end" fill="#57606a">upstream time to first byte</text>';
-  for (const [k, color] of SERIES) {
+  let lx = w - right - 50 * series.length - 10;
+  svg += '<text x="' + (lx - 8) + '" y="11" font-size="11" text-anchor="end" fill="#57606a">' + esc(title) + '</text>';
+  for (const [k, color] of series) {
     svg += '<rect x="' + lx + '" y="4" width="10" height="3" fill="' + color + '"/><text x="' + (lx + 14) + '" y="11" font-size="11" fill="' + color + '">' + k + '</text>';
     lx += 50;
   }
@@ -150,48 +232,71 @@ function scalePanel(p) {
 }
 
 function renderPools(st, now) {
+  const hist = new Map(((st.history && st.history.pools) || []).map(h => [h.name, h]));
   const html = st.pools.map(p => {
     let poolRps = 0, up = 0, p50s = [], p95s = [], p99s = [];
+    const ph = hist.get(p.name);
+    const memberHist = new Map(((ph && ph.members) || []).map(m => [m.url, pointsOf(m.series)]));
     const rows = p.backends.map(b => {
-      const [cls, label] = backendState(b);
-      const r = b.rps !== undefined ? b.rps : rate(p.name + " " + b.url, b.requests, now);
+      const mh = memberHist.get(b.url) || [];
+      const last = mh[mh.length - 1];
+      const [cls, label] = backendState(b, p, last);
+      // req/s: the history's last sample (the control process's), else measured here between polls.
+      const r = last !== undefined ? last.rps : rate(p.name + " " + b.url, b.requests, now);
       if (r !== undefined) poolRps += r;
       const lat = b.latency || {};
       if (lat.p50 !== undefined) p50s.push(lat.p50);
       if (lat.p95 !== undefined) p95s.push(lat.p95);
       if (lat.p99 !== undefined) p99s.push(lat.p99);
       if (cls === "up") up++;
-      return '<tr data-backend="' + esc(b.url) + '" data-state="' + cls + '" data-source="' + esc(b.source || "config") + '"><td><span class="dot ' + cls + '"></span>' + esc(b.url) + '</td>' +
-        '<td class="state-' + cls + '">' + label + '</td><td class="source">' + esc(b.source || "config") + '</td><td>' + b.weight + '</td><td>' + fmt(r) + '</td><td>' + b.inflight + '</td>' +
-        '<td>' + fmt(lat.p50 !== undefined ? lat.p50 : b.ewma_ms, 2) + '</td><td>' + fmt(lat.p95, 2) + '</td><td>' + fmt(lat.p99, 2) + '</td>' +
-        '<td>' + b.requests + '</td><td>' + b.failures + '</td></tr>';
+      const src = b.source || "config";
+      // Drain applies to the config's members (the admin API's drain endpoints); others leave by DELETE.
+      const action = src !== "config" ? "" : '<button class="member-action" data-action="' + (b.draining ? "undrain" : "drain") + '" data-member-pool="' + esc(p.name) + '" data-url="' + esc(b.url) + '">' + (b.draining ? "undrain" : "drain") + '</button>';
+      return '<tr data-backend="' + esc(b.url) + '" data-state="' + cls + '" data-source="' + esc(src) + '"><td><span class="dot ' + cls + '"></span>' + esc(b.url) + '</td>' +
+        '<td class="state-' + cls + '">' + label + '</td><td class="source">' + esc(src) + '</td><td>' + b.weight + '</td><td>' + fmt(r) + '</td><td>' + b.inflight + '</td>' +
+        '<td>' + (lat.count ? fmt(lat.p50, 2) : "–") + '</td><td>' + (lat.count ? fmt(lat.p95, 2) : "–") + '</td><td>' + (lat.count ? fmt(lat.p99, 2) : "–") + '</td>' +
+        '<td>' + b.requests + '</td><td>' + b.failures + '</td><td class="errors">' + errRate(mh) + '</td><td>' + spark(mh) + '</td><td>' + action + '</td></tr>';
     }).join("");
-    const h = history.get(p.name) || [];
-    const avg = a => a.length ? a.reduce((x, y) => x + y, 0) / a.length : undefined;
-    const ew = avg(p.backends.filter(b => b.ewma_ms > 0).map(b => b.ewma_ms));
-    h.push({ t: now, p50: avg(p50s) !== undefined ? avg(p50s) : ew, p95: avg(p95s), p99: p99s.length ? Math.max(...p99s) : undefined, rps: poolRps });
-    while (h.length && h[0].t < now - HISTORY_S * 1000) h.shift();
-    history.set(p.name, h);
+    let h;
+    if (ph !== undefined) {
+      h = pointsOf(ph.series);
+      const lastP = h[h.length - 1];
+      if (lastP !== undefined) poolRps = lastP.rps;
+    } else {
+      // An API without history (an older edge): collect what this page sees.
+      h = history.get(p.name) || [];
+      const avg = a => a.length ? a.reduce((x, y) => x + y, 0) / a.length : undefined;
+      h.push({ t: now, p50: avg(p50s), p95: avg(p95s), p99: p99s.length ? Math.max(...p99s) : undefined, rps: poolRps });
+      while (h.length && h[0].t < now - HISTORY_S * 1000) h.shift();
+      history.set(p.name, h);
+    }
+    const rates = h.map(x => ({ t: x.t, rps: x.rps, errors: x.error_rate === undefined ? undefined : x.rps * x.error_rate }));
     const shards = p.shards ? '<div class="muted">shards: ' + p.shards.map(s => esc(s.name) + " (" + s.backends.length + ")").join(", ") + '</div>' : "";
     return '<div class="pool" data-pool="' + esc(p.name) + '"><h3>' + esc(p.name) + ' <span class="' + (up === p.backends.length ? "state-up" : up === 0 ? "state-down" : "state-drain") + '">' + up + '/' + p.backends.length + ' up</span> <span class="muted">' + esc(p.balance) + ' · ' + fmt(poolRps) + ' req/s</span></h3>' + shards +
-      '<table><tr><th>backend</th><th>state</th><th>source</th><th>weight</th><th>req/s</th><th>in flight</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>requests</th><th>failures</th></tr>' + rows + '</table>' +
-      chart(h) + '</div>';
+      '<table><tr><th>backend</th><th>state</th><th>source</th><th>weight</th><th>req/s</th><th>in flight</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th><th>requests</th><th>failures</th><th title="failed tries over the history shown">errors</th><th></th></tr>' + rows + '</table>' +
+      '<div class="charts">' + chart(h) + chart(rates, { series: RATE_SERIES, unit: "/s", title: "req/s and failed tries", cls: "rate", w: 500, empty: "no samples yet" }) + '</div></div>';
   }).join("");
   document.getElementById("pools").innerHTML = html || '<div class="muted">no pools</div>';
 }
 
 function renderTables(st) {
-  document.getElementById("listeners").innerHTML = '<tr><th>name</th><th>protocol</th><th>address</th></tr>' +
-    st.listeners.map(l => '<tr><td>' + esc(l.name) + '</td><td>' + esc(l.protocol) + '</td><td>' + esc(l.address) + '</td></tr>').join("");
-  document.getElementById("routes").innerHTML = '<tr><th>route</th><th>match</th><th>action</th></tr>' +
-    st.routes.map(r => '<tr><td>' + esc(r.name) + '</td><td>' + esc(Object.entries(r.match).map(([k, v]) => k + "=" + (typeof v === "object" ? JSON.stringify(v) : v)).join(" ") || "(any)") + '</td><td>' + esc(r.action) + '</td></tr>').join("");
+  document.getElementById("listeners").innerHTML = '<tr><th>name</th><th>protocol</th><th>address</th><th>open conns</th><th>in</th><th>out</th></tr>' +
+    st.listeners.map(l => '<tr data-listener="' + esc(l.name) + '"><td>' + esc(l.name) + '</td><td>' + esc(l.protocol) + '</td><td>' + esc(l.address) + '</td>' +
+      '<td data-connections>' + (l.connections ?? "–") + '</td><td>' + bytes(l.bytes_in) + '</td><td>' + bytes(l.bytes_out) + '</td></tr>').join("");
+  document.getElementById("routes").innerHTML = '<tr><th>route</th><th>match</th><th>action</th><th>requests</th><th>5xx</th><th>in</th><th>out</th></tr>' +
+    st.routes.map(r => '<tr data-route="' + esc(r.name) + '"><td>' + esc(r.name) + '</td><td>' + esc(Object.entries(r.match).map(([k, v]) => k + "=" + (typeof v === "object" ? JSON.stringify(v) : v)).join(" ") || "(any)") + '</td><td>' + esc(r.action) + '</td>' +
+      '<td data-requests>' + (r.requests ?? "–") + '</td><td data-errors class="' + (r.errors > 0 ? "state-down" : "") + '">' + (r.errors ?? "–") + '</td><td>' + bytes(r.bytes_in) + '</td><td>' + bytes(r.bytes_out) + '</td></tr>').join("");
   const section = (key, html) => {
     const sec = document.getElementById("sec-" + key);
     sec.innerHTML = '<h2>' + sec.querySelector("h2").textContent + '</h2>' + html;
+    sec.hidden = false;
   };
+  // Shadow, HA and scaling panels show only when configured.
+  const shown = { shadow: st.shadow !== undefined, ha: st.ha !== undefined && st.ha.role !== "standalone", scale: Array.isArray(st.scaling) && st.scaling.length > 0 };
+  for (const [key, on] of Object.entries(shown)) if (!on) document.getElementById("sec-" + key).hidden = true;
   if (Array.isArray(st.certificates) && st.certificates.length > 0) {
     section("certificates", '<table><tr><th>listener</th><th>names</th><th>expires</th><th>days left</th></tr>' + st.certificates.map(c =>
-      '<tr><td>' + esc(c.listener || "") + '</td><td>' + esc((c.names || []).join(", ")) + '</td><td>' + esc(String(c.not_after || c.notAfter || "").slice(0, 10)) + '</td>' +
+      '<tr><td>' + esc(c.listener || "") + '</td><td class="names" title="' + esc((c.names || []).join(" ")) + '">' + namesOf(c.names || []) + '</td><td>' + esc(String(c.not_after || c.notAfter || "").slice(0, 10)) + '</td>' +
       '<td class="' + ((c.days_left ?? c.daysLeft) < 14 ? "state-down" : "state-up") + '">' + esc(String(c.days_left ?? c.daysLeft ?? "")) + '</td></tr>').join("") + '</table>');
   }
   if (st.tunnels !== undefined) {
@@ -201,8 +306,7 @@ function renderTables(st) {
         '<tr><td>' + esc(x.sub) + '</td><td>' + esc((x.names || []).map(n => n.name || n).join(", ")) + '</td><td>' + x.streams_open + ' / ' + x.streams_total + '</td>' +
         '<td>' + fmt(x.bytes_in / 1048576) + ' / ' + fmt(x.bytes_out / 1048576) + ' MB</td><td>' + x.window_stalls + '</td></tr>').join("") + '</table>'));
   }
-  if (st.ha !== undefined && st.ha.role === "standalone") section("ha", '<div class="muted">standalone (no HA pair configured)</div>');
-  else if (st.ha !== undefined && st.ha.node_id !== undefined) section("ha", haPanel(st.ha));
+  if (shown.ha) section("ha", st.ha.node_id !== undefined ? haPanel(st.ha) : '<pre>' + esc(JSON.stringify(st.ha, null, 2)) + '</pre>');
   if (st.shadow !== undefined) section("shadow", renderShadow(st.shadow));
   if (Array.isArray(st.scaling) && st.scaling.length > 0) section("scale", st.scaling.map(scalePanel).join(""));
 }
@@ -262,13 +366,28 @@ async function poll() {
     document.getElementById("error").textContent = "";
     renderPools(st, now);
     // The tab's title says when something is down, for an operator who keeps the page open in the background.
-    const down = st.pools.reduce((n, p) => n + p.backends.filter(b => backendState(b)[0] === "down").length, 0);
+    const down = st.pools.reduce((n, p) => n + p.backends.filter(b => backendState(b, p)[0] === "down").length, 0);
     document.title = (down ? "(" + down + " down) " : "") + "edge-proxy status";
     renderTables(st);
   } catch (err) {
     document.getElementById("error").textContent = "cannot reach the admin API: " + err.message;
   }
 }
+
+// Drain / undrain: the page's own POST (same origin, with the session cookie); the answer lands in the events.
+document.getElementById("pools").addEventListener("click", async ev => {
+  const btn = ev.target.closest("button.member-action");
+  if (!btn) return;
+  btn.disabled = true;
+  try {
+    const res = await fetch("api/pools/" + encodeURIComponent(btn.dataset.memberPool) + "/backends/" + encodeURIComponent(btn.dataset.url) + "/" + btn.dataset.action, { method: "POST" });
+    const body = await res.json().catch(() => ({}));
+    document.getElementById("error").textContent = res.ok ? "" : (btn.dataset.action + " failed: " + (body.error || res.status));
+  } catch (err) {
+    document.getElementById("error").textContent = btn.dataset.action + " failed: " + err.message;
+  }
+  poll();
+});
 
 poll();
 setInterval(poll, 2000);

@@ -11,6 +11,11 @@ export interface BackendStatus {
   weight: number
   /** Who added the member: config, api, tunnel, scale or cluster. */
   source: MemberSource
+  /**
+   * What the status page shows: "healthy", "unhealthy" (active check), "unreachable" (a refused connection, for
+   * the cooldown), "draining", "failing" (no check, and every try so far failed) or "unknown" (no check, no try yet).
+   */
+  state: MemberState
   healthy: boolean
   available: boolean
   draining: boolean
@@ -19,13 +24,31 @@ export interface BackendStatus {
   requests: number
   failures: number
   ewma_ms: number
-  /** Over the last minute: requests, req/s and time-to-first-byte percentiles (ms). */
-  latency: { window: string, count: number, rps: number, p50: number, p95: number, p99: number }
+  /** Over the last minute, through this pool (not the backend's other pools): requests, req/s and time-to-first-byte percentiles (ms). */
+  latency: LatencyStatus
+  /** The same over the last 10 s (what the history samples). */
+  recent: LatencyStatus
 }
+
+export type MemberState = 'healthy' | 'unhealthy' | 'unreachable' | 'draining' | 'failing' | 'unknown'
+
+/** A member's state from its flags and counters; `checked`: its pool has an active health check. */
+export function memberState (b: Pick<BackendStatus, 'draining' | 'healthy' | 'available' | 'requests' | 'failures'>, checked: boolean): MemberState {
+  if (b.draining) return 'draining'
+  if (!b.healthy) return 'unhealthy'
+  if (!b.available) return 'unreachable'
+  if (!checked && b.requests === 0) return 'unknown'
+  if (!checked && b.failures >= b.requests) return 'failing'
+  return 'healthy'
+}
+
+export interface LatencyStatus { window: string, count: number, rps: number, p50: number, p95: number, p99: number }
 
 export interface PoolStatus {
   name: string
   balance: string
+  /** Whether the pool has an active health check ([pools.NAME.health]); without one, a member nothing went to yet is "unknown". */
+  checked: boolean
   shards: { name: string, backends: string[] }[] | undefined
   backends: BackendStatus[]
 }
@@ -33,8 +56,10 @@ export interface PoolStatus {
 export interface EdgeStatus {
   pids: number[]
   config: string
-  listeners: { name: string, protocol: string, address: string }[]
-  routes: { name: string, listeners: string[] | undefined, match: Record<string, unknown>, action: string }[]
+  /** Each listener's open client connections now and bytes from and to clients since start. */
+  listeners: { name: string, protocol: string, address: string, connections: number, bytes_in: number, bytes_out: number }[]
+  /** Each route's answers since start (errors: 5xx, the edge's own included) and body bytes each way (edge_*_total by route). */
+  routes: { name: string, listeners: string[] | undefined, match: Record<string, unknown>, action: string, requests: number, errors: number, bytes_in: number, bytes_out: number }[]
   pools: PoolStatus[]
   tunnels?: unknown
   /** This edge's HA role: "standalone" until an HA pair is configured. */
@@ -45,15 +70,19 @@ export interface EdgeStatus {
   shadow?: ShadowSummary
 }
 
-export function edgeStatus (edge: Edge): EdgeStatus {
+export async function edgeStatus (edge: Edge): Promise<EdgeStatus> {
   const table = edge.table()
   const config = table.config
   const now = Date.now()
   for (const p of table.pools.values()) p.refresh()
-  return {
+  const listeners = await Promise.all(edge.listeners().map(async l => {
+    const bytes = l.bytes()
+    return { name: l.config.name, protocol: l.config.protocol, address: l.address() || formatAddress(l.config.address), connections: await l.openConnections(), bytes_in: bytes.in, bytes_out: bytes.out }
+  }))
+  const st: EdgeStatus = {
     pids: [process.pid],
     config: config.file,
-    listeners: edge.listeners().map(l => ({ name: l.config.name, protocol: l.config.protocol, address: l.address() || formatAddress(l.config.address) })),
+    listeners,
     routes: config.routes.map(r => ({
       name: r.name,
       listeners: r.listeners === undefined ? undefined : [...r.listeners],
@@ -65,14 +94,17 @@ export function edgeStatus (edge: Edge): EdgeStatus {
         ...(r.match.sni === undefined ? {} : { sni: r.match.sni }),
       },
       action: r.action.kind === 'pool' ? `pool ${r.action.pool.name}` : r.action.kind === 'redirect' ? `redirect ${r.action.status} ${r.action.to}` : `respond ${r.action.status}`,
+      ...edge.metrics.routeTotals(r.name),
     })),
     ...(edge.tunnels === undefined ? {} : { tunnels: edge.tunnels.status() }),
     ha: { role: 'standalone' },
     pools: [...table.pools.values()].map(p => ({
       name: p.name,
       balance: p.config.balance,
+      checked: p.config.healthCheck !== undefined,
       shards: p.shards?.map(s => ({ name: s.name, backends: s.members.map(m => m.backend.url) })),
-      backends: p.members.map(m => ({
+      backends: p.members.map((m): BackendStatus => ({
+        state: 'unknown',
         url: m.backend.url,
         weight: m.weight,
         source: m.source,
@@ -84,12 +116,15 @@ export function edgeStatus (edge: Edge): EdgeStatus {
         requests: m.requests,
         failures: m.failures,
         ewma_ms: Math.round(m.backend.ewma * 1000) / 1000,
-        latency: latencyOf(m.backend.latency.snapshot(WINDOWS['1m'], now)),
+        latency: latencyOf(m.latency.snapshot(WINDOWS['1m'], now)),
+        recent: latencyOf(m.latency.snapshot(WINDOWS['10s'], now)),
       })),
     })),
     certificates: edge.certificates(),
     ...(edge.mirror.active ? { shadow: edge.mirror.summary() } : {}),
   }
+  for (const p of st.pools) for (const b of p.backends) b.state = memberState(b, p.checked)
+  return st
 }
 
 /** Sums per-worker snapshots: counters add up, flags hold only if they hold everywhere, EWMA is request-weighted. */
@@ -101,6 +136,21 @@ export function mergeStatus (parts: readonly EdgeStatus[]): EdgeStatus | undefin
   if (shadow !== undefined) merged.shadow = shadow
   for (const part of parts.slice(1)) {
     merged.pids.push(...part.pids)
+    for (const l of part.listeners) {
+      const into = merged.listeners.find(x => x.name === l.name)
+      if (into === undefined) continue
+      into.connections += l.connections
+      into.bytes_in += l.bytes_in
+      into.bytes_out += l.bytes_out
+    }
+    for (const r of part.routes) {
+      const into = merged.routes.find(x => x.name === r.name)
+      if (into === undefined) continue
+      into.requests += r.requests
+      into.errors += r.errors
+      into.bytes_in += r.bytes_in
+      into.bytes_out += r.bytes_out
+    }
     for (const pool of part.pools) {
       const into = merged.pools.find(p => p.name === pool.name)
       if (into === undefined) { merged.pools.push(structuredClone(pool)); continue }
@@ -109,18 +159,8 @@ export function mergeStatus (parts: readonly EdgeStatus[]): EdgeStatus | undefin
         if (t === undefined) { into.backends.push({ ...b }); continue }
         const total = t.requests + b.requests
         t.ewma_ms = total === 0 ? Math.max(t.ewma_ms, b.ewma_ms) : Math.round(((t.ewma_ms * t.requests + b.ewma_ms * b.requests) / total) * 1000) / 1000
-        const lt = t.latency
-        const lb = b.latency
-        const n = lt.count + lb.count
-        // Percentiles of different workers cannot be merged exactly; the count-weighted mean is close when the
-        // workers see similar traffic (they share one listener), and the max keeps a slow worker visible.
-        if (n > 0) {
-          lt.p50 = round3((lt.p50 * lt.count + lb.p50 * lb.count) / n)
-          lt.p95 = round3((lt.p95 * lt.count + lb.p95 * lb.count) / n)
-          lt.p99 = round3(Math.max(lt.p99, lb.p99))
-        }
-        lt.count = n
-        lt.rps = round3(lt.rps + lb.rps)
+        mergeLatency(t.latency, b.latency)
+        mergeLatency(t.recent, b.recent)
         t.inflight += b.inflight
         t.requests = total
         t.failures += b.failures
@@ -131,13 +171,29 @@ export function mergeStatus (parts: readonly EdgeStatus[]): EdgeStatus | undefin
       }
     }
   }
+  if (parts.length > 1) for (const p of merged.pools) for (const b of p.backends) b.state = memberState(b, p.checked)
   return merged
+}
+
+/**
+ * Percentiles of different workers cannot be merged exactly; the count-weighted mean is close when the workers
+ * see similar traffic (they share one listener), and the max keeps a slow worker visible.
+ */
+function mergeLatency (lt: LatencyStatus, lb: LatencyStatus): void {
+  const n = lt.count + lb.count
+  if (n > 0) {
+    lt.p50 = round3((lt.p50 * lt.count + lb.p50 * lb.count) / n)
+    lt.p95 = round3((lt.p95 * lt.count + lb.p95 * lb.count) / n)
+    lt.p99 = round3(Math.max(lt.p99, lb.p99))
+  }
+  lt.count = n
+  lt.rps = round3(lt.rps + lb.rps)
 }
 
 function round3 (n: number): number {
   return Math.round(n * 1000) / 1000
 }
 
-function latencyOf (s: { window: string, count: number, rps: number, p50: number, p95: number, p99: number }): BackendStatus['latency'] {
+function latencyOf (s: LatencyStatus): LatencyStatus {
   return { window: s.window, count: s.count, rps: round3(s.rps), p50: round3(s.p50), p95: round3(s.p95), p99: round3(s.p99) }
 }

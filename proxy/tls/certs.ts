@@ -39,13 +39,16 @@ export interface CertificateInfo {
 export function describeCertificate (pem: string | Buffer): CertificateInfo {
   const x = new X509Certificate(pem)
   const san = parseSubjectAltName(x.subjectAltName)
-  const cn = /^CN=(.*)$/m.exec(x.subject)?.[1]
+  // A leaf whose first name is over 64 characters has no CN (its names are in the SAN): an empty subject, which
+  // node reports as undefined.
+  const subject = (x.subject as string | undefined) ?? ''
+  const cn = /^CN=(.*)$/m.exec(subject)?.[1]
   return {
-    subject: x.subject.replace(/\n/g, ', '),
+    subject: subject.replace(/\n/g, ', '),
     commonName: cn,
     dnsNames: san.dns,
     ipAddresses: san.ip,
-    issuer: x.issuer.replace(/\n/g, ', '),
+    issuer: ((x.issuer as string | undefined) ?? '').replace(/\n/g, ', '),
     notBefore: new Date(x.validFrom),
     notAfter: new Date(x.validTo),
     serialNumber: x.serialNumber,

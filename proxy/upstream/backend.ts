@@ -2,7 +2,6 @@
 // Backends live in a BackendStore (store.ts) that outlives config reloads, so connections and stats carry over.
 import type { Duplex } from 'node:stream'
 import type { Dispatcher } from 'undici'
-import { LatencyStats } from '../../health/latency.js'
 import type { BackendTlsConfig } from '../../config/types.js'
 import { createDispatcher, transportKey, type BackendOptions } from './transport.js'
 
@@ -29,8 +28,6 @@ export class Backend {
   failures = 0
   /** Passive: after a refused connection the backend is passed over until this time (ms since epoch). */
   unreachableUntil = 0
-  /** p50/p95/p99 and rates over sliding windows. */
-  readonly latency = new LatencyStats()
 
   /**
    * Set for a backend whose source opens its connections (a tunnel session) instead of dialing its URL. Such a
@@ -60,9 +57,9 @@ export class Backend {
     this.unreachableUntil = now + cooldown
   }
 
-  observeLatency (ms: number, now: number): void {
+  /** The EWMA p2c reads; the percentile windows are per pool member (Member.latency). */
+  observeLatency (ms: number): void {
     this.ewma = this.ewma === 0 ? ms : this.ewma + EWMA_DECAY * (ms - this.ewma)
-    this.latency.record(ms, now)
   }
 
   close (): Promise<void> {

@@ -1,11 +1,12 @@
 // A backend as a member of one pool: the pool's weight and verdicts over a shared backend.
 import type { Backend } from './backend.js'
 import { slowStartFactor } from '../../health/checker.js'
+import { LatencyStats } from '../../health/latency.js'
 import type { MemberSource } from './members.js'
 
 /**
- * A backend as a member of one pool. The backend (connections, in-flight, latency) is shared by every pool naming
- * its URL; weight, health verdict, ejection, drain and balancer scratch belong to the pool. Members live in the
+ * A backend as a member of one pool. The backend (connections, in-flight, EWMA) is shared by every pool naming
+ * its URL; weight, health verdict, ejection, drain, latency windows and balancer scratch belong to the pool. Members live in the
  * MemberRegistry (members.ts), so this state survives config reloads; only the registry's setStatus() changes it.
  */
 export class Member {
@@ -24,6 +25,11 @@ export class Member {
   /** Requests and failures through this pool (the backend's own counters add up every pool naming it). */
   requests = 0
   failures = 0
+  /**
+   * Time to first byte through this pool (p50/p95/p99 windows): two pools sharing a backend each see their own
+   * figures. The backend keeps its own EWMA for p2c (what the backend carries over every pool).
+   */
+  readonly latency = new LatencyStats()
   /** Who added it: the config file, the admin API, a tunnel session... */
   source: MemberSource = 'config'
 
