@@ -67,6 +67,7 @@ export async function runTunnelCommand (argv: string[], err: NodeJS.WritableStre
   })
   let draining = false
   client.on('disconnect', (url: string) => { err.write(`tunnel: lost ${url}${draining ? '' : ', reconnecting'}\n`) })
+  client.on('goaway', (url: string, why: string) => { err.write(`tunnel: ${url} is going away${why === '' ? '' : ` (${why})`}; reconnecting at once\n`) })
   client.on('dial-error', (url: string, e: Error) => { err.write(`tunnel: ${url}: ${e.message}\n`) })
   client.on('refused', (url: string, e: Error) => { err.write(`edge-proxy tunnel: ${url}: ${e.message}; not retrying (exit 2)\n`) })
   client.start()

@@ -54,6 +54,8 @@ class EdgeLink {
   timer: NodeJS.Timeout | undefined
   /** A final refusal from this edge (bad or expired token, every claim refused): no more dialling. */
   final: TunnelError | undefined
+  /** Sessions the edge sent GOAWAY on: they finish their streams while a new session already serves. */
+  readonly draining = new Set<Session>()
   constructor (readonly url: string) {}
 }
 
@@ -85,7 +87,8 @@ export class TunnelClient extends EventEmitter {
   async drain (timeoutMs = 30_000): Promise<void> {
     this.closed = true
     const live = this.links.flatMap(l => l.session !== undefined && !l.session.closed ? [l.session] : [])
-    const done = Promise.all(live.map(s => new Promise(resolve => s.once('close', resolve))))
+    const going = this.links.flatMap(l => [...l.draining].filter(s => !s.closed))
+    const done = Promise.all([...live, ...going].map(s => new Promise(resolve => s.once('close', resolve))))
     for (const s of live) s.goaway()
     let timer: NodeJS.Timeout | undefined
     await Promise.race([done, new Promise(resolve => { timer = setTimeout(resolve, timeoutMs) })])
@@ -98,6 +101,7 @@ export class TunnelClient extends EventEmitter {
     const waits: Promise<unknown>[] = []
     for (const link of this.links) {
       clearTimeout(link.timer)
+      for (const s of link.draining) s.destroy()
       const ws = link.ws
       if (ws !== undefined && ws.readyState !== ws.CLOSED) waits.push(new Promise(resolve => ws.once('close', resolve)))
       if (link.session !== undefined) link.session.destroy()
@@ -135,6 +139,7 @@ export class TunnelClient extends EventEmitter {
     })
     ws.once('open', () => { this.onOpen(link, ws) })
     ws.once('close', () => {
+      if (link.ws !== ws) return // superseded after a GOAWAY: a new session serves this edge already
       const had = link.grant !== undefined
       // Why the session ended (timeout, flood, protocol error...), when it ended itself before the socket did.
       const why = link.session?.closeError
@@ -150,6 +155,19 @@ export class TunnelClient extends EventEmitter {
     const session = new Session(ws, { ...this.opts.session, role: 'client' })
     link.session = session
     session.on('stream', this.onStream)
+    // The edge is going away (draining, or handing over to a new process on the same port): dial a new session at
+    // once, without backoff, while this one finishes its streams. A refused session is handled as final instead.
+    session.once('goaway', (code: number, message: string) => {
+      if (this.closed || link.session !== session || code === ResetCode.REFUSED) return
+      link.draining.add(session)
+      session.once('close', () => { link.draining.delete(session) })
+      link.ws = undefined
+      link.session = undefined
+      link.grant = undefined
+      link.attempt = 0
+      this.emit('goaway', link.url, message)
+      this.dial(link)
+    })
     session.once('grant', (payload: Buffer) => {
       const grant = decodeGrant(payload)
       if (grant === undefined || !session.applyPeerSettings(grant)) { session.destroy(new TunnelError('EP_ERR_TUNNEL_PROTOCOL', 'malformed GRANT')); return }

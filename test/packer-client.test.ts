@@ -133,3 +133,30 @@ test('tcp/tls routes can prefix the local connection with a PROXY header carryin
   assert.equal([...v2.subarray(16, 20)].join('.'), '203.0.113.9')
   assert.equal(v2.readUInt16BE(24), 40000)
 })
+
+test('GOAWAY from the edge: the client dials a new session at once (no backoff) while the old one finishes its streams', async t => {
+  const target = await tcpServer(t, sock => { sock.pipe(sock) })
+  const { edge, url } = await startEdge(t)
+  // A backoff of 5 s: a redial that waited for it would miss the bound below by far.
+  const client = startClient(t, url, [{ service: 'http', name: 'app.tunnel.test', to: `http://127.0.0.1:${target.port}` }], { backoff: { minMs: 5000, maxMs: 5000 } })
+  const old = await registered(edge, 'app.tunnel.test')
+  const inFlight = edge.openStream(old, { ...CLIENT, service: 'http', servername: 'app.tunnel.test' })
+  inFlight.write('before ')
+  const said = once(client, 'goaway')
+  const started = Date.now()
+  const fresh = (async () => {
+    for (;;) {
+      const [n, s] = await once(edge, 'register') as [string, Session]
+      if (n === 'app.tunnel.test' && s !== old) return s
+    }
+  })()
+  edge.drain() // what an edge handing over to its successor (or shutting down) sends
+  const next = await fresh
+  const took = Date.now() - started
+  assert.ok(took < 1000, `the new session registered ${took} ms after GOAWAY`)
+  assert.equal((await said)[0], url)
+  // The old session's stream still finishes, and new streams go to the new session.
+  assert.equal(await echo(inFlight, 'after'), 'before after')
+  assert.equal(await echo(edge.openStream(next, { ...CLIENT, service: 'http', servername: 'app.tunnel.test' }), 'new'), 'new')
+  assert.deepEqual(client.sessions().length, 1)
+})
