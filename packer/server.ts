@@ -49,16 +49,24 @@ export class TunnelServer extends EventEmitter {
     this.wss = new WebSocketServer({ noServer: true, maxPayload: MAX_MESSAGE, perMessageDeflate: false, clientTracking: false })
   }
 
-  async start (): Promise<void> {
+  /** `handle`: a listening socket an older edge process handed over, taken instead of binding the port. */
+  async start (handle?: import('node:net').Server): Promise<void> {
     const server = this.opts.server ?? createServer((_req, res) => { res.writeHead(426, { connection: 'close' }).end('tunnel endpoint: WebSocket upgrade required\n') })
     this.server = server
     server.on('upgrade', this.onUpgrade)
     if (this.ownServer) {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject)
-        server.listen(this.opts.port ?? 0, this.opts.host ?? '127.0.0.1', () => { server.off('error', reject); resolve() })
+        const done = (): void => { server.off('error', reject); resolve() }
+        if (handle !== undefined) server.listen(handle, done)
+        else server.listen(this.opts.port ?? 0, this.opts.host ?? '127.0.0.1', done)
       })
     }
+  }
+
+  /** The server bound to the tunnel port when this endpoint owns it (what an upgrade hands to a new process). */
+  get acceptor (): Server | HttpsServer | undefined {
+    return this.ownServer ? this.server : undefined
   }
 
   address (): AddressInfo { return this.server?.address() as AddressInfo }

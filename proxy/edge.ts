@@ -200,7 +200,11 @@ export class Edge {
 
   async start (): Promise<void> {
     try {
-      await this.#tunnels?.start()
+      const t = this.#tunnels
+      const key = t === undefined ? '' : formatAddress(t.config.address)
+      const handle = this.#inherited.get(key)
+      if (handle !== undefined) this.#inherited.delete(key)
+      await t?.start(handle)
       await this.syncListeners(this.#table.config)
     } catch (err) {
       await this.close(0)
@@ -298,6 +302,8 @@ export class Edge {
   acceptors (): Map<string, net.Server> {
     const m = new Map<string, net.Server>()
     for (const l of this.#listeners.values()) if (l instanceof HttpListener) m.set(formatAddress(l.config.address), l.acceptor)
+    const t = this.#tunnels?.acceptor
+    if (t !== undefined && this.#tunnels !== undefined) m.set(formatAddress(this.#tunnels.config.address), t)
     return m
   }
 
@@ -305,8 +311,12 @@ export class Edge {
     if (this.#closed) return
     this.#closed = true
     const deadline = Date.now() + timeoutMs
+    // An upgrade: tunnel clients get GOAWAY at once and dial the new process (which holds the port now), while
+    // their streams here finish within the drain; the sooner they go, the shorter the new process waits for them.
+    const tunnelsDrained = idleGraceMs > 0 ? this.#tunnels?.drainSessions(timeoutMs) : undefined
     await Promise.all([...this.#listeners.values()].map(l => l instanceof HttpListener ? l.close(timeoutMs, idleGraceMs) : l.close(timeoutMs)))
     this.#listeners.clear()
+    await tunnelsDrained
     await this.#tunnels?.close()
     // Shadow copies in flight are cancelled (no client waits for them) and their records written out.
     await this.mirror.close()

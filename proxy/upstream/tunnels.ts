@@ -4,7 +4,7 @@
 // auto_route a claimed host is a run-time entry of the resolver (proxy/route/resolve.ts).
 import https from 'node:https'
 import { readFileSync } from 'node:fs'
-import { isIP } from 'node:net'
+import { isIP, type Server as NetServer } from 'node:net'
 import type { Logger } from 'pino'
 import { LRUCache } from 'lru-cache'
 import { Pool } from 'undici'
@@ -113,9 +113,10 @@ export class TunnelMembers implements RuntimeRoutes {
     })
   }
 
-  async start (): Promise<void> {
+  /** `handle`: the tunnel port's listening socket, handed over by an older edge process (no new bind). */
+  async start (handle?: NetServer): Promise<void> {
     try {
-      await this.listen()
+      await this.listen(handle)
     } catch (err) {
       throw listenError('the tunnel endpoint ([tunnel] listen)', formatAddress(this.config.address), err)
     }
@@ -123,15 +124,38 @@ export class TunnelMembers implements RuntimeRoutes {
     this.#deps.log.info({ address: typeof a === 'object' && a !== null ? `${a.address}:${a.port}` : '', tls: this.#https !== undefined }, 'tunnel endpoint listening')
   }
 
-  private async listen (): Promise<void> {
+  private async listen (handle?: NetServer): Promise<void> {
     if (this.#https !== undefined) {
       const srv = this.#https
       await new Promise<void>((resolve, reject) => {
         srv.once('error', reject)
-        srv.listen(this.config.address.port, this.config.address.host, () => { srv.off('error', reject); resolve() })
+        const done = (): void => { srv.off('error', reject); resolve() }
+        if (handle !== undefined) srv.listen(handle, done)
+        else srv.listen(this.config.address.port, this.config.address.host, done)
       })
+      await this.server.start()
+      return
     }
-    await this.server.start()
+    await this.server.start(handle)
+  }
+
+  /** The bound tunnel port's server, for handing it to a new edge process. */
+  get acceptor (): NetServer | undefined {
+    return this.#https ?? this.server.acceptor
+  }
+
+  /**
+   * An upgrade's drain: GOAWAY to every session (clients dial the new process at once, while their streams here
+   * finish), then wait up to `ms` for them to close.
+   */
+  async drainSessions (ms: number): Promise<void> {
+    const open = [...this.server.sessions].filter(s => !s.closed)
+    if (open.length === 0) return
+    const closed = Promise.all(open.map(s => new Promise(resolve => { s.once('close', resolve) })))
+    this.server.drain()
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([closed, new Promise(resolve => { timer = setTimeout(resolve, ms) })])
+    clearTimeout(timer)
   }
 
   get port (): number {
