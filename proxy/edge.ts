@@ -246,7 +246,7 @@ export class Edge {
         const handle = this.#inherited.get(formatAddress(l.address))
         if (handle !== undefined) this.#inherited.delete(formatAddress(l.address))
         try {
-          await listener.listen(listener instanceof TlsListener ? undefined : handle)
+          await listener.listen(handle)
         } catch (err) {
           throw listenError(`listener "${l.name}"`, formatAddress(l.address), err)
         }
@@ -301,7 +301,7 @@ export class Edge {
   /** Each HTTP(S) listener's bound server by listen address, for handing them to a new edge process. */
   acceptors (): Map<string, net.Server> {
     const m = new Map<string, net.Server>()
-    for (const l of this.#listeners.values()) if (l instanceof HttpListener) m.set(formatAddress(l.config.address), l.acceptor)
+    for (const l of this.#listeners.values()) m.set(formatAddress(l.config.address), l.acceptor)
     const t = this.#tunnels?.acceptor
     if (t !== undefined && this.#tunnels !== undefined) m.set(formatAddress(this.#tunnels.config.address), t)
     return m

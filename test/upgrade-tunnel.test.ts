@@ -42,3 +42,44 @@ test('upgrade with a tunnel endpoint: the port is handed over, tunnel clients mo
   for (let i = 0; i < 5; i++) assert.equal((await request(edge.ports.http, 'app.tunnel.test')).body, 'app')
   assert.equal(tun.child.exitCode, null, 'the tunnel client still runs')
 })
+
+test('upgrade with a tls passthrough listener: its port is handed over too, and splices work through the new process', async t => {
+  const { makePki } = await import('./tls-fixtures.js')
+  const tls = await import('node:tls')
+  const { spawnCli, runCli } = await import('./helpers.js')
+  const pki = await makePki(t)
+  const { pem } = await pki.issue(['db.example.com'])
+  const backend = tls.createServer({ cert: pem.cert, key: pem.key }, s => { s.on('error', () => {}); s.once('data', d => { s.end(`DB:${String(d)}`) }) })
+  await new Promise<void>(resolve => backend.listen(0, '127.0.0.1', resolve))
+  t.after(() => { backend.close() })
+  const { freePort } = await import('./helpers.js')
+  const pt = await freePort()
+  const cli = await spawnCli(t, `
+[[listeners]]
+name = "passthrough"
+listen = "127.0.0.1:${pt}"
+protocol = "tls"
+[[routes]]
+listener = "passthrough"
+match.sni = "db.example.com"
+pool = "db"
+[pools.db]
+backends = ["tcp://127.0.0.1:${(backend.address() as import('node:net').AddressInfo).port}"]
+[[routes]]
+respond = { status = 200, body = "web" }
+`, { listeningCount: 2 })
+  const ask = (): Promise<string> => new Promise((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port: pt, servername: 'db.example.com', ca: pki.ca.cert }, () => { s.write('hi') })
+    let out = ''
+    s.on('data', d => { out += String(d) })
+    s.on('end', () => { resolve(out) })
+    s.on('error', reject)
+  })
+  assert.equal(await ask(), 'DB:hi')
+  const before = await servingPid(cli.adminPort)
+  const up = await runCli(['upgrade', '--admin', `127.0.0.1:${cli.adminPort}`], 60_000)
+  assert.equal(up.code, 0, `${up.stdout}\n${up.stderr}`)
+  assert.match(up.stdout, /received 3 listening sockets/) // web, passthrough, admin
+  assert.notEqual(await servingPid(cli.adminPort), before)
+  for (let i = 0; i < 3; i++) assert.equal(await ask(), 'DB:hi')
+})

@@ -2,7 +2,7 @@
 // of this listener whose match.sni fits (exact or "*.example.com"; a route without match.sni takes anything),
 // lets the route's pool balancer choose a tcp:// backend, and splices the raw stream to it. The backend's own
 // certificate is what the client verifies.
-import type { Socket } from 'node:net'
+import type { Server as NetServer, Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import type { AccessLog } from '../ops/log.js'
@@ -77,8 +77,14 @@ export class TlsListener {
     })
   }
 
-  listen (): Promise<void> {
-    return this.#inner.listen(this.config.address.port, this.config.address.host)
+  /** Binds the address, or takes over `handle`, a listening socket an older edge process handed over. */
+  listen (handle?: NetServer): Promise<void> {
+    return this.#inner.listen(this.config.address.port, this.config.address.host, handle)
+  }
+
+  /** The server bound to the port (what an upgrade hands to the new edge process). */
+  get acceptor (): NetServer {
+    return this.#inner.server
   }
 
   address (): string {

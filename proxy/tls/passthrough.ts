@@ -71,10 +71,13 @@ export class TlsPassthroughListener {
     this.server = net.createServer({ allowHalfOpen: true }, socket => { this.handle(socket) })
   }
 
-  async listen (port: number, host: string): Promise<void> {
+  /** Binds `host:port`, or takes over `handle`, a listening socket an older edge process handed over. */
+  async listen (port: number, host: string, handle?: net.Server): Promise<void> {
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject)
-      this.server.listen(port, host, () => { this.server.off('error', reject); resolve() })
+      const done = (): void => { this.server.off('error', reject); resolve() }
+      if (handle !== undefined) this.server.listen(handle, done)
+      else this.server.listen(port, host, done)
     })
   }
 
