@@ -1,4 +1,5 @@
-// `npm start`: builds only when a source file is newer than the last build (dist/.tsbuildinfo), so the first
+// `npm start`: builds only when a source file is newer than the last build (dist/cli/main.js: tsc rewrites every
+// output on each build; an incremental build would not repair a changed or deleted output), so the first
 // answer after `npm ci` (whose prepare step has just built) comes at once. Plain JS: it runs before any build.
 import { readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
@@ -19,9 +20,9 @@ function newest (dir) {
   return t
 }
 
-const built = stamp('dist/.tsbuildinfo')
+const built = stamp('dist/cli/main.js')
 const source = Math.max(stamp('tsconfig.json'), ...SOURCES.map(newest))
-if (built < 0 || source > built || stamp('dist/cli/main.js') < 0) {
+if (built < 0 || source > built) {
   const r = spawnSync('npm', ['run', 'build'], { stdio: 'inherit' })
   process.exit(r.status ?? 1)
 }

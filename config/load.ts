@@ -155,6 +155,10 @@ function addZodIssue (problems: Problems, issue: z.core.$ZodIssue): void {
     problems.add(path, `${expected}; got ${describeValue(issue.input)}${hint}`)
     return
   }
+  if (issue.code === 'too_small' && issue.origin === 'string' && issue.minimum === 1 && issue.message.startsWith('Too small')) {
+    problems.add(path, 'must not be empty')
+    return
+  }
   problems.add(path, issue.message)
 }
 

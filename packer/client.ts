@@ -43,6 +43,9 @@ function parseTarget (r: TunnelRoute): Target {
   return { host: u.hostname.replace(/^\[|\]$/g, ''), port, proxyProtocol: r.proxyProtocol ?? 0 }
 }
 
+/** A second GOAWAY within this of the last one redials with backoff: at once only for a real hand-over. */
+const GOAWAY_REDIAL_MS = 5000
+
 /** Zero masks let ws skip copying every outgoing frame to mask it (a browser-only defence; wss encrypts anyway). */
 function zeroMask (mask: Buffer): void { mask.fill(0) }
 
@@ -56,6 +59,8 @@ class EdgeLink {
   final: TunnelError | undefined
   /** Sessions the edge sent GOAWAY on: they finish their streams while a new session already serves. */
   readonly draining = new Set<Session>()
+  /** When the last GOAWAY redial happened: a peer that sends GOAWAY on every session gets backoff, not a loop. */
+  lastGoaway = 0
   constructor (readonly url: string) {}
 }
 
@@ -164,8 +169,12 @@ export class TunnelClient extends EventEmitter {
       link.ws = undefined
       link.session = undefined
       link.grant = undefined
-      link.attempt = 0
       this.emit('goaway', link.url, message)
+      const now = Date.now()
+      const again = now - link.lastGoaway < GOAWAY_REDIAL_MS
+      link.lastGoaway = now
+      if (again) { this.scheduleRedial(link); return } // GOAWAY after GOAWAY: back off as for any failure
+      link.attempt = 0
       this.dial(link)
     })
     session.once('grant', (payload: Buffer) => {

@@ -160,3 +160,14 @@ test('GOAWAY from the edge: the client dials a new session at once (no backoff) 
   assert.equal(await echo(edge.openStream(next, { ...CLIENT, service: 'http', servername: 'app.tunnel.test' }), 'new'), 'new')
   assert.deepEqual(client.sessions().length, 1)
 })
+
+test('an edge that sends GOAWAY on every session gets backoff after the first, not a reconnect loop', async t => {
+  const target = await tcpServer(t, sock => { sock.pipe(sock) })
+  const { edge, url } = await startEdge(t)
+  let sessions = 0
+  edge.on('register', (_n: string, s: Session) => { sessions++; s.goaway() })
+  startClient(t, url, [{ service: 'http', name: 'app.tunnel.test', to: `http://127.0.0.1:${target.port}` }], { backoff: { minMs: 400, maxMs: 400 } })
+  await sleep(1500)
+  // The first GOAWAY redials at once; every later one waits its 400 ms backoff: a handful, not hundreds.
+  assert.ok(sessions >= 2 && sessions <= 5, `${sessions} sessions in 1.5 s`)
+})
