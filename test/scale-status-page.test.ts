@@ -41,7 +41,7 @@ ports = "${lo}-${lo + 20}"
   const l = load(t, e.url, 4)
   await until('a scale-up', () => e.scaling().current >= 2, 20_000)
   const profile = await mkdtemp(join(tmpdir(), 'edge-chromium-'))
-  t.after(() => rm(profile, { recursive: true, force: true }))
+  t.after(() => rm(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 }))
   const browser = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,

@@ -106,7 +106,7 @@ store = "${dir}"
 
   if (!existsSync(CHROMIUM)) { t.diagnostic(`no Chromium at ${CHROMIUM}: the HTML was not opened`); return }
   const profile = await mkdtemp(join(tmpdir(), 'edge-chromium-'))
-  t.after(() => rm(profile, { recursive: true, force: true }))
+  t.after(() => rm(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 }))
   const browser = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,

@@ -73,7 +73,7 @@ backends = [{ url = "${d.url}", weight = 3 }]
   })()
 
   const profile = await mkdtemp(join(tmpdir(), 'edge-chromium-'))
-  t.after(() => rm(profile, { recursive: true, force: true }))
+  t.after(() => rm(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 }))
   browser = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
@@ -121,7 +121,7 @@ async function openBrowser (t: TestContext): Promise<{ page: Page, errors: strin
     viewport: { width: 1280, height: 900 },
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   })
-  t.after(async () => { await browser.close(); await rm(profile, { recursive: true, force: true }) })
+  t.after(async () => { await browser.close(); await rm(profile, { recursive: true, force: true, maxRetries: 10, retryDelay: 100 }) })
   const page = browser.pages()[0] ?? await browser.newPage()
   const errors: string[] = []
   page.on('pageerror', e => { errors.push(e.message) })
